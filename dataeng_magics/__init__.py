@@ -1,0 +1,25 @@
+"""dataeng_magics: onboard client data from a notebook.
+
+Importing this package is cheap on purpose: ``%load_ext dataeng_magics`` must not
+pull in pyspark, pandas or langchain, so the magics module is imported only when
+IPython asks for it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+__all__ = ["__version__", "load_ipython_extension", "unload_ipython_extension"]
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    from dataeng_magics._magics import load_ipython_extension as _load
+
+    _load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    from dataeng_magics._magics import unload_ipython_extension as _unload
+
+    _unload(ipython)

@@ -1,0 +1,241 @@
+"""The rule-based planner: drafts a plan from the mapping's rule vocabulary, no LLM.
+
+It is the default planner and the fallback when no model is configured. What it does
+not understand stays visibly unresolved in the plan instead of being guessed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+
+from dataeng_magics.compile import check_plan, used_columns
+from dataeng_magics.errors import MappingError
+from dataeng_magics.models import Mapping, TargetColumn
+from dataeng_magics.plan import (
+    ColumnPlan,
+    Default,
+    FilterPlan,
+    Lookup,
+    Plan,
+    SourceRead,
+    Step,
+    TablePlan,
+    Unresolved,
+)
+from dataeng_magics.rules import parse_rule
+
+Schemas = dict[str, dict[str, str]]
+
+
+@dataclass
+class Revision:
+    """A planner's answer to feedback: the new plan and what it says about it."""
+
+    plan: Plan
+    reply: str
+    understood: list[str] = field(default_factory=list)
+    not_understood: list[str] = field(default_factory=list)
+
+
+def _driving_source(columns: list[TargetColumn]) -> str | None:
+    """The source whose rows become the table's rows: the first column read directly."""
+    for column in columns:
+        steps = parse_rule(column.rule)
+        if column.source and not (steps and isinstance(steps[0], Lookup)):
+            return column.source
+    return next((c.source for c in columns if c.source), None)
+
+
+def _check_source_column(mapping: Mapping, column: TargetColumn, name: str, source: str,
+                         schemas: Schemas) -> None:  # fmt: skip
+    """A column the mapping names must be in the source's header (the classic typo)."""
+    header = schemas.get(source, {})
+    if name in header or any(c.lower() == name.lower() for c in header):
+        return
+    close = difflib.get_close_matches(name, list(header), n=1, cutoff=0.5)
+    raise MappingError(
+        f"source column {name!r} is not in the header of source {source!r}",
+        file=mapping.file, sheet=column.sheet, row=column.row, column="Source Column",
+        hint=f"Did you mean {close[0]!r}?" if close else f"Columns: {', '.join(header)}.",
+    )  # fmt: skip
+
+
+def _column_plan(mapping: Mapping, column: TargetColumn, driving: str,
+                 schemas: Schemas) -> ColumnPlan:  # fmt: skip
+    steps: list[Step] = list(parse_rule(column.rule))
+    first = steps[0] if steps else None
+    if column.source and column.source != driving and not isinstance(first, Lookup):
+        steps = [Unresolved(
+            text=column.rule or "(blank)",
+            reason=f"reads source {column.source!r} but the table's rows come from {driving!r}; "
+            f"write 'lookup COLUMN from {column.source} on KEY'",
+        )]  # fmt: skip
+    elif column.source_column and column.source and not isinstance(first, Lookup):
+        _check_source_column(mapping, column, column.source_column, column.source, schemas)
+    for step in steps:
+        if isinstance(step, Lookup):
+            if step.source not in mapping.sources:
+                close = difflib.get_close_matches(step.source, list(mapping.sources), n=1)
+                raise MappingError(
+                    f"lookup names unknown source {step.source!r}", file=mapping.file,
+                    sheet=column.sheet, row=column.row, column="Transformation Rule",
+                    hint=f"Did you mean {close[0]!r}?" if close
+                    else f"Sources: {', '.join(mapping.sources)}.",
+                )  # fmt: skip
+            _check_source_column(mapping, column, step.column, step.source, schemas)
+            _check_source_column(mapping, column, step.key, step.source, schemas)
+            _check_source_column(mapping, column, step.key, driving, schemas)
+    if column.default is not None:
+        steps.append(Default(value=column.default))
+    return ColumnPlan(
+        name=column.name, type=column.type, source_column=column.source_column, steps=steps,
+        required=column.required, rule=column.rule,
+    )  # fmt: skip
+
+
+def _flag_problems(plan: Plan, schemas: Schemas) -> Plan:
+    """Turn each column-level problem into a visible unresolved step; the rest is fatal."""
+    problems = check_plan(plan, schemas)
+    by_column = {(p.table, p.column): p for p in problems if p.column}
+    fatal = [p for p in problems if not p.column]
+    if fatal:
+        raise MappingError(str(fatal[0]), file=None)
+    if not by_column:
+        return plan
+    tables = []
+    for table in plan.tables:
+        columns = []
+        for column in table.columns:
+            problem = by_column.get((table.name, column.name))
+            if problem:
+                column = column.model_copy(
+                    update={"steps": [Unresolved(text=column.rule, reason=problem.message)]}
+                )
+            columns.append(column)
+        tables.append(table.model_copy(update={"columns": columns}))
+    return plan.model_copy(update={"tables": tables})
+
+
+def with_read_schemas(plan: Plan, schemas: Schemas) -> Plan:
+    """Record, per source, the used columns and their sample types in the plan itself."""
+    used = used_columns(plan, schemas)
+    sources = {
+        name: read.model_copy(
+            update={"columns": {c: schemas.get(name, {}).get(c, "string") for c in used[name]}}
+        )
+        for name, read in plan.sources.items()
+    }
+    return plan.model_copy(update={"sources": sources})
+
+
+def finalize(plan: Plan, schemas: Schemas) -> Plan:
+    """Check a plan against the sample schemas and make it self-contained."""
+    return with_read_schemas(_flag_problems(plan, schemas), schemas)
+
+
+class OfflinePlanner:
+    """Drafts and revises plans from the rule vocabulary alone."""
+
+    name = "offline"
+
+    def draft(self, client: str, mapping: Mapping, schemas: Schemas, notes: str = "") -> Plan:
+        tables = []
+        for table_name, columns in mapping.tables().items():
+            driving = _driving_source(columns)
+            if driving is None:
+                raise MappingError(
+                    f"table {table_name!r} reads no source: every column is a constant",
+                    file=mapping.file, sheet=columns[0].sheet, row=columns[0].row,
+                    hint="Name a Source for at least one column.",
+                )  # fmt: skip
+            filters = [
+                FilterPlan(condition=f.condition, description=f.description or "")
+                for f in mapping.filters
+                if f.table == table_name
+            ]
+            tables.append(TablePlan(
+                name=table_name, source=driving, filters=filters,
+                columns=[_column_plan(mapping, c, driving, schemas) for c in columns],
+            ))  # fmt: skip
+        for f in mapping.filters:
+            from dataeng_magics.compile import check_sql
+
+            table = next(t for t in tables if t.name == f.table)
+            try:
+                check_sql(f.condition, schemas[table.source])
+            except Exception as exc:
+                raise MappingError(
+                    f"filter {f.condition!r}: {getattr(exc, 'message', exc)}", file=mapping.file,
+                    sheet=f.sheet, row=f.row, column="Condition",
+                    hint="Write a Spark SQL condition over the source's columns.",
+                ) from None  # fmt: skip
+        sources = {
+            name: SourceRead(format=s.format, delimiter=s.delimiter, header=s.header,
+                             encoding=s.encoding, excel_sheet=s.excel_sheet)
+            for name, s in mapping.sources.items()
+        }  # fmt: skip
+        plan = Plan(client=client, sources=sources, tables=tables, notes=notes.strip())
+        return finalize(plan, schemas)
+
+    def revise(self, plan: Plan, feedback: str, schemas: Schemas) -> Revision:
+        """Apply feedback written in the rule vocabulary, one instruction per line:
+
+        ``COLUMN: <rule>`` sets that column's rule; ``filter: <condition>`` (or
+        ``filter TABLE: <condition>``) adds a filter; ``drop filter TABLE``/``drop filters``
+        removes them. Anything else is reported back as not understood.
+        """
+        understood: list[str] = []
+        not_understood: list[str] = []
+        tables = {t.name: t for t in plan.tables}
+        columns = {(c.name.lower()): (t.name, c) for t in plan.tables for c in t.columns}
+        for raw in re.split(r"[\n;]+", feedback):
+            line = raw.strip()
+            if not line:
+                continue
+            match = re.match(r"^(?:add\s+)?filter(?:\s+(?P<t>[^:]+?))?\s*:\s*(?P<c>.+)$", line, re.I)
+            drop = re.match(r"^(?:drop|remove|clear)\s+filters?(?:\s+(?P<t>\S+))?$", line, re.I)
+            col = re.match(r"^(?P<n>[^:]+?)\s*:\s*(?P<r>.*)$", line)
+            if match:
+                name = match.group("t") or (plan.tables[0].name if len(plan.tables) == 1 else "")
+                if name not in tables:
+                    not_understood.append(f"{line!r}: say which table, e.g. 'filter "
+                                          f"{plan.tables[0].name}: ...'")  # fmt: skip
+                    continue
+                table = tables[name]
+                filters = [*table.filters, FilterPlan(condition=match.group("c").strip())]
+                tables[name] = table.model_copy(update={"filters": filters})
+                understood.append(f"{name}: keep rows where {match.group('c').strip()}")
+            elif drop:
+                names = [drop.group("t")] if drop.group("t") else list(tables)
+                for name in names:
+                    if name in tables:
+                        tables[name] = tables[name].model_copy(update={"filters": []})
+                understood.append(f"removed filters on {', '.join(names)}")
+            elif col and col.group("n").strip().lower() in columns:
+                table_name, column = columns[col.group("n").strip().lower()]
+                steps = parse_rule(col.group("r"))
+                bad = [s for s in steps if isinstance(s, Unresolved)]
+                if bad or not col.group("r").strip() and column.source_column is None:
+                    not_understood.append(f"{line!r}: did not understand "
+                                          f"{', '.join(repr(s.text) for s in bad) or 'an empty rule'}")
+                    continue  # fmt: skip
+                new = column.model_copy(update={"steps": steps, "rule": col.group("r").strip()})
+                table = tables[table_name]
+                tables[table_name] = table.model_copy(update={
+                    "columns": [new if c.name == column.name else c for c in table.columns]
+                })  # fmt: skip
+                columns[column.name.lower()] = (table_name, new)
+                understood.append(f"{column.name}: {col.group('r').strip() or 'copy'}")
+            else:
+                not_understood.append(
+                    f"{line!r}: write 'COLUMN: rule' (e.g. '{plan.tables[0].columns[0].name}: "
+                    "trim') or 'filter: condition'"
+                )
+        new_plan = plan.model_copy(update={"tables": [tables[t.name] for t in plan.tables]})
+        new_plan = finalize(new_plan, schemas)
+        reply = "; ".join(understood) if understood else "No change."
+        if not_understood:
+            reply += " Not understood: " + "; ".join(not_understood)
+        return Revision(new_plan, reply, understood, not_understood)

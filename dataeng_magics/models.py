@@ -1,0 +1,105 @@
+"""The parsed mapping: plain data shared by mapping, sampling, the planners and the key.
+
+Kept apart from ``mapping.py`` (which reads workbooks) so code that only needs the
+shapes does not import openpyxl.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SourceFormat = Literal["csv", "parquet", "excel", "json"]
+
+#: Target types the mapping may name, in their canonical Spark spelling.
+SIMPLE_TYPES = {
+    "string": "string",
+    "str": "string",
+    "varchar": "string",
+    "text": "string",
+    "int": "int",
+    "integer": "int",
+    "bigint": "bigint",
+    "long": "bigint",
+    "double": "double",
+    "float": "float",
+    "date": "date",
+    "timestamp": "timestamp",
+    "datetime": "timestamp",
+    "boolean": "boolean",
+    "bool": "boolean",
+    "decimal": "decimal(38,18)",
+}
+DECIMAL_RE = re.compile(r"^(?:decimal|numeric|number)\s*\(\s*(\d{1,2})\s*(?:,\s*(\d{1,2})\s*)?\)$")
+
+
+def normalize_type(text: str) -> str | None:
+    """Canonical Spark type name for a mapping's type cell, or None if unknown."""
+    cleaned = " ".join(str(text).strip().lower().split())
+    if cleaned in SIMPLE_TYPES:
+        return SIMPLE_TYPES[cleaned]
+    match = DECIMAL_RE.match(cleaned)
+    if match:
+        precision, scale = int(match.group(1)), int(match.group(2) or 0)
+        if 1 <= precision <= 38 and scale <= precision:
+            return f"decimal({precision},{scale})"
+    return None
+
+
+class Located(BaseModel):
+    """Where a row came from, so errors can point at it. Not part of the cache key."""
+
+    model_config = ConfigDict(frozen=True)
+
+    sheet: str | None = Field(default=None, exclude=True)
+    row: int | None = Field(default=None, exclude=True)
+
+
+class SourceSpec(Located):
+    """A source file and how to read it."""
+
+    name: str
+    path: str = Field(exclude=True)  # where it is read from changes per run; not in the key
+    format: SourceFormat
+    delimiter: str = ","
+    header: bool = True
+    encoding: str = "utf-8"
+    excel_sheet: str | None = None
+
+
+class TargetColumn(Located):
+    table: str
+    name: str
+    type: str
+    source: str | None = None
+    source_column: str | None = None
+    rule: str = ""
+    required: bool = False
+    default: str | None = None
+    comment: str | None = Field(default=None, exclude=True)
+
+
+class FilterSpec(Located):
+    table: str
+    condition: str
+    description: str | None = Field(default=None, exclude=True)
+
+
+class Mapping(BaseModel):
+    """A whole workbook, parsed and checked. ``model_dump()`` is its key content."""
+
+    model_config = ConfigDict(frozen=True)
+
+    file: str = Field(exclude=True)
+    targets: list[TargetColumn]
+    sources: dict[str, SourceSpec]
+    filters: list[FilterSpec] = []
+
+    def tables(self) -> dict[str, list[TargetColumn]]:
+        """Target tables in workbook order, each with its columns in workbook order."""
+        out: dict[str, list[TargetColumn]] = {}
+        for column in self.targets:
+            out.setdefault(column.table, []).append(column)
+        return out
