@@ -298,7 +298,7 @@ def _read_excel(handle: IO[bytes], spec: SourceSpec, n: int) -> Typed:
         filled = (row for row in rows if any(v is not None for v in row))
         header = next(filled, None) if spec.header else []
         if header is None:
-            raise SourceError("sheet is empty", sheet=sheet.title, hint=_HINT["excel"])
+            raise SourceError("sheet is empty", sheet=sheet.title, hint=_HINT["sheet"])
         data = list(islice(filled, n))
     finally:
         book.close()
@@ -328,23 +328,25 @@ _TIME_FORMAT = re.compile(r"[hs]|am/pm", re.IGNORECASE)
 
 def _read_json(handle: IO[bytes], spec: SourceSpec, n: int) -> Typed:
     records: list[dict[str, Any]] = []
-    lines = io.TextIOWrapper(handle, encoding=spec.encoding)
-    for number, line in enumerate(lines, 1):
-        if len(records) >= n:
-            break
-        if not line.strip():
-            continue
-        if not records and line.lstrip().startswith("["):
-            raise SourceError("is a JSON array, not JSON Lines", hint=_HINT["json_array"])
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise SourceError(
-                f"line {number} is not valid JSON ({exc.msg})", row=number, hint=_HINT["json"]
-            ) from exc
-        if not isinstance(record, dict):
-            raise SourceError(f"line {number} is not a JSON object", row=number, hint=_HINT["json"])
-        records.append(record)
+    with io.TextIOWrapper(handle, encoding=spec.encoding) as lines:
+        for number, line in enumerate(lines, 1):
+            if len(records) >= n:
+                break
+            if not line.strip():
+                continue
+            if not records and line.lstrip().startswith("["):
+                raise SourceError("is a JSON array, not JSON Lines", hint=_HINT["json_array"])
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise SourceError(
+                    f"line {number} is not valid JSON ({exc.msg})", row=number, hint=_HINT["json"]
+                ) from exc
+            if not isinstance(record, dict):
+                raise SourceError(
+                    f"line {number} is not a JSON object", row=number, hint=_HINT["json"]
+                )
+            records.append(record)
     if not records and n:
         raise SourceError("holds no JSON records", hint=_HINT["json"])
     names = list(dict.fromkeys(key for record in records for key in record))
@@ -361,6 +363,7 @@ _HINT = {
     "csv": "Check the source's format, delimiter and header settings in the mapping",
     "parquet": "Check the source's format in the mapping; re-export the file if it was cut short",
     "excel": "Only .xlsx workbooks without a password can be read; save it as .xlsx",
+    "sheet": "Set the source's excel_sheet to the sheet that holds the data",
     "json": "JSON sources must be JSON Lines (one object per line); check the source's format",
     "json_array": "Spark reads one object per line: convert it first, e.g. jq -c '.[]' in.json",
     "folder": "Point the source at a data file, or at a folder of part files",

@@ -227,6 +227,8 @@ class Store:
         conn = getattr(self._local, "conn", None)
         if conn is not None and self._local.pid == os.getpid():
             conn.close()
+        elif conn is not None:
+            _INHERITED.append(conn)
         self._local.conn = None
 
     def __enter__(self) -> Store:

@@ -22,11 +22,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from dataeng_magics.errors import SourceError
-from dataeng_magics.models import SourceSpec
+from dataeng_magics.models import SourceFormat, SourceSpec
 from dataeng_magics.sampling import Sample, sample, spark_type_of
 
 
-def spec(path: Path | str, fmt: str = "csv", **options: Any) -> SourceSpec:
+def spec(path: Path | str, fmt: SourceFormat = "csv", **options: Any) -> SourceSpec:
     return SourceSpec(name="src", path=str(path), format=fmt, **options)
 
 
@@ -243,7 +243,7 @@ def test_folder_without_data_files(tmp_path: Path) -> None:
 # -- Excel ----------------------------------------------------------------------------------
 
 
-def write_workbook(path: Path, rows: int = 3) -> Path:
+def write_workbook(path: Path | io.BytesIO, rows: int = 3) -> None:
     book = openpyxl.Workbook()
     sheet = book.active
     assert sheet is not None
@@ -266,11 +266,11 @@ def write_workbook(path: Path, rows: int = 3) -> Path:
         data.cell(row=i + 2, column=5).number_format = "yyyy-mm-dd hh:mm"
     data.append([])  # a blank row is skipped
     book.save(path)
-    return path
 
 
 def test_excel_round_trip(tmp_path: Path) -> None:
-    path = write_workbook(tmp_path / "book.xlsx")
+    path = tmp_path / "book.xlsx"
+    write_workbook(path)
     result = sample(spec(path, "excel", excel_sheet="Trades"))
     assert result.schema == {
         "id": "bigint",
@@ -289,12 +289,14 @@ def test_excel_round_trip(tmp_path: Path) -> None:
 
 
 def test_excel_default_sheet_is_the_first(tmp_path: Path) -> None:
-    path = write_workbook(tmp_path / "book.xlsx")
+    path = tmp_path / "book.xlsx"
+    write_workbook(path)
     assert sample(spec(path, "excel")).columns() == ["This sheet is not the data"]
 
 
 def test_excel_reads_n_rows_and_stops(tmp_path: Path) -> None:
-    path = write_workbook(tmp_path / "book.xlsx", rows=300)
+    path = tmp_path / "book.xlsx"
+    write_workbook(path, rows=300)
     # Break a cell far below the sample: reading it would raise in openpyxl.
     with zipfile.ZipFile(path) as archive:
         parts = {name: archive.read(name) for name in archive.namelist()}
@@ -315,10 +317,21 @@ def test_excel_reads_n_rows_and_stops(tmp_path: Path) -> None:
 
 
 def test_excel_unknown_sheet_lists_the_sheets(tmp_path: Path) -> None:
-    path = write_workbook(tmp_path / "book.xlsx")
+    path = tmp_path / "book.xlsx"
+    write_workbook(path)
     error = source_error(spec(path, "excel", excel_sheet="Trade"))
     assert error.sheet == "Trade"
     assert "Cover, Trades" in str(error)
+
+
+def test_excel_empty_sheet(tmp_path: Path) -> None:
+    path = tmp_path / "book.xlsx"
+    write_workbook(path)
+    book = openpyxl.load_workbook(path)
+    book.create_sheet("Blank")
+    book.save(path)
+    error = source_error(spec(path, "excel", excel_sheet="Blank"))
+    assert "empty" in error.message and error.sheet == "Blank"
 
 
 def test_excel_that_is_not_xlsx(tmp_path: Path) -> None:
@@ -372,13 +385,13 @@ def test_json_array_is_not_json_lines(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet", "excel", "json"])
-def test_missing_file(tmp_path: Path, fmt: str) -> None:
+def test_missing_file(tmp_path: Path, fmt: SourceFormat) -> None:
     error = source_error(spec(tmp_path / "nope.data", fmt))
     assert "does not exist" in error.message and "--source NAME=PATH" in str(error)
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet", "excel", "json"])
-def test_empty_file(tmp_path: Path, fmt: str) -> None:
+def test_empty_file(tmp_path: Path, fmt: SourceFormat) -> None:
     path = tmp_path / "empty.data"
     path.write_bytes(b"")
     assert "empty" in source_error(spec(path, fmt)).message
@@ -407,6 +420,13 @@ def test_memory_filesystem(memfs: Any) -> None:
     assert csv.schema == {"id": "bigint", "name": "string"} and len(csv.frame) == 2
     parquet = sample(spec("memory://landing/b.parquet", "parquet"))
     assert parquet.schema == {"id": "int"} and parquet.frame["id"].tolist() == [7]
+    memfs.pipe("/landing/c.jsonl", b'{"id": 1}\n{"id": 2}\n')
+    assert sample(spec("memory://landing/c.jsonl", "json")).frame["id"].tolist() == [1, 2]
+    book = io.BytesIO()
+    write_workbook(book)
+    memfs.pipe("/landing/d.xlsx", book.getvalue())
+    excel = sample(spec("memory://landing/d.xlsx", "excel", excel_sheet="Trades"), n=2)
+    assert excel.frame["id"].tolist() == [0, 1]
     error = source_error(spec("memory://landing/missing.csv"))
     assert error.file == "memory://landing/missing.csv"
 

@@ -365,3 +365,22 @@ def test_concurrent_record_run_counts_are_exact(tmp_path: Path) -> None:
     assert len({run.details["pid"] for run in runs}) == workers
     check = sqlite3.connect(path).execute("PRAGMA integrity_check").fetchone()[0]
     assert check == "ok"
+
+
+def _open_and_put(path: Path, index: int, barrier: Any) -> None:
+    barrier.wait(timeout=60)
+    Store(path).put(make_entry(f"{index:064d}"))
+
+
+def test_concurrent_first_open_of_a_new_store(tmp_path: Path) -> None:
+    path = tmp_path / "fresh" / "store.sqlite"
+    workers = 8
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(workers)
+    processes = [ctx.Process(target=_open_and_put, args=(path, i, barrier)) for i in range(workers)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=120)
+    assert [p.exitcode for p in processes] == [0] * workers
+    assert len(Store(path).list()) == workers

@@ -1,0 +1,255 @@
+"""``dataeng-magics``: the whole workflow from a terminal, on the same store and audit log
+as the notebook.
+
+Exit codes: 0 success; 2 bad input or a plan that cannot be approved; 3 approval
+required (nothing ran); 4 output failed validation; 5 execution failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from dataeng_magics import __version__
+from dataeng_magics.errors import DataEngMagicsError, ValidationFailed
+
+EXAMPLE_MAPPING = (
+    Path(__file__).resolve().parent.parent / "example_notebooks" / "data" / "northwind" / "northwind.xlsx"
+)
+
+
+def _source_pair(text: str) -> tuple[str, str]:
+    name, sep, path = text.partition("=")
+    if not sep or not name.strip() or not path.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {text!r}")
+    return name.strip(), path.strip()
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    """A plain text table; nothing fancy so it survives logs and papermill outputs."""
+    if not rows:
+        return "(none)"
+    cells = [[("" if r.get(c) is None else str(r.get(c))) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    line = lambda values: "  ".join(v.ljust(w) for v, w in zip(values, widths, strict=True))  # noqa: E731
+    return "\n".join([line(columns), line(["-" * w for w in widths]), *map(line, cells)]).rstrip()
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from dataeng_magics.config import load_settings
+
+    return load_settings(home=getattr(args, "home", None), mode="replay")
+
+
+def _session(args: argparse.Namespace) -> Any:
+    from dataeng_magics.workflow import TransformRequest, TransformSession
+
+    request = TransformRequest(
+        client=args.client, mapping=Path(args.mapping), sources=dict(args.source or []),
+        output_dir=getattr(args, "output_dir", None), output_format=getattr(args, "format", None),
+        platform=getattr(args, "platform", None), notes=getattr(args, "notes", "") or "",
+    )  # fmt: skip
+    return TransformSession(request, _settings(args))
+
+
+def _print_entry(entry: Any) -> None:
+    print(entry.pseudocode.rstrip())
+    print()
+    status = entry.status
+    if entry.status == "approved":
+        status += f" by {entry.reviewer} at {entry.approved_at:%Y-%m-%d %H:%M} UTC"
+    print(f"key: {entry.key}")
+    print(f"status: {status}; runs: {entry.runs}")
+
+
+def cmd_draft(args: argparse.Namespace) -> int:
+    session = _session(args)
+    entry = session.draft(force=args.force)
+    _print_entry(entry)
+    unresolved = session.plan_of(entry).unresolved()
+    if unresolved:
+        print(f"{len(unresolved)} unresolved step(s): revise before approving.")
+    return 0
+
+
+def cmd_revise(args: argparse.Namespace) -> int:
+    entry, revision = _session(args).revise(args.feedback)
+    print(revision.reply)
+    print()
+    _print_entry(entry)
+    return 0
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    entry = _session(args).approve(args.reviewer)
+    print(f"approved key {entry.key} by {entry.reviewer}; code sha256 {entry.code_sha256}")
+    return 0
+
+
+def cmd_reject(args: argparse.Namespace) -> int:
+    entry = _session(args).reject(args.reviewer, args.reason)
+    print(f"rejected key {entry.key}: {args.reason}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    summary = _session(args).run()
+    print(summary.to_text())
+    if args.json:
+        print(json.dumps(summary.to_dict(), default=str))
+    if not summary.report.passed:
+        raise ValidationFailed(
+            f"output failed validation: {len(summary.report.failures)} check(s) failed",
+            hint="The output was written; see the failures above and revise the plan.",
+        )
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The bundled example client, end to end: draft, approve, run, validate."""
+    mapping = Path(args.mapping or EXAMPLE_MAPPING)
+    base = ["--client", args.client, "--mapping", str(mapping)]
+    home = ["--home", args.home] if args.home else []
+    steps = [
+        ("1/3 draft", ["draft", *base, *home]),
+        ("2/3 approve", ["approve", *base, *home, "--reviewer", args.reviewer]),
+        ("3/3 run", ["run", *base, *home, "--output-dir", args.output_dir]),
+    ]
+    for title, argv in steps:
+        print(f"\n=== {title}: dataeng-magics {' '.join(argv)}")
+        sys.stdout.flush()
+        code = main(argv)
+        if code:
+            return code
+    return 0
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from dataeng_magics.store import Store
+
+    settings = _settings(args)
+    store = Store(settings.store_path)
+    if args.action == "list":
+        rows = [{"client": e.client, "key": e.key[:16], "status": e.status,
+                 "reviewer": e.reviewer, "approved_at": e.approved_at and f"{e.approved_at:%Y-%m-%d %H:%M}",
+                 "runs": e.runs, "last_outcome": e.last_outcome}
+                for e in store.list(args.client)]  # fmt: skip
+        print(_table(rows, ["client", "key", "status", "reviewer", "approved_at", "runs",
+                            "last_outcome"]))  # fmt: skip
+        return 0
+    if not args.key:
+        raise DataEngMagicsError(f"cache {args.action} needs a KEY", hint="See `cache list`.")
+    key = store.resolve(args.key)
+    if args.action == "show":
+        entry = store.get(key)
+        assert entry is not None
+        _print_entry(entry)
+        print(f"plan sha256: {entry.plan_sha256}\ncode sha256: {entry.code_sha256 or '-'}")
+        if args.code and entry.code:
+            print("\n" + entry.code)
+        return 0
+    from dataeng_magics.audit import AuditLog
+
+    entry = store.invalidate(key, getpass.getuser(), args.reason or "")
+    AuditLog(settings.audit_path).append("invalidation", client=entry.client, key=entry.key,
+                                         details={"reason": args.reason or ""})  # fmt: skip
+    print(f"invalidated {entry.key}: replays now need a new approval")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from dataeng_magics.audit import AuditLog
+
+    log = AuditLog(_settings(args).audit_path)
+    if args.action == "verify":
+        result = log.verify()
+        if result.ok:
+            print(f"audit log intact: {result.count} records ({log.path})")
+            return 0
+        print(f"audit log BROKEN at line {result.first_bad_line} (seq {result.first_bad_seq}): "
+              f"{result.reason}", file=sys.stderr)  # fmt: skip
+        return 1
+    events = list(log.events(key=args.key, client=args.client))[-args.limit :]
+    rows = [{"seq": e.seq, "time": f"{e.time:%Y-%m-%d %H:%M:%S}", "event": e.event,
+             "actor": e.actor, "client": e.client, "key": (e.key or "")[:16],
+             "code": (e.code_sha256 or "")[:12]} for e in events]  # fmt: skip
+    print(_table(rows, ["seq", "time", "event", "actor", "client", "key", "code"]))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dataeng-magics", description="Onboard client data: mapping -> approved plan -> PySpark."
+    )
+    parser.add_argument("--version", action="version", version=__version__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def keyed(name: str, func: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.add_argument("--client", required=True, help="client id, part of the cache key")
+        p.add_argument("--mapping", required=True, help="mapping workbook (.xlsx or .csv)")
+        p.add_argument("--source", action="append", type=_source_pair, metavar="NAME=PATH",
+                       help="read source NAME from PATH instead (repeatable)")  # fmt: skip
+        p.add_argument("--home", help="state directory (default $DATAENG_MAGICS_HOME)")
+        p.set_defaults(func=func)
+        return p
+
+    p = keyed("draft", cmd_draft, "draft a plan and print it with its cache key")
+    p.add_argument("--notes", default="", help="plain-English notes for the planner")
+    p.add_argument("--force", action="store_true", help="replace an existing draft or approval")
+    p = keyed("revise", cmd_revise, "revise the draft with feedback ('COL: rule', 'filter: cond')")
+    p.add_argument("feedback")
+    p = keyed("approve", cmd_approve, "approve the draft (recorded in the audit log)")
+    p.add_argument("--reviewer", required=True)
+    p = keyed("reject", cmd_reject, "reject the draft with a reason")
+    p.add_argument("--reviewer", required=True)
+    p.add_argument("--reason", required=True)
+    p = keyed("run", cmd_run, "run the approved plan, write and validate each target table")
+    p.add_argument("--output-dir", required=True)
+    p.add_argument("--format", choices=["parquet", "csv", "delta"])
+    p.add_argument("--platform", help="where to run (default: setting 'platform', local)")
+    p.add_argument("--json", action="store_true", help="also print the summary as JSON")
+
+    p = sub.add_parser("demo", help="onboard the bundled example client end to end")
+    p.add_argument("--client", default="NORTHWIND")
+    p.add_argument("--mapping", help=argparse.SUPPRESS)
+    p.add_argument("--output-dir", default="out")
+    p.add_argument("--reviewer", default=getpass.getuser())
+    p.add_argument("--home")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("cache", help="list, show or invalidate cached plans")
+    p.add_argument("action", choices=["list", "show", "invalidate"])
+    p.add_argument("key", nargs="?", help="a key or a unique prefix (8+ characters)")
+    p.add_argument("--client")
+    p.add_argument("--code", action="store_true", help="with show: print the code too")
+    p.add_argument("--reason")
+    p.add_argument("--home")
+    p.set_defaults(func=cmd_cache)
+
+    p = sub.add_parser("audit", help="verify or show the audit log")
+    p.add_argument("action", choices=["verify", "show"])
+    p.add_argument("--client")
+    p.add_argument("--key")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--home")
+    p.set_defaults(func=cmd_audit)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except DataEngMagicsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

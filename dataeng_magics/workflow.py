@@ -1,0 +1,388 @@
+"""One client's transformation from mapping to validated output.
+
+``TransformSession`` is the whole workflow: load -> draft -> revise -> approve ->
+run -> validate, with the store and the audit log beside it. The CLI, the magic and
+the widgets only call it, so every path records the same things and honours the same
+approvals.
+"""
+
+from __future__ import annotations
+
+import getpass
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from dataeng_magics.audit import AuditLog
+from dataeng_magics.compile import compile_plan, render_parameters, used_columns
+from dataeng_magics.config import Settings, load_settings
+from dataeng_magics.errors import (
+    ApprovalRequired,
+    ExecutionError,
+    PlanError,
+    StoreError,
+)
+from dataeng_magics.mapping import read_mapping
+from dataeng_magics.models import Mapping
+from dataeng_magics.plan import Plan, canonical_json, plan_diff, render_pseudocode, sha256_text
+from dataeng_magics.store import Entry, Store
+from dataeng_magics.validate import ValidationReport, evaluate
+
+if TYPE_CHECKING:
+    from dataeng_magics.agent import Planner, Revision
+    from dataeng_magics.executors import Executor
+    from dataeng_magics.sampling import Sample
+
+
+class TransformRequest(BaseModel):
+    """Everything the user asked for, the same from the CLI, the magic or Python."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    client: str = Field(min_length=1)
+    mapping: Path
+    sources: dict[str, str] = {}
+    output_dir: str | None = None
+    output_format: str | None = None
+    platform: str | None = None
+    notes: str = ""
+    replay: bool = False
+
+
+@dataclass
+class RunSummary:
+    """What a run did, for people (``to_text``) and for records (``to_dict``)."""
+
+    client: str
+    key: str
+    code_sha256: str
+    platform: str
+    output_dir: str
+    output_format: str
+    seconds: float
+    report: ValidationReport
+    outcome: str
+    started_at: datetime
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rows_in(self) -> int:
+        return sum(t.rows_read for t in self.report.tables)
+
+    @property
+    def rows_out(self) -> int:
+        return sum(t.rows_written for t in self.report.tables)
+
+    def to_dict(self) -> dict[str, Any]:
+        passed, failed = self.report.counts()
+        return {
+            "client": self.client, "key": self.key, "code_sha256": self.code_sha256,
+            "platform": self.platform, "output_dir": self.output_dir,
+            "output_format": self.output_format, "seconds": round(self.seconds, 3),
+            "rows_in": self.rows_in, "rows_out": self.rows_out, "checks_passed": passed,
+            "checks_failed": failed, "outcome": self.outcome, "validation": self.report.to_dict(),
+        }  # fmt: skip
+
+    def to_text(self) -> str:
+        passed, failed = self.report.counts()
+        head = [
+            f"client {self.client}  key {self.key[:16]}  code {self.code_sha256[:16]}",
+            f"{self.outcome.upper()} on {self.platform} in {self.seconds:.1f}s: "
+            f"{self.rows_in} rows read, {self.rows_out} written, "
+            f"{passed} checks passed, {failed} failed",
+            f"output: {self.output_dir}/<TABLE>/ ({self.output_format})",
+        ]
+        return "\n".join([*head, self.report.to_text()])
+
+
+def public_path(path: str) -> str:
+    """A path without credentials (URL user info or query strings such as SAS tokens)."""
+    path = re.sub(r"(?<=://)[^/@]*@", "", path)
+    return path.split("?", 1)[0]
+
+
+def cache_key(client: str, mapping: Mapping, used: dict[str, dict[str, str]]) -> str:
+    """sha256 of client + parsed mapping + names and types of the source columns used.
+
+    The parsed content (not the file) counts, so re-saving the workbook changes
+    nothing; unused source columns do not count, so harmless drift is tolerated.
+    """
+    content = {"client": client, "mapping": mapping.model_dump(mode="json"), "columns": used}
+    return sha256_text(canonical_json(content))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class TransformSession:
+    """The workflow for one request. Cheap to create; loads inputs on first use."""
+
+    def __init__(
+        self,
+        request: TransformRequest,
+        settings: Settings | None = None,
+        *,
+        planner: Planner | None = None,
+        store: Store | None = None,
+        audit: AuditLog | None = None,
+    ) -> None:
+        self.request = request
+        self.settings = settings or load_settings()
+        self.store = store or Store(self.settings.store_path)
+        self.audit = audit or AuditLog(self.settings.audit_path)
+        self._planner = planner
+
+    # -- inputs ---------------------------------------------------------------------
+
+    @cached_property
+    def mapping(self) -> Mapping:
+        return read_mapping(self.request.mapping, self.request.sources)
+
+    @cached_property
+    def samples(self) -> dict[str, Sample]:
+        from dataeng_magics.sampling import sample
+
+        return {name: sample(spec, self.settings.sample_rows)
+                for name, spec in self.mapping.sources.items()}  # fmt: skip
+
+    @cached_property
+    def schemas(self) -> dict[str, dict[str, str]]:
+        return {name: dict(s.schema) for name, s in self.samples.items()}
+
+    @cached_property
+    def baseline(self) -> Plan:
+        """The rule-based reading of the mapping: what the key's used columns come from."""
+        from dataeng_magics.agent import OfflinePlanner
+
+        return OfflinePlanner().draft(self.request.client, self.mapping, self.schemas)
+
+    @cached_property
+    def key(self) -> str:
+        used = used_columns(self.baseline, self.schemas)
+        columns = {src: {c: self.schemas[src].get(c, "?") for c in cols}
+                   for src, cols in used.items() if cols}  # fmt: skip
+        return cache_key(self.request.client, self.mapping, columns)
+
+    @property
+    def planner(self) -> Planner:
+        if self._planner is None:
+            from dataeng_magics.agent import OfflinePlanner
+
+            self._planner = OfflinePlanner()
+        return self._planner
+
+    # -- state ----------------------------------------------------------------------
+
+    def entry(self) -> Entry | None:
+        return self.store.get(self.key)
+
+    def approved_entry(self) -> Entry | None:
+        """The approved entry for these inputs, if it is current and untampered."""
+        entry = self.entry()
+        if entry is None or entry.status != "approved":
+            return None
+        if entry.expired(self.settings.ttl_days):
+            return None
+        if sha256_text(entry.code) != entry.code_sha256:
+            raise StoreError(
+                f"the stored code for key {self.key[:16]} does not match its approval hash",
+                hint="The store was edited; run `dataeng-magics audit verify` and re-approve.",
+                key=self.key,
+            )
+        return entry
+
+    def require_approved(self) -> Entry:
+        entry = self.approved_entry()
+        if entry is None:
+            current = self.entry()
+            why = f" (the entry is {current.status})" if current else ""
+            if current and current.status == "approved":
+                why = " (the approval has expired)"
+            raise ApprovalRequired(
+                f"approval required: no approved plan for client {self.request.client!r}, "
+                f"key {self.key[:16]}{why}; nothing ran",
+                hint="Draft and approve it: dataeng-magics draft ... then approve --reviewer NAME.",
+                client=self.request.client, key=self.key,
+            )  # fmt: skip
+        return entry
+
+    def plan_of(self, entry: Entry) -> Plan:
+        return Plan.model_validate_json(entry.plan_json)
+
+    def _entry_for(self, plan: Plan, conversation: list[dict[str, Any]] | None = None) -> Entry:
+        code = "" if plan.unresolved() else compile_plan(plan)
+        now = _now()
+        return Entry(
+            key=self.key, client=self.request.client, mapping_file=str(self.request.mapping),
+            status="draft", plan_json=plan.model_dump_json(), pseudocode=render_pseudocode(plan),
+            code=code, plan_sha256=plan.sha256(), code_sha256=sha256_text(code) if code else "",
+            created_at=now, updated_at=now, conversation=conversation or [],
+        )  # fmt: skip
+
+    # -- steps ----------------------------------------------------------------------
+
+    def draft(self, *, force: bool = False, actor: str | None = None) -> Entry:
+        """A new draft, unless one already exists (``force`` replaces it, even if approved)."""
+        existing = self.entry()
+        if existing is not None and not force and existing.status in ("draft", "approved"):
+            return existing
+        planner = self.planner
+        plan = (self.baseline if planner.name == "offline" and not self.request.notes
+                else planner.draft(self.request.client, self.mapping, self.schemas,
+                                   self.request.notes))  # fmt: skip
+        entry = self.store.put(self._entry_for(plan))
+        self.audit.append(
+            "draft", actor=actor, client=entry.client, key=entry.key,
+            plan_sha256=entry.plan_sha256, code_sha256=entry.code_sha256 or None,
+            details={"planner": planner.name, "unresolved": len(plan.unresolved()),
+                     "mapping": public_path(str(self.request.mapping)),
+                     "replaced": existing.status if existing else None},
+        )  # fmt: skip
+        return entry
+
+    def current_draft(self) -> Entry:
+        entry = self.entry()
+        if entry is None:
+            raise StoreError(f"no draft for client {self.request.client!r}, key {self.key[:16]}",
+                             hint="Run `dataeng-magics draft` first.")  # fmt: skip
+        return entry
+
+    def revise(self, feedback: str, *, actor: str | None = None) -> tuple[Entry, Revision]:
+        """Apply chat feedback to the current draft; the conversation is kept with it."""
+        entry = self.current_draft()
+        before = self.plan_of(entry)
+        revision = self.planner.revise(before, feedback, self.schemas)
+        changes = plan_diff(before, revision.plan)
+        turns = [
+            *entry.conversation,
+            {"role": "user", "text": feedback, "time": _now().isoformat()},
+            {"role": "planner", "text": revision.reply, "changes": changes,
+             "planner": self.planner.name, "time": _now().isoformat()},
+        ]  # fmt: skip
+        if changes:
+            if entry.status == "approved":
+                self.audit.append("revocation", actor=actor, client=entry.client, key=entry.key,
+                                  details={"reason": "plan revised after approval"})  # fmt: skip
+            entry = self.store.put(self._entry_for(revision.plan, turns))
+        else:
+            entry = self.store.add_conversation(entry.key, turns[-2:])
+        self.audit.append(
+            "revision", actor=actor, client=entry.client, key=entry.key,
+            plan_sha256=entry.plan_sha256, code_sha256=entry.code_sha256 or None,
+            details={"planner": self.planner.name, "changes": len(changes),
+                     "not_understood": len(revision.not_understood)},
+        )  # fmt: skip
+        return entry, revision
+
+    def approve(self, reviewer: str) -> Entry:
+        """Record an explicit approval; refuses plans with unresolved steps."""
+        entry = self.current_draft()
+        if entry.status == "approved":
+            return entry
+        plan = self.plan_of(entry)
+        blocking = plan.unresolved()
+        if blocking:
+            table, column, step = blocking[0]
+            more = f" (and {len(blocking) - 1} more)" if len(blocking) > 1 else ""
+            raise PlanError(
+                f"cannot approve: {table}.{column.name} has an unresolved rule {step.text!r} "
+                f"({step.reason}){more}",
+                hint="Revise it (dataeng-magics revise / the chat), then approve.",
+                table=table, target_column=column.name,
+            )  # fmt: skip
+        code = compile_plan(plan)  # the code approved is the code compiled from this plan
+        if code != entry.code:
+            raise StoreError("the stored code does not match its plan", key=entry.key,
+                             hint="Re-draft with --force.")  # fmt: skip
+        entry = self.store.approve(entry.key, reviewer, sha256_text(code))
+        self.audit.append(
+            "approval", actor=reviewer, client=entry.client, key=entry.key,
+            plan_sha256=entry.plan_sha256, code_sha256=entry.code_sha256,
+            details={"reviewer": reviewer},
+        )  # fmt: skip
+        return entry
+
+    def reject(self, reviewer: str, reason: str) -> Entry:
+        entry = self.store.reject(self.current_draft().key, reviewer, reason)
+        self.audit.append("rejection", actor=reviewer, client=entry.client, key=entry.key,
+                          plan_sha256=entry.plan_sha256, details={"reason": reason})  # fmt: skip
+        return entry
+
+    def invalidate(self, actor: str | None = None, reason: str = "") -> Entry:
+        actor = actor or getpass.getuser()
+        entry = self.store.invalidate(self.current_draft().key, actor, reason)
+        self.audit.append("invalidation", actor=actor, client=entry.client, key=entry.key,
+                          details={"reason": reason})  # fmt: skip
+        return entry
+
+    def job_code(self, entry: Entry, output_dir: str, output_format: str) -> str:
+        paths = {name: spec.path for name, spec in self.mapping.sources.items()}
+        return render_parameters(paths, output_dir, output_format) + "\n" + entry.code
+
+    def run(
+        self,
+        *,
+        output_dir: str | None = None,
+        output_format: str | None = None,
+        executor: Executor | None = None,
+        actor: str | None = None,
+    ) -> RunSummary:
+        """Replay the approved code for these inputs; never re-plans or regenerates."""
+        from dataeng_magics.executors import Job, get_executor
+
+        entry = self.require_approved()
+        out = output_dir or self.request.output_dir
+        if not out:
+            raise PlanError("no output directory", hint="Pass --output-dir DIR.")
+        out = out if "://" in out else str(Path(out).expanduser().resolve())
+        fmt = output_format or self.request.output_format or self.settings.output_format
+        executor = executor or get_executor(self.request.platform or self.settings.platform)
+        job = Job(
+            name=f"{self.request.client}/{entry.key[:12]}", client=entry.client, key=entry.key,
+            code=self.job_code(entry, out, fmt),
+            inputs={n: public_path(s.path) for n, s in self.mapping.sources.items()},
+            output_dir=out, output_format=fmt,
+        )  # fmt: skip
+        started_at, started = _now(), time.perf_counter()
+        where = {"platform": executor.name, "output_dir": public_path(out), "format": fmt}
+        self.audit.append("run_start", actor=actor, client=entry.client, key=entry.key,
+                          plan_sha256=entry.plan_sha256, code_sha256=entry.code_sha256,
+                          details=where)  # fmt: skip
+        try:
+            result = executor.run(job)
+        except ExecutionError as exc:
+            self._record(entry, "failed", started_at, None, actor, {**where, "error": exc.message})
+            raise
+        report = evaluate(result.metrics)
+        outcome = "succeeded" if report.passed else "validation_failed"
+        summary = RunSummary(
+            client=entry.client, key=entry.key, code_sha256=entry.code_sha256,
+            platform=result.platform, output_dir=public_path(out), output_format=fmt,
+            seconds=time.perf_counter() - started, report=report, outcome=outcome,
+            started_at=started_at, details=result.details,
+        )  # fmt: skip
+        self._record(entry, outcome, started_at, summary, actor, where)
+        return summary
+
+    def _record(self, entry: Entry, outcome: str, started_at: datetime,
+                summary: RunSummary | None, actor: str | None, details: dict[str, Any]) -> None:
+        facts = summary.to_dict() if summary else {}
+        self.store.record_run(
+            entry.key, outcome=outcome, started_at=started_at, finished_at=_now(),  # type: ignore[arg-type]
+            platform=details["platform"], rows_in=facts.get("rows_in"),
+            rows_out=facts.get("rows_out"), details={**details, **facts},
+        )  # fmt: skip
+        self.audit.append(
+            "run_end", actor=actor, client=entry.client, key=entry.key,
+            plan_sha256=entry.plan_sha256, code_sha256=entry.code_sha256,
+            details={**details, "outcome": outcome,
+                     **{k: facts[k] for k in ("rows_in", "rows_out", "checks_failed", "seconds")
+                        if k in facts}},
+        )  # fmt: skip

@@ -1,0 +1,44 @@
+"""Shared fixtures: one local Spark session per test run, a fresh state dir per test."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+os.environ.setdefault("DATAENG_MAGICS_SPARK_MASTER", "local[2]")
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE_DIR = REPO / "example_notebooks" / "data" / "northwind"
+
+
+@pytest.fixture(autouse=True)
+def state_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own store and audit log; nothing leaks into ~/.dataeng_magics."""
+    home = tmp_path / "state"
+    monkeypatch.setenv("DATAENG_MAGICS_HOME", str(home))
+    monkeypatch.delenv("DATAENG_MAGICS_MODE", raising=False)
+    return home
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    """The one Spark session of the test run (starting one takes ~10 s)."""
+    from dataeng_magics.executors.local import spark_session
+
+    session = spark_session()
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def example(tmp_path: Path) -> Path:
+    """A private copy of the bundled example client; returns its mapping workbook."""
+    target = tmp_path / "northwind"
+    shutil.copytree(EXAMPLE_DIR, target)
+    return target / "northwind.xlsx"
