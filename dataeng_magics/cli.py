@@ -19,7 +19,11 @@ from dataeng_magics import __version__
 from dataeng_magics.errors import DataEngMagicsError, ValidationFailed
 
 EXAMPLE_MAPPING = (
-    Path(__file__).resolve().parent.parent / "example_notebooks" / "data" / "northwind" / "northwind.xlsx"
+    Path(__file__).resolve().parent.parent
+    / "example_notebooks"
+    / "data"
+    / "northwind"
+    / "northwind.xlsx"
 )
 
 
@@ -36,8 +40,11 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
         return "(none)"
     cells = [[("" if r.get(c) is None else str(r.get(c))) for c in columns] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    line = lambda values: "  ".join(v.ljust(w) for v, w in zip(values, widths, strict=True))  # noqa: E731
-    return "\n".join([line(columns), line(["-" * w for w in widths]), *map(line, cells)]).rstrip()
+
+    def line(values: list[str]) -> str:
+        return "  ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)).rstrip()
+
+    return "\n".join([line(columns), line(["-" * w for w in widths]), *map(line, cells)])
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -50,10 +57,14 @@ def _session(args: argparse.Namespace) -> Any:
     from dataeng_magics.workflow import TransformRequest, TransformSession
 
     request = TransformRequest(
-        client=args.client, mapping=Path(args.mapping), sources=dict(args.source or []),
-        output_dir=getattr(args, "output_dir", None), output_format=getattr(args, "format", None),
-        platform=getattr(args, "platform", None), notes=getattr(args, "notes", "") or "",
-    )  # fmt: skip
+        client=args.client,
+        mapping=Path(args.mapping),
+        sources=dict(args.source or []),
+        output_dir=getattr(args, "output_dir", None),
+        output_format=getattr(args, "format", None),
+        platform=getattr(args, "platform", None),
+        notes=getattr(args, "notes", "") or "",
+    )
     return TransformSession(request, _settings(args))
 
 
@@ -135,12 +146,23 @@ def cmd_cache(args: argparse.Namespace) -> int:
     settings = _settings(args)
     store = Store(settings.store_path)
     if args.action == "list":
-        rows = [{"client": e.client, "key": e.key[:16], "status": e.status,
-                 "reviewer": e.reviewer, "approved_at": e.approved_at and f"{e.approved_at:%Y-%m-%d %H:%M}",
-                 "runs": e.runs, "last_outcome": e.last_outcome}
-                for e in store.list(args.client)]  # fmt: skip
-        print(_table(rows, ["client", "key", "status", "reviewer", "approved_at", "runs",
-                            "last_outcome"]))  # fmt: skip
+        rows = [
+            {
+                "client": e.client,
+                "key": e.key[:16],
+                "status": e.status,
+                "reviewer": e.reviewer,
+                "approved_at": e.approved_at and f"{e.approved_at:%Y-%m-%d %H:%M}",
+                "runs": e.runs,
+                "last_outcome": e.last_outcome,
+            }
+            for e in store.list(args.client)
+        ]
+        print(
+            _table(
+                rows, ["client", "key", "status", "reviewer", "approved_at", "runs", "last_outcome"]
+            )
+        )
         return 0
     if not args.key:
         raise DataEngMagicsError(f"cache {args.action} needs a KEY", hint="See `cache list`.")
@@ -156,8 +178,9 @@ def cmd_cache(args: argparse.Namespace) -> int:
     from dataeng_magics.audit import AuditLog
 
     entry = store.invalidate(key, getpass.getuser(), args.reason or "")
-    AuditLog(settings.audit_path).append("invalidation", client=entry.client, key=entry.key,
-                                         details={"reason": args.reason or ""})  # fmt: skip
+    AuditLog(settings.audit_path).append(
+        "invalidation", client=entry.client, key=entry.key, details={"reason": args.reason or ""}
+    )
     print(f"invalidated {entry.key}: replays now need a new approval")
     return 0
 
@@ -171,30 +194,50 @@ def cmd_audit(args: argparse.Namespace) -> int:
         if result.ok:
             print(f"audit log intact: {result.count} records ({log.path})")
             return 0
-        print(f"audit log BROKEN at line {result.first_bad_line} (seq {result.first_bad_seq}): "
-              f"{result.reason}", file=sys.stderr)  # fmt: skip
+        print(
+            f"audit log BROKEN at line {result.first_bad_line} (seq {result.first_bad_seq}): "
+            f"{result.reason}",
+            file=sys.stderr,
+        )
         return 1
     events = list(log.events(key=args.key, client=args.client))[-args.limit :]
-    rows = [{"seq": e.seq, "time": f"{e.time:%Y-%m-%d %H:%M:%S}", "event": e.event,
-             "actor": e.actor, "client": e.client, "key": (e.key or "")[:16],
-             "code": (e.code_sha256 or "")[:12]} for e in events]  # fmt: skip
+    rows = [
+        {
+            "seq": e.seq,
+            "time": f"{e.time:%Y-%m-%d %H:%M:%S}",
+            "event": e.event,
+            "actor": e.actor,
+            "client": e.client,
+            "key": (e.key or "")[:16],
+            "code": (e.code_sha256 or "")[:12],
+        }
+        for e in events
+    ]
     print(_table(rows, ["seq", "time", "event", "actor", "client", "key", "code"]))
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="dataeng-magics", description="Onboard client data: mapping -> approved plan -> PySpark."
+        prog="dataeng-magics",
+        description="Onboard client data: mapping -> approved plan -> PySpark.",
     )
     parser.add_argument("--version", action="version", version=__version__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def keyed(name: str, func: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+    def keyed(
+        name: str, func: Callable[[argparse.Namespace], int], help: str
+    ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
         p.add_argument("--client", required=True, help="client id, part of the cache key")
         p.add_argument("--mapping", required=True, help="mapping workbook (.xlsx or .csv)")
-        p.add_argument("--source", action="append", type=_source_pair, metavar="NAME=PATH",
-                       help="read source NAME from PATH instead (repeatable)")  # fmt: skip
+        p.add_argument(
+            "--source",
+            action="append",
+            type=_source_pair,
+            metavar="NAME=PATH",
+            help="read source NAME from PATH instead (repeatable)",
+        )
         p.add_argument("--home", help="state directory (default $DATAENG_MAGICS_HOME)")
         p.set_defaults(func=func)
         return p

@@ -341,9 +341,13 @@ def check_plan(plan: Plan, schemas: dict[str, dict[str, str]]) -> list[Problem]:
                     except ArithmeticError:
                         bad(f"{step.by!r} is not a number", c)
             last = column.steps[-1] if column.steps else None
-            fixed = isinstance(last, Constant | Default) and column.type != "string"
-            if fixed and not _literal_fits(last.value, column.type):  # type: ignore[union-attr]
-                bad(f"{last.value!r} is not a valid {column.type}", c)
+            value = last.value if isinstance(last, Constant | Default) else None
+            if (
+                value is not None
+                and column.type != "string"
+                and not _literal_fits(value, column.type)
+            ):
+                bad(f"{value!r} is not a valid {column.type}", c)
     return problems
 
 
@@ -646,7 +650,7 @@ def _table_code(
         var = _slug(f"{table.name}_lookup_{n}", taken)
         other = plan.sources[src]
         key_alias = f"_lk{n}_key"
-        selects = [
+        lookup_cols = [
             f"{col_ref(_match_column(key, other.columns) or key)}.alias({py_str(key_alias)})"
         ]
         for i, c in enumerate(cols, start=1):
@@ -654,12 +658,16 @@ def _table_code(
             found = _match_column(c, other.columns) or c
             other_type = "string" if other.format in TEXT_FORMATS else other.columns.get(found)
             read_types[f"{src}\x00{c}"] = other_type or "string"
-            selects.append(f"{col_ref(found)}.alias({py_str(alias)})")
+            lookup_cols.append(f"{col_ref(found)}.alias({py_str(alias)})")
         lines.append(f"# {src} deduplicated on its key, so the join never multiplies rows.")
         lines.extend(
             _chain(
                 var,
-                [var_of[src], _call("select", selects), f".dropDuplicates([{py_str(key_alias)}])"],
+                [
+                    var_of[src],
+                    _call("select", lookup_cols),
+                    f".dropDuplicates([{py_str(key_alias)}])",
+                ],
             )
         )
         left_key = _match_column(key, read.columns) or key

@@ -255,9 +255,9 @@ def _parse_targets(
     sheet: _Sheet, header_index: int, fields: dict[str, tuple[int, str]]
 ) -> list[TargetColumn]:
     header_row = sheet.rows[header_index][0]
-    for required in ("column", "type"):
-        if required not in fields:
-            raise _missing_header(sheet, MAPPING_HEADERS, required, header_row)
+    for needed in ("column", "type"):
+        if needed not in fields:
+            raise _missing_header(sheet, MAPPING_HEADERS, needed, header_row)
     if "source_column" not in fields and "rule" not in fields:
         raise _missing_header(sheet, MAPPING_HEADERS, "source_column", header_row)
     targets: list[TargetColumn] = []

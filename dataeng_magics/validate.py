@@ -16,10 +16,13 @@ Severity = Literal["error", "warning"]
 
 _KINDS: dict[str, tuple[str, Severity, str]] = {
     "null": ("required", "error", "{n} null value(s) in a required column"),
-    "lost": ("conversion", "error", "{n} value(s) present in the source became null "
-             "(check the rule, pattern or type)"),
+    "lost": (
+        "conversion",
+        "error",
+        "{n} value(s) present in the source became null (check the rule, pattern or type)",
+    ),
     "unmatched": ("lookup", "warning", "{n} row(s) found no match in the lookup"),
-}  # fmt: skip
+}
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,9 @@ class ValidationReport:
 
     @property
     def warnings(self) -> list[Check]:
-        return [c for t in self.tables for c in t.checks if not c.passed and c.severity == "warning"]
+        return [
+            c for t in self.tables for c in t.checks if not c.passed and c.severity == "warning"
+        ]
 
     @property
     def passed(self) -> bool:
@@ -75,19 +80,32 @@ class ValidationReport:
         return {
             "passed": self.passed,
             "tables": [
-                {"table": t.table, "rows_read": t.rows_read, "rows_written": t.rows_written,
-                 "checks": [{"column": c.column, "kind": c.kind, "failed": c.failed,
-                             "severity": c.severity} for c in t.checks]}
+                {
+                    "table": t.table,
+                    "rows_read": t.rows_read,
+                    "rows_written": t.rows_written,
+                    "checks": [
+                        {
+                            "column": c.column,
+                            "kind": c.kind,
+                            "failed": c.failed,
+                            "severity": c.severity,
+                        }
+                        for c in t.checks
+                    ],
+                }
                 for t in self.tables
             ],
-        }  # fmt: skip
+        }
 
     def to_text(self) -> str:
         lines = []
         for t in self.tables:
             ok = sum(c.passed for c in t.checks)
-            lines.append(f"{t.table}: {t.rows_read} rows read, {t.rows_written} written, "
-                         f"{ok}/{len(t.checks)} checks passed")  # fmt: skip
+            lines.append(
+                f"{t.table}: {t.rows_read} rows read, {t.rows_written} written, "
+                f"{ok}/{len(t.checks)} checks passed"
+            )
             for c in t.checks:
                 if not c.passed:
                     mark = "FAIL" if c.severity == "error" else "WARN"
@@ -99,8 +117,9 @@ def evaluate(run_metrics: dict[str, dict[str, Any]]) -> ValidationReport:
     """Turn ``run_metrics`` (as left by the compiled cell) into a report."""
     tables = []
     for table, metrics in run_metrics.items():
-        report = TableReport(table, int(metrics.get("rows_read", 0)),
-                             int(metrics.get("rows_written", 0)))  # fmt: skip
+        report = TableReport(
+            table, int(metrics.get("rows_read", 0)), int(metrics.get("rows_written", 0))
+        )
         for name, value in metrics.items():
             prefix, _, column = name.partition(":")
             if prefix in _KINDS:

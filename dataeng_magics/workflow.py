@@ -31,7 +31,7 @@ from dataeng_magics.errors import (
 from dataeng_magics.mapping import read_mapping
 from dataeng_magics.models import Mapping
 from dataeng_magics.plan import Plan, canonical_json, plan_diff, render_pseudocode, sha256_text
-from dataeng_magics.store import Entry, Store
+from dataeng_magics.store import Entry, Outcome, Store
 from dataeng_magics.validate import ValidationReport, evaluate
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ class RunSummary:
     output_format: str
     seconds: float
     report: ValidationReport
-    outcome: str
+    outcome: Outcome
     started_at: datetime
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -82,12 +82,20 @@ class RunSummary:
     def to_dict(self) -> dict[str, Any]:
         passed, failed = self.report.counts()
         return {
-            "client": self.client, "key": self.key, "code_sha256": self.code_sha256,
-            "platform": self.platform, "output_dir": self.output_dir,
-            "output_format": self.output_format, "seconds": round(self.seconds, 3),
-            "rows_in": self.rows_in, "rows_out": self.rows_out, "checks_passed": passed,
-            "checks_failed": failed, "outcome": self.outcome, "validation": self.report.to_dict(),
-        }  # fmt: skip
+            "client": self.client,
+            "key": self.key,
+            "code_sha256": self.code_sha256,
+            "platform": self.platform,
+            "output_dir": self.output_dir,
+            "output_format": self.output_format,
+            "seconds": round(self.seconds, 3),
+            "rows_in": self.rows_in,
+            "rows_out": self.rows_out,
+            "checks_passed": passed,
+            "checks_failed": failed,
+            "outcome": self.outcome,
+            "validation": self.report.to_dict(),
+        }
 
     def to_text(self) -> str:
         passed, failed = self.report.counts()
@@ -149,8 +157,10 @@ class TransformSession:
     def samples(self) -> dict[str, Sample]:
         from dataeng_magics.sampling import sample
 
-        return {name: sample(spec, self.settings.sample_rows)
-                for name, spec in self.mapping.sources.items()}  # fmt: skip
+        return {
+            name: sample(spec, self.settings.sample_rows)
+            for name, spec in self.mapping.sources.items()
+        }
 
     @cached_property
     def schemas(self) -> dict[str, dict[str, str]]:
@@ -166,8 +176,11 @@ class TransformSession:
     @cached_property
     def key(self) -> str:
         used = used_columns(self.baseline, self.schemas)
-        columns = {src: {c: self.schemas[src].get(c, "?") for c in cols}
-                   for src, cols in used.items() if cols}  # fmt: skip
+        columns = {
+            src: {c: self.schemas[src].get(c, "?") for c in cols}
+            for src, cols in used.items()
+            if cols
+        }
         return cache_key(self.request.client, self.mapping, columns)
 
     @property
@@ -209,22 +222,30 @@ class TransformSession:
                 f"approval required: no approved plan for client {self.request.client!r}, "
                 f"key {self.key[:16]}{why}; nothing ran",
                 hint="Draft and approve it: dataeng-magics draft ... then approve --reviewer NAME.",
-                client=self.request.client, key=self.key,
-            )  # fmt: skip
+                client=self.request.client,
+                key=self.key,
+            )
         return entry
 
     def plan_of(self, entry: Entry) -> Plan:
         return Plan.model_validate_json(entry.plan_json)
 
-    def _entry_for(self, plan: Plan, conversation: list[dict[str, Any]] | None = None) -> Entry:
+    def _entry_for(self, plan: Plan) -> Entry:
         code = "" if plan.unresolved() else compile_plan(plan)
         now = _now()
         return Entry(
-            key=self.key, client=self.request.client, mapping_file=str(self.request.mapping),
-            status="draft", plan_json=plan.model_dump_json(), pseudocode=render_pseudocode(plan),
-            code=code, plan_sha256=plan.sha256(), code_sha256=sha256_text(code) if code else "",
-            created_at=now, updated_at=now, conversation=conversation or [],
-        )  # fmt: skip
+            key=self.key,
+            client=self.request.client,
+            mapping_file=str(self.request.mapping),
+            status="draft",
+            plan_json=plan.model_dump_json(),
+            pseudocode=render_pseudocode(plan),
+            code=code,
+            plan_sha256=plan.sha256(),
+            code_sha256=sha256_text(code) if code else "",
+            created_at=now,
+            updated_at=now,
+        )
 
     # -- steps ----------------------------------------------------------------------
 
@@ -234,24 +255,35 @@ class TransformSession:
         if existing is not None and not force and existing.status in ("draft", "approved"):
             return existing
         planner = self.planner
-        plan = (self.baseline if planner.name == "offline" and not self.request.notes
-                else planner.draft(self.request.client, self.mapping, self.schemas,
-                                   self.request.notes))  # fmt: skip
+        plan = (
+            self.baseline
+            if planner.name == "offline" and not self.request.notes
+            else planner.draft(self.request.client, self.mapping, self.schemas, self.request.notes)
+        )
         entry = self.store.put(self._entry_for(plan))
         self.audit.append(
-            "draft", actor=actor, client=entry.client, key=entry.key,
-            plan_sha256=entry.plan_sha256, code_sha256=entry.code_sha256 or None,
-            details={"planner": planner.name, "unresolved": len(plan.unresolved()),
-                     "mapping": public_path(str(self.request.mapping)),
-                     "replaced": existing.status if existing else None},
-        )  # fmt: skip
+            "draft",
+            actor=actor,
+            client=entry.client,
+            key=entry.key,
+            plan_sha256=entry.plan_sha256,
+            code_sha256=entry.code_sha256 or None,
+            details={
+                "planner": planner.name,
+                "unresolved": len(plan.unresolved()),
+                "mapping": public_path(str(self.request.mapping)),
+                "replaced": existing.status if existing else None,
+            },
+        )
         return entry
 
     def current_draft(self) -> Entry:
         entry = self.entry()
         if entry is None:
-            raise StoreError(f"no draft for client {self.request.client!r}, key {self.key[:16]}",
-                             hint="Run `dataeng-magics draft` first.")  # fmt: skip
+            raise StoreError(
+                f"no draft for client {self.request.client!r}, key {self.key[:16]}",
+                hint="Run `dataeng-magics draft` first.",
+            )
         return entry
 
     def revise(self, feedback: str, *, actor: str | None = None) -> tuple[Entry, Revision]:
@@ -260,25 +292,40 @@ class TransformSession:
         before = self.plan_of(entry)
         revision = self.planner.revise(before, feedback, self.schemas)
         changes = plan_diff(before, revision.plan)
-        turns = [
-            *entry.conversation,
+        turns: list[dict[str, Any]] = [
             {"role": "user", "text": feedback, "time": _now().isoformat()},
-            {"role": "planner", "text": revision.reply, "changes": changes,
-             "planner": self.planner.name, "time": _now().isoformat()},
-        ]  # fmt: skip
+            {
+                "role": "planner",
+                "text": revision.reply,
+                "changes": changes,
+                "planner": self.planner.name,
+                "time": _now().isoformat(),
+            },
+        ]
         if changes:
             if entry.status == "approved":
-                self.audit.append("revocation", actor=actor, client=entry.client, key=entry.key,
-                                  details={"reason": "plan revised after approval"})  # fmt: skip
-            entry = self.store.put(self._entry_for(revision.plan, turns))
-        else:
-            entry = self.store.add_conversation(entry.key, turns[-2:])
+                self.audit.append(
+                    "revocation",
+                    actor=actor,
+                    client=entry.client,
+                    key=entry.key,
+                    details={"reason": "plan revised after approval"},
+                )
+            self.store.put(self._entry_for(revision.plan))
+        entry = self.store.add_conversation(entry.key, turns)
         self.audit.append(
-            "revision", actor=actor, client=entry.client, key=entry.key,
-            plan_sha256=entry.plan_sha256, code_sha256=entry.code_sha256 or None,
-            details={"planner": self.planner.name, "changes": len(changes),
-                     "not_understood": len(revision.not_understood)},
-        )  # fmt: skip
+            "revision",
+            actor=actor,
+            client=entry.client,
+            key=entry.key,
+            plan_sha256=entry.plan_sha256,
+            code_sha256=entry.code_sha256 or None,
+            details={
+                "planner": self.planner.name,
+                "changes": len(changes),
+                "not_understood": len(revision.not_understood),
+            },
+        )
         return entry, revision
 
     def approve(self, reviewer: str) -> Entry:
@@ -295,31 +342,50 @@ class TransformSession:
                 f"cannot approve: {table}.{column.name} has an unresolved rule {step.text!r} "
                 f"({step.reason}){more}",
                 hint="Revise it (dataeng-magics revise / the chat), then approve.",
-                table=table, target_column=column.name,
-            )  # fmt: skip
+                table=table,
+                target_column=column.name,
+            )
         code = compile_plan(plan)  # the code approved is the code compiled from this plan
         if code != entry.code:
-            raise StoreError("the stored code does not match its plan", key=entry.key,
-                             hint="Re-draft with --force.")  # fmt: skip
+            raise StoreError(
+                "the stored code does not match its plan",
+                key=entry.key,
+                hint="Re-draft with --force.",
+            )
         entry = self.store.approve(entry.key, reviewer, sha256_text(code))
         self.audit.append(
-            "approval", actor=reviewer, client=entry.client, key=entry.key,
-            plan_sha256=entry.plan_sha256, code_sha256=entry.code_sha256,
+            "approval",
+            actor=reviewer,
+            client=entry.client,
+            key=entry.key,
+            plan_sha256=entry.plan_sha256,
+            code_sha256=entry.code_sha256,
             details={"reviewer": reviewer},
-        )  # fmt: skip
+        )
         return entry
 
     def reject(self, reviewer: str, reason: str) -> Entry:
         entry = self.store.reject(self.current_draft().key, reviewer, reason)
-        self.audit.append("rejection", actor=reviewer, client=entry.client, key=entry.key,
-                          plan_sha256=entry.plan_sha256, details={"reason": reason})  # fmt: skip
+        self.audit.append(
+            "rejection",
+            actor=reviewer,
+            client=entry.client,
+            key=entry.key,
+            plan_sha256=entry.plan_sha256,
+            details={"reason": reason},
+        )
         return entry
 
     def invalidate(self, actor: str | None = None, reason: str = "") -> Entry:
         actor = actor or getpass.getuser()
         entry = self.store.invalidate(self.current_draft().key, actor, reason)
-        self.audit.append("invalidation", actor=actor, client=entry.client, key=entry.key,
-                          details={"reason": reason})  # fmt: skip
+        self.audit.append(
+            "invalidation",
+            actor=actor,
+            client=entry.client,
+            key=entry.key,
+            details={"reason": reason},
+        )
         return entry
 
     def job_code(self, entry: Entry, output_dir: str, output_format: str) -> str:
@@ -345,44 +411,82 @@ class TransformSession:
         fmt = output_format or self.request.output_format or self.settings.output_format
         executor = executor or get_executor(self.request.platform or self.settings.platform)
         job = Job(
-            name=f"{self.request.client}/{entry.key[:12]}", client=entry.client, key=entry.key,
+            name=f"{self.request.client}/{entry.key[:12]}",
+            client=entry.client,
+            key=entry.key,
             code=self.job_code(entry, out, fmt),
             inputs={n: public_path(s.path) for n, s in self.mapping.sources.items()},
-            output_dir=out, output_format=fmt,
-        )  # fmt: skip
+            output_dir=out,
+            output_format=fmt,
+        )
         started_at, started = _now(), time.perf_counter()
         where = {"platform": executor.name, "output_dir": public_path(out), "format": fmt}
-        self.audit.append("run_start", actor=actor, client=entry.client, key=entry.key,
-                          plan_sha256=entry.plan_sha256, code_sha256=entry.code_sha256,
-                          details=where)  # fmt: skip
+        self.audit.append(
+            "run_start",
+            actor=actor,
+            client=entry.client,
+            key=entry.key,
+            plan_sha256=entry.plan_sha256,
+            code_sha256=entry.code_sha256,
+            details=where,
+        )
         try:
             result = executor.run(job)
         except ExecutionError as exc:
             self._record(entry, "failed", started_at, None, actor, {**where, "error": exc.message})
             raise
         report = evaluate(result.metrics)
-        outcome = "succeeded" if report.passed else "validation_failed"
+        outcome: Outcome = "succeeded" if report.passed else "validation_failed"
         summary = RunSummary(
-            client=entry.client, key=entry.key, code_sha256=entry.code_sha256,
-            platform=result.platform, output_dir=public_path(out), output_format=fmt,
-            seconds=time.perf_counter() - started, report=report, outcome=outcome,
-            started_at=started_at, details=result.details,
-        )  # fmt: skip
+            client=entry.client,
+            key=entry.key,
+            code_sha256=entry.code_sha256,
+            platform=result.platform,
+            output_dir=public_path(out),
+            output_format=fmt,
+            seconds=time.perf_counter() - started,
+            report=report,
+            outcome=outcome,
+            started_at=started_at,
+            details=result.details,
+        )
         self._record(entry, outcome, started_at, summary, actor, where)
         return summary
 
-    def _record(self, entry: Entry, outcome: str, started_at: datetime,
-                summary: RunSummary | None, actor: str | None, details: dict[str, Any]) -> None:
+    def _record(
+        self,
+        entry: Entry,
+        outcome: Outcome,
+        started_at: datetime,
+        summary: RunSummary | None,
+        actor: str | None,
+        details: dict[str, Any],
+    ) -> None:
         facts = summary.to_dict() if summary else {}
         self.store.record_run(
-            entry.key, outcome=outcome, started_at=started_at, finished_at=_now(),  # type: ignore[arg-type]
-            platform=details["platform"], rows_in=facts.get("rows_in"),
-            rows_out=facts.get("rows_out"), details={**details, **facts},
-        )  # fmt: skip
+            entry.key,
+            outcome=outcome,
+            started_at=started_at,
+            finished_at=_now(),
+            platform=details["platform"],
+            rows_in=facts.get("rows_in"),
+            rows_out=facts.get("rows_out"),
+            details={**details, **facts},
+        )
         self.audit.append(
-            "run_end", actor=actor, client=entry.client, key=entry.key,
-            plan_sha256=entry.plan_sha256, code_sha256=entry.code_sha256,
-            details={**details, "outcome": outcome,
-                     **{k: facts[k] for k in ("rows_in", "rows_out", "checks_failed", "seconds")
-                        if k in facts}},
-        )  # fmt: skip
+            "run_end",
+            actor=actor,
+            client=entry.client,
+            key=entry.key,
+            plan_sha256=entry.plan_sha256,
+            code_sha256=entry.code_sha256,
+            details={
+                **details,
+                "outcome": outcome,
+                **{
+                    k: facts[k]
+                    for k in ("rows_in", "rows_out", "checks_failed", "seconds")
+                    if k in facts
+                },
+            },
+        )

@@ -48,8 +48,9 @@ def _driving_source(columns: list[TargetColumn]) -> str | None:
     return next((c.source for c in columns if c.source), None)
 
 
-def _check_source_column(mapping: Mapping, column: TargetColumn, name: str, source: str,
-                         schemas: Schemas) -> None:  # fmt: skip
+def _check_source_column(
+    mapping: Mapping, column: TargetColumn, name: str, source: str, schemas: Schemas
+) -> None:
     """A column the mapping names must be in the source's header (the classic typo)."""
     header = schemas.get(source, {})
     if name in header or any(c.lower() == name.lower() for c in header):
@@ -57,21 +58,27 @@ def _check_source_column(mapping: Mapping, column: TargetColumn, name: str, sour
     close = difflib.get_close_matches(name, list(header), n=1, cutoff=0.5)
     raise MappingError(
         f"source column {name!r} is not in the header of source {source!r}",
-        file=mapping.file, sheet=column.sheet, row=column.row, column="Source Column",
+        file=mapping.file,
+        sheet=column.sheet,
+        row=column.row,
+        column="Source Column",
         hint=f"Did you mean {close[0]!r}?" if close else f"Columns: {', '.join(header)}.",
-    )  # fmt: skip
+    )
 
 
-def _column_plan(mapping: Mapping, column: TargetColumn, driving: str,
-                 schemas: Schemas) -> ColumnPlan:  # fmt: skip
+def _column_plan(
+    mapping: Mapping, column: TargetColumn, driving: str, schemas: Schemas
+) -> ColumnPlan:
     steps: list[Step] = list(parse_rule(column.rule))
     first = steps[0] if steps else None
     if column.source and column.source != driving and not isinstance(first, Lookup):
-        steps = [Unresolved(
-            text=column.rule or "(blank)",
-            reason=f"reads source {column.source!r} but the table's rows come from {driving!r}; "
-            f"write 'lookup COLUMN from {column.source} on KEY'",
-        )]  # fmt: skip
+        steps = [
+            Unresolved(
+                text=column.rule or "(blank)",
+                reason=f"reads source {column.source!r} but the table's rows come from "
+                f"{driving!r}; write 'lookup COLUMN from {column.source} on KEY'",
+            )
+        ]
     elif column.source_column and column.source and not isinstance(first, Lookup):
         _check_source_column(mapping, column, column.source_column, column.source, schemas)
     for step in steps:
@@ -79,20 +86,28 @@ def _column_plan(mapping: Mapping, column: TargetColumn, driving: str,
             if step.source not in mapping.sources:
                 close = difflib.get_close_matches(step.source, list(mapping.sources), n=1)
                 raise MappingError(
-                    f"lookup names unknown source {step.source!r}", file=mapping.file,
-                    sheet=column.sheet, row=column.row, column="Transformation Rule",
-                    hint=f"Did you mean {close[0]!r}?" if close
+                    f"lookup names unknown source {step.source!r}",
+                    file=mapping.file,
+                    sheet=column.sheet,
+                    row=column.row,
+                    column="Transformation Rule",
+                    hint=f"Did you mean {close[0]!r}?"
+                    if close
                     else f"Sources: {', '.join(mapping.sources)}.",
-                )  # fmt: skip
+                )
             _check_source_column(mapping, column, step.column, step.source, schemas)
             _check_source_column(mapping, column, step.key, step.source, schemas)
             _check_source_column(mapping, column, step.key, driving, schemas)
     if column.default is not None:
         steps.append(Default(value=column.default))
     return ColumnPlan(
-        name=column.name, type=column.type, source_column=column.source_column, steps=steps,
-        required=column.required, rule=column.rule,
-    )  # fmt: skip
+        name=column.name,
+        type=column.type,
+        source_column=column.source_column,
+        steps=steps,
+        required=column.required,
+        rule=column.rule,
+    )
 
 
 def _flag_problems(plan: Plan, schemas: Schemas) -> Plan:
@@ -147,18 +162,24 @@ class OfflinePlanner:
             if driving is None:
                 raise MappingError(
                     f"table {table_name!r} reads no source: every column is a constant",
-                    file=mapping.file, sheet=columns[0].sheet, row=columns[0].row,
+                    file=mapping.file,
+                    sheet=columns[0].sheet,
+                    row=columns[0].row,
                     hint="Name a Source for at least one column.",
-                )  # fmt: skip
+                )
             filters = [
                 FilterPlan(condition=f.condition, description=f.description or "")
                 for f in mapping.filters
                 if f.table == table_name
             ]
-            tables.append(TablePlan(
-                name=table_name, source=driving, filters=filters,
-                columns=[_column_plan(mapping, c, driving, schemas) for c in columns],
-            ))  # fmt: skip
+            tables.append(
+                TablePlan(
+                    name=table_name,
+                    source=driving,
+                    filters=filters,
+                    columns=[_column_plan(mapping, c, driving, schemas) for c in columns],
+                )
+            )
         for f in mapping.filters:
             from dataeng_magics.compile import check_sql
 
@@ -167,15 +188,23 @@ class OfflinePlanner:
                 check_sql(f.condition, schemas[table.source])
             except Exception as exc:
                 raise MappingError(
-                    f"filter {f.condition!r}: {getattr(exc, 'message', exc)}", file=mapping.file,
-                    sheet=f.sheet, row=f.row, column="Condition",
+                    f"filter {f.condition!r}: {getattr(exc, 'message', exc)}",
+                    file=mapping.file,
+                    sheet=f.sheet,
+                    row=f.row,
+                    column="Condition",
                     hint="Write a Spark SQL condition over the source's columns.",
-                ) from None  # fmt: skip
+                ) from None
         sources = {
-            name: SourceRead(format=s.format, delimiter=s.delimiter, header=s.header,
-                             encoding=s.encoding, excel_sheet=s.excel_sheet)
+            name: SourceRead(
+                format=s.format,
+                delimiter=s.delimiter,
+                header=s.header,
+                encoding=s.encoding,
+                excel_sheet=s.excel_sheet,
+            )
             for name, s in mapping.sources.items()
-        }  # fmt: skip
+        }
         plan = Plan(client=client, sources=sources, tables=tables, notes=notes.strip())
         return finalize(plan, schemas)
 
@@ -194,14 +223,17 @@ class OfflinePlanner:
             line = raw.strip()
             if not line:
                 continue
-            match = re.match(r"^(?:add\s+)?filter(?:\s+(?P<t>[^:]+?))?\s*:\s*(?P<c>.+)$", line, re.I)
+            match = re.match(
+                r"^(?:add\s+)?filter(?:\s+(?P<t>[^:]+?))?\s*:\s*(?P<c>.+)$", line, re.I
+            )
             drop = re.match(r"^(?:drop|remove|clear)\s+filters?(?:\s+(?P<t>\S+))?$", line, re.I)
             col = re.match(r"^(?P<n>[^:]+?)\s*:\s*(?P<r>.*)$", line)
             if match:
                 name = match.group("t") or (plan.tables[0].name if len(plan.tables) == 1 else "")
                 if name not in tables:
-                    not_understood.append(f"{line!r}: say which table, e.g. 'filter "
-                                          f"{plan.tables[0].name}: ...'")  # fmt: skip
+                    not_understood.append(
+                        f"{line!r}: say which table, e.g. 'filter {plan.tables[0].name}: ...'"
+                    )
                     continue
                 table = tables[name]
                 filters = [*table.filters, FilterPlan(condition=match.group("c").strip())]
@@ -217,15 +249,17 @@ class OfflinePlanner:
                 table_name, column = columns[col.group("n").strip().lower()]
                 steps = parse_rule(col.group("r"))
                 bad = [s for s in steps if isinstance(s, Unresolved)]
-                if bad or not col.group("r").strip() and column.source_column is None:
-                    not_understood.append(f"{line!r}: did not understand "
-                                          f"{', '.join(repr(s.text) for s in bad) or 'an empty rule'}")
-                    continue  # fmt: skip
+                if bad or (not col.group("r").strip() and column.source_column is None):
+                    not_understood.append(
+                        f"{line!r}: did not understand "
+                        f"{', '.join(repr(s.text) for s in bad) or 'an empty rule'}"
+                    )
+                    continue
                 new = column.model_copy(update={"steps": steps, "rule": col.group("r").strip()})
                 table = tables[table_name]
-                tables[table_name] = table.model_copy(update={
-                    "columns": [new if c.name == column.name else c for c in table.columns]
-                })  # fmt: skip
+                tables[table_name] = table.model_copy(
+                    update={"columns": [new if c.name == column.name else c for c in table.columns]}
+                )
                 columns[column.name.lower()] = (table_name, new)
                 understood.append(f"{column.name}: {col.group('r').strip() or 'copy'}")
             else:

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
-from dataeng_magics.executors.base import Executor, Job, JobResult, available, get_executor, register
+from dataeng_magics.executors.base import (
+    Executor,
+    Job,
+    JobResult,
+    available,
+    get_executor,
+    register,
+)
 
 __all__ = ["Executor", "Job", "JobResult", "available", "get_executor", "register"]

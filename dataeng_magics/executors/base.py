@@ -68,8 +68,10 @@ def get_executor(name: str, **options: Any) -> Executor:
                 f"unknown platform {name!r}", hint=f"Available: {', '.join(available())}."
             )
         if len({ep.value for ep in matches}) > 1:
-            raise ConfigError(f"several executors are registered as {name!r}: "
-                              + ", ".join(ep.value for ep in matches))  # fmt: skip
+            raise ConfigError(
+                f"several executors are registered as {name!r}: "
+                + ", ".join(ep.value for ep in matches)
+            )
         try:
             _registry[name] = matches[0].load()
         except ImportError as exc:

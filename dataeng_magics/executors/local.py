@@ -59,5 +59,6 @@ class LocalExecutor(Executor):
         started = time.perf_counter()
         spark = spark_session()
         metrics = execute(job.code, spark, job)
-        return JobResult("local", metrics, time.perf_counter() - started,
-                         {"master": spark.sparkContext.master})  # fmt: skip
+        return JobResult(
+            "local", metrics, time.perf_counter() - started, {"master": spark.sparkContext.master}
+        )

@@ -1,0 +1,140 @@
+"""The CLI contract: commands, one-line errors and exit codes (0, 2, 3, 4, 5)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from openpyxl import load_workbook
+
+from dataeng_magics.cli import main
+
+
+def args(mapping: Path, *extra: str) -> list[str]:
+    return ["--client", "NORTHWIND", "--mapping", str(mapping), *extra]
+
+
+def test_draft_prints_pseudocode_and_key(example: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["draft", *args(example)]) == 0
+    out = capsys.readouterr().out
+    assert 'TRADE_DATE (date) [required] <- "Trade Date": parse date MM/DD/YYYY' in out
+    key = next(line.split()[1] for line in out.splitlines() if line.startswith("key:"))
+    assert len(key) == 64
+    assert main(["cache", "show", key[:12]]) == 0
+    assert key in capsys.readouterr().out
+
+
+def test_bad_input_exits_2_with_one_line(
+    example: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    book = load_workbook(example)
+    book["Mapping"]["C5"] = "datetme"
+    book.save(example)
+    assert main(["draft", *args(example)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert "northwind.xlsx" in err and "'Mapping'" in err and "row 5" in err
+    assert "DATA TYPE" in err and "datetime" in err  # the closest type is suggested
+    assert main(["draft", *args(tmp_path / "missing.xlsx")]) == 2
+    assert "mapping file does not exist" in capsys.readouterr().err
+
+
+def test_unknown_source_override_suggests(
+    example: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["draft", *args(example), "--source", "trade=x.csv"]) == 2
+    assert "Did you mean 'trades'" in capsys.readouterr().err
+
+
+def test_approve_refuses_unresolved_and_run_needs_approval(
+    example: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    book = load_workbook(example)
+    book["Mapping"]["F9"] = "make it pretty"
+    book.save(example)
+    main(["draft", *args(example)])
+    assert main(["approve", *args(example), "--reviewer", "alice"]) == 2
+    assert "TRADES.DESK" in capsys.readouterr().err
+    assert main(["run", *args(example), "--output-dir", str(tmp_path / "out")]) == 3
+    assert "approval required" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    assert main(["revise", *args(example), "DESK: first 4 characters, upper"]) == 0
+    assert main(["approve", *args(example), "--reviewer", "alice"]) == 0
+
+
+@pytest.mark.spark
+def test_run_exit_codes_for_validation_and_execution(
+    example: Path, tmp_path: Path, spark: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    book = load_workbook(example)
+    book["Mapping"]["F5"] = "parse date DD/MM/YYYY"  # wrong: the data is MM/DD/YYYY
+    book.save(example)
+    main(["draft", *args(example)])
+    main(["approve", *args(example), "--reviewer", "alice"])
+    code = main(["run", *args(example), "--output-dir", str(tmp_path / "out"), "--json"])
+    assert code == 4
+    captured = capsys.readouterr()
+    assert "FAIL TRADE_DATE [conversion]" in captured.out
+    summary = json.loads(captured.out.strip().splitlines()[-1])
+    assert summary["outcome"] == "validation_failed" and summary["checks_failed"] >= 1
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where the output folder should be")
+    assert main(["run", *args(example), "--output-dir", str(blocker)]) == 5
+
+
+def test_audit_verify_detects_an_edit(
+    example: Path, state_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["draft", *args(example)])
+    main(["approve", *args(example), "--reviewer", "alice"])
+    assert main(["audit", "verify"]) == 0
+    log = state_home / "audit.jsonl"
+    lines = log.read_text().splitlines()
+    lines[1] = lines[1].replace('"alice"', '"mallory"')
+    log.write_text("\n".join(lines) + "\n")
+    assert main(["audit", "verify"]) == 1
+    assert "line 2" in capsys.readouterr().err
+
+
+def test_cache_invalidate_requires_a_new_approval(
+    example: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["draft", *args(example)])
+    main(["approve", *args(example), "--reviewer", "alice"])
+    key = next(
+        line.split()[1] for line in capsys.readouterr().out.splitlines() if line.startswith("key:")
+    )
+    assert main(["cache", "invalidate", key[:10], "--reason", "mapping v4"]) == 0
+    assert main(["run", *args(example), "--output-dir", str(tmp_path / "o")]) == 3
+    assert main(["cache", "list"]) == 0
+    assert "revoked" in capsys.readouterr().out
+    assert main(["audit", "show"]) == 0
+    assert "invalidation" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_quick_start_demo_in_a_fresh_process(tmp_path: Path, state_home: Path) -> None:
+    """The README's first command, as a user runs it: the console script, its own Spark."""
+    env = {**os.environ, "DATAENG_MAGICS_HOME": str(state_home)}
+    bin_dir = Path(sys.executable).parent
+    exe = bin_dir / "dataeng-magics"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "dataeng_magics.cli"]
+    done = subprocess.run(
+        [*cmd, "demo", "--output-dir", str(tmp_path / "out"), "--reviewer", "ci"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SUCCEEDED on local" in done.stdout
+    assert (tmp_path / "out" / "TRADES").is_dir() and (tmp_path / "out" / "COUNTERPARTIES").is_dir()
+    events = [
+        json.loads(line)["event"] for line in (state_home / "audit.jsonl").read_text().splitlines()
+    ]
+    assert events == ["draft", "approval", "run_start", "run_end"]

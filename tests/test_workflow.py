@@ -1,0 +1,213 @@
+"""The workflow on real local Spark: key, draft, approve, run, validate, replay rules."""
+
+from __future__ import annotations
+
+import csv
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+from openpyxl import load_workbook
+
+from dataeng_magics.audit import AuditLog
+from dataeng_magics.config import load_settings
+from dataeng_magics.errors import (
+    ApprovalRequired,
+    ExecutionError,
+    MappingError,
+    PlanError,
+    StoreError,
+)
+from dataeng_magics.workflow import TransformRequest, TransformSession
+
+
+def session(mapping: Path, client: str = "NORTHWIND", **kwargs: Any) -> TransformSession:
+    settings = kwargs.pop("settings", None) or load_settings()
+    return TransformSession(TransformRequest(client=client, mapping=mapping, **kwargs), settings)
+
+
+def rewrite_csv(path: Path, change: Any) -> None:
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    rows = change(rows)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows(rows)
+
+
+def set_rule(mapping: Path, target: str, rule: str) -> None:
+    book = load_workbook(mapping)
+    sheet = book["Mapping"]
+    for row in sheet.iter_rows():
+        if row[1].value == target:
+            row[5].value = rule
+    book.save(mapping)
+
+
+# --- the cache key ----------------------------------------------------------------
+
+
+def test_key_is_stable_and_ignores_resaving_and_unused_columns(example: Path) -> None:
+    key = session(example).key
+    assert session(example).key == key
+    load_workbook(example).save(
+        example
+    )  # re-saving the workbook changes its bytes, not its content
+    assert session(example).key == key
+    trades = example.parent / "trades.csv"
+    rewrite_csv(trades, lambda rows: [[*r, "extra" if i == 0 else "x"] for i, r in enumerate(rows)])
+    assert session(example).key == key  # a column the mapping does not use is drift we tolerate
+    assert session(example, client="OTHER").key != key
+
+
+def test_key_changes_with_a_rule_or_a_retyped_used_column(example: Path) -> None:
+    key = session(example).key
+    set_rule(example, "DESK", "first 3 characters, then upper")
+    changed_rule = session(example).key
+    assert changed_rule != key
+    trades = example.parent / "trades.csv"
+    qty = None
+
+    def retype(rows: list[list[str]]) -> list[list[str]]:
+        nonlocal qty
+        qty = rows[0].index("Qty")
+        for r in rows[1:]:
+            r[qty] = f"{r[qty]} units"  # Qty becomes text: the used column's type changed
+        return rows
+
+    rewrite_csv(trades, retype)
+    assert session(example).key != changed_rule
+
+
+def test_renamed_used_column_is_a_clear_mapping_error(example: Path) -> None:
+    rewrite_csv(
+        example.parent / "trades.csv",
+        lambda rows: [[("Quantity" if c == "Qty" else c) for c in rows[0]], *rows[1:]],
+    )
+    with pytest.raises(MappingError) as err:
+        session(example).key  # noqa: B018
+    text = str(err.value)
+    assert "'Qty'" in text and "Mapping" in text and "row 11" in text and "Quantity" in text
+
+
+# --- approval gates ---------------------------------------------------------------
+
+
+def test_run_without_approval_runs_nothing(example: Path, tmp_path: Path) -> None:
+    s = session(example)
+    s.draft()
+    out = tmp_path / "out"
+    with pytest.raises(ApprovalRequired) as err:
+        s.run(output_dir=str(out))
+    assert "NORTHWIND" in str(err.value) and s.key[:16] in str(err.value)
+    assert not out.exists()
+    assert [e.event for e in s.audit.events()] == ["draft"]
+
+
+def test_unresolved_rule_blocks_approval_with_column_and_text(example: Path) -> None:
+    set_rule(example, "DESK", "frobnicate the desk")
+    s = session(example)
+    entry = s.draft()
+    assert entry.code == "" and "UNRESOLVED" in entry.pseudocode
+    with pytest.raises(PlanError) as err:
+        s.approve("alice")
+    assert "TRADES.DESK" in str(err.value) and "frobnicate the desk" in str(err.value)
+    assert s.entry().status == "draft"  # type: ignore[union-attr]
+
+
+def test_revision_resolves_and_is_recorded_with_the_conversation(example: Path) -> None:
+    set_rule(example, "DESK", "frobnicate the desk")
+    s = session(example)
+    s.draft()
+    entry, revision = s.revise("DESK: first 4 characters, upper\nplease make it nicer")
+    assert revision.understood and revision.not_understood
+    assert "please make it nicer" in revision.reply
+    assert not s.plan_of(entry).unresolved()
+    assert entry.code and [t["role"] for t in entry.conversation] == ["user", "planner"]
+    assert any("DESK" in line for line in entry.conversation[1]["changes"])
+    s.approve("alice")
+    assert [e.event for e in s.audit.events()] == ["draft", "revision", "approval"]
+
+
+def test_expired_approval_needs_a_new_one(example: Path) -> None:
+    s = session(example, settings=load_settings(ttl_days=1e-9))
+    s.draft()
+    s.approve("alice")
+    with pytest.raises(ApprovalRequired, match="expired"):
+        s.require_approved()
+
+
+def test_tampered_store_code_is_refused(example: Path, state_home: Path) -> None:
+    s = session(example)
+    s.draft()
+    s.approve("alice")
+    with sqlite3.connect(state_home / "store.sqlite") as conn:
+        conn.execute("UPDATE entries SET code = code || '\nprint(1)\n'")
+    with pytest.raises(StoreError, match="approval hash"):
+        session(example).run(output_dir="unused")
+
+
+# --- runs on real Spark -----------------------------------------------------------
+
+
+@pytest.mark.spark
+def test_approved_plan_runs_writes_validates_and_records(
+    example: Path, tmp_path: Path, spark: Any
+) -> None:
+    s = session(example)
+    s.draft()
+    s.approve("alice")
+    out = tmp_path / "out"
+    summary = s.run(output_dir=str(out))
+    assert summary.outcome == "succeeded" and summary.report.passed
+    trades = {t.table: t for t in summary.report.tables}["TRADES"]
+    assert trades.rows_read == 5000
+    cancelled = sum(
+        1
+        for r in csv.DictReader((example.parent / "trades.csv").open())
+        if r["Status"] == "CANCELLED"
+    )
+    assert trades.rows_written == 5000 - cancelled
+    schema = pq.read_schema(next((out / "TRADES").glob("*.parquet")))
+    mapping_order = [t.name for t in s.mapping.targets if t.table == "TRADES"]
+    assert schema.names == mapping_order
+    assert str(schema.field("AMOUNT").type) == "decimal128(18, 2)"
+    assert str(schema.field("TRADE_DATE").type) == "date32[day]"
+    entry = s.entry()
+    assert entry is not None and entry.runs == 1 and entry.last_outcome == "succeeded"
+    events = [e.event for e in s.audit.events()]
+    assert events == ["draft", "approval", "run_start", "run_end"]
+    assert AuditLog(s.settings.audit_path).verify().ok
+    # a second session (a replay) runs the same approved code and counts the run
+    again = session(example).run(output_dir=str(out))
+    assert again.code_sha256 == summary.code_sha256
+    assert session(example).entry().runs == 2  # type: ignore[union-attr]
+
+
+@pytest.mark.spark
+def test_wrong_date_pattern_fails_validation(example: Path, tmp_path: Path, spark: Any) -> None:
+    set_rule(example, "TRADE_DATE", "parse date DD/MM/YYYY")  # the data is MM/DD/YYYY
+    s = session(example)
+    s.draft()
+    s.approve("alice")
+    summary = s.run(output_dir=str(tmp_path / "out"))
+    assert summary.outcome == "validation_failed"
+    failed = {(c.column, c.kind) for c in summary.report.failures}
+    assert ("TRADE_DATE", "conversion") in failed and ("TRADE_DATE", "required") in failed
+    assert s.entry().last_outcome == "validation_failed"  # type: ignore[union-attr]
+
+
+@pytest.mark.spark
+def test_execution_failure_is_recorded_as_failed(example: Path, tmp_path: Path, spark: Any) -> None:
+    s = session(example)
+    s.draft()
+    s.approve("alice")
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ExecutionError) as err:
+        s.run(output_dir=str(blocker))
+    assert "\n" not in str(err.value)
+    entry = s.entry()
+    assert entry is not None and entry.runs == 1 and entry.last_outcome == "failed"
+    assert [e.event for e in s.audit.events()][-1] == "run_end"
