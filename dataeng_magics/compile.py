@@ -14,6 +14,7 @@ with ``Observation`` during the write, so checking the output costs no extra pas
 from __future__ import annotations
 
 import ast
+import builtins
 import difflib
 import re
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from keyword import kwlist
 from typing import Any
 
 from dataeng_magics.errors import PlanError, UnsafePlanError
+from dataeng_magics.models import normalize_type
 from dataeng_magics.plan import (
     PRODUCERS,
     Concat,
@@ -96,6 +98,7 @@ DENIED_FUNCTIONS = frozenset(
         "randn",
         "random",
         "shuffle",
+        "identifier",
     }
 )
 #: Sample types that text sources (CSV, Excel) are read as text for; SQL sees them typed.
@@ -138,6 +141,12 @@ def py_str(text: str) -> str:
     return literal
 
 
+def comment_text(text: str) -> str:
+    """``text`` for a ``#`` comment: as written when it is one printable line, else a
+    quoted literal, since a line break would end the comment and start code."""
+    return text if text.isprintable() else py_str(text)
+
+
 def sql_ident(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
@@ -166,34 +175,12 @@ def check_sql(
     read as text, references to columns the sample showed as numbers, booleans or dates
     are wrapped in ``try_cast`` so arithmetic and comparisons behave as the author meant.
     """
-    import sqlglot
     from sqlglot import exp
-    from sqlglot.errors import ParseError, TokenError
 
-    if not text.strip():
-        raise UnsafePlanError("empty SQL expression")
-    try:
-        tree = sqlglot.parse_one(text, read="spark")
-    except (ParseError, TokenError) as exc:
-        first = str(exc).splitlines()[0]
-        raise UnsafePlanError(f"SQL does not parse: {first}") from None
-    if tree is None or isinstance(tree, exp.Query | exp.Command | exp.DDL | exp.DML):
-        raise UnsafePlanError("only an expression is allowed here, not a statement or query")
+    tree = parse_safe_sql(text)
     referenced: list[str] = []
     for node in tree.walk():
-        if isinstance(node, exp.Query | exp.Subquery | exp.Table | exp.Lambda):
-            raise UnsafePlanError("subqueries, tables and lambdas are not allowed in rules")
-        if isinstance(node, exp.Star | exp.Placeholder | exp.Parameter | exp.SessionParameter):
-            raise UnsafePlanError(f"{node.sql(dialect='spark')!r} is not allowed in rules")
-        if isinstance(node, exp.Func):
-            name = (node.name if isinstance(node, exp.Anonymous) else node.sql_name()).lower()
-            if name in DENIED_FUNCTIONS or name.startswith(("ai_", "java", "read_")):
-                raise UnsafePlanError(f"function {name}() is not allowed")
         if isinstance(node, exp.Column):
-            if node.table:
-                raise UnsafePlanError(
-                    f"qualified column {node.sql(dialect='spark')!r} is not allowed"
-                )
             found = _match_column(node.name, columns)
             if found is None:
                 close = difflib.get_close_matches(node.name, list(columns), n=1)
@@ -212,7 +199,46 @@ def check_sql(
         return node
 
     canonical = tree.transform(retype).sql(dialect="spark")
+    _no_substitution(canonical)
     return canonical, list(dict.fromkeys(referenced))
+
+
+def _no_substitution(text: str) -> None:
+    # Spark's parser replaces ${env:X}, ${system:X} and ${conf} in the text before parsing,
+    # even inside string literals: that would copy secrets into the output.
+    if "${" in text:
+        raise UnsafePlanError("'${' is not allowed in rules (Spark substitutes variables there)")
+
+
+def parse_safe_sql(text: str) -> Any:
+    """Parse one Spark SQL expression and refuse anything but a plain expression with
+    allowed functions and unqualified columns. Returns the sqlglot tree."""
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.errors import ParseError, TokenError
+
+    if not text.strip():
+        raise UnsafePlanError("empty SQL expression")
+    _no_substitution(text)
+    try:
+        tree = sqlglot.parse_one(text, read="spark")
+    except (ParseError, TokenError) as exc:
+        first = str(exc).splitlines()[0]
+        raise UnsafePlanError(f"SQL does not parse: {first}") from None
+    if tree is None or isinstance(tree, exp.Query | exp.Command | exp.DDL | exp.DML):
+        raise UnsafePlanError("only an expression is allowed here, not a statement or query")
+    for node in tree.walk():
+        if isinstance(node, exp.Query | exp.Subquery | exp.Table | exp.Lambda):
+            raise UnsafePlanError("subqueries, tables and lambdas are not allowed in rules")
+        if isinstance(node, exp.Star | exp.Placeholder | exp.Parameter | exp.SessionParameter):
+            raise UnsafePlanError(f"{node.sql(dialect='spark')!r} is not allowed in rules")
+        if isinstance(node, exp.Func):
+            name = (node.name if isinstance(node, exp.Anonymous) else node.sql_name()).lower()
+            if name in DENIED_FUNCTIONS or name.startswith(("ai_", "java", "read_")):
+                raise UnsafePlanError(f"function {name}() is not allowed")
+        if isinstance(node, exp.Column) and node.table:
+            raise UnsafePlanError(f"qualified column {node.sql(dialect='spark')!r} is not allowed")
+    return tree
 
 
 # --- plan checks ------------------------------------------------------------------
@@ -296,6 +322,8 @@ def check_plan(plan: Plan, schemas: dict[str, dict[str, str]]) -> list[Problem]:
             if c.lower() in names:
                 bad("target column appears twice", c)
             names.add(c.lower())
+            if normalize_type(column.type) != column.type:
+                bad(f"unknown target type {column.type!r}", c)
             if column.unresolved:
                 continue  # reported as unresolved, not as a compile problem
             if column.source_column is not None and (
@@ -335,11 +363,10 @@ def check_plan(plan: Plan, schemas: dict[str, dict[str, str]]) -> list[Problem]:
                     except ValueError as exc:
                         bad(str(exc), c)
                 if isinstance(step, Multiply | Divide):
-                    try:
-                        if isinstance(step, Divide) and Decimal(step.by) == 0:
-                            bad("division by zero", c)
-                    except ArithmeticError:
-                        bad(f"{step.by!r} is not a number", c)
+                    if not re.fullmatch(r"[-+]?[0-9]+(?:\.[0-9]+)?", step.by):
+                        bad(f"{step.by!r} is not a plain decimal number (like 1000 or 0.01)", c)
+                    elif isinstance(step, Divide) and Decimal(step.by) == 0:
+                        bad("division by zero", c)
             last = column.steps[-1] if column.steps else None
             value = last.value if isinstance(last, Constant | Default) else None
             if (
@@ -400,7 +427,8 @@ def _safe_refs(sql: str, columns: dict[str, str], text_source: bool) -> list[str
 def _slug(name: str, taken: set[str]) -> str:
     """A fresh Python identifier derived from ``name`` (never the name itself)."""
     base = re.sub(r"\W+", "_", name.lower()).strip("_")
-    if not base or not base[0].isalpha() or not base.isascii() or base in _RESERVED:
+    reserved = base in _RESERVED or base in _FORBIDDEN_NAMES  # never shadow a builtin
+    if not base or not base[0].isalpha() or not base.isascii() or reserved:
         base = "src_" + base if base and base.isascii() else "src"
     slug, n = base, 2
     while slug in taken:
@@ -409,7 +437,9 @@ def _slug(name: str, taken: set[str]) -> str:
     return slug
 
 
-_RESERVED = {"spark", "F", "Observation", "ps", "run_metrics", *PARAMETERS, *kwlist}
+_RESERVED = {
+    "spark", "F", "Observation", "ps", "run_metrics", *PARAMETERS, *kwlist, *dir(builtins)
+}  # fmt: skip
 
 
 def _num_lit(text: str) -> str:
@@ -557,20 +587,22 @@ def _read_code(var: str, name: str, plan: Plan, columns: list[str]) -> list[str]
         }
         opts = [f"{k}={py_str(v)}" for k, v in options.items()]
         return [
-            f"# {name}: CSV read as text (no inference pass); every conversion is explicit.",
+            f"# {comment_text(name)}: CSV read as text (no inference pass); "
+            "every conversion is explicit.",
             *_chain(var, ["spark.read", _call("options", opts), f".csv({path})"]),
         ]
     if read.format == "excel":
         sheet = py_str(read.excel_sheet) if read.excel_sheet else "0"
         return [
-            f"# {name}: Excel has no native Spark reader; pandas-on-Spark reads it as text.",
+            f"# {comment_text(name)}: Excel has no native Spark reader; "
+            "pandas-on-Spark reads it as text.",
             "import pyspark.pandas as ps",
-            f"{var} = ps.read_excel({path}, sheet_name={sheet}, dtype=str).to_spark()",
+            f'{var} = ps.read_excel({path}, sheet_name={sheet}, dtype="str").to_spark()',
         ]
     ddl = ", ".join(f"{sql_ident(c)} {read.columns.get(c, 'string').upper()}" for c in columns)
     reader = "parquet" if read.format == "parquet" else "json"
     return [
-        f"# {name}: {read.format}, reading only the columns used, with their types.",
+        f"# {comment_text(name)}: {read.format}, reading only the columns used, with their types.",
         *_chain(var, ["spark.read", f".schema({py_str(ddl)})", f".{reader}({path})"]),
     ]
 
@@ -595,7 +627,7 @@ def compile_plan(plan: Plan) -> str:
         )
     used = used_columns(plan)
     lines = [
-        f"# dataeng-magics: plan {plan.sha256()[:16]}, client {py_str(plan.client)}.",
+        f"{CODE_MARKER}{plan.sha256()[:16]}, client {py_str(plan.client)}.",
         "# Generated from the approved plan: change the plan, not this code.",
         "from pyspark.sql import Observation",
         "from pyspark.sql import functions as F",
@@ -642,7 +674,8 @@ def _table_code(
     read_types = {c: ("string" if text_source else t) for c, t in read.columns.items()}
     frame = _slug(f"{table.name}_table", taken)
     obs_in, obs_out = _slug(f"{table.name}_read", taken), _slug(f"{table.name}_checks", taken)
-    lines = [f"# ---- {table.name} <- {table.source} ".ljust(78, "-")]
+    where = f"{comment_text(table.name)} <- {comment_text(table.source)}"
+    lines = [f"# ---- {where} ".ljust(78, "-")]
     lookups: dict[tuple[str, str, str], str] = {}
     joins: list[str] = []
     misses: list[tuple[str, str]] = []  # (left key, key alias)
@@ -659,7 +692,9 @@ def _table_code(
             other_type = "string" if other.format in TEXT_FORMATS else other.columns.get(found)
             read_types[f"{src}\x00{c}"] = other_type or "string"
             lookup_cols.append(f"{col_ref(found)}.alias({py_str(alias)})")
-        lines.append(f"# {src} deduplicated on its key, so the join never multiplies rows.")
+        lines.append(
+            f"# {comment_text(src)} deduplicated on its key, so the join never multiplies rows."
+        )
         lines.extend(
             _chain(
                 var,
@@ -712,7 +747,7 @@ def _table_code(
     calls = [var_of[table.source], f'.observe({obs_in}, F.count(F.lit(1)).alias("rows_read"))']
     for f in table.filters:
         canonical, _ = check_sql(f.condition, read.columns, text_source=text_source)
-        note = f"  # {f.description}" if f.description else ""
+        note = f"  # {comment_text(f.description)}" if f.description else ""
         calls.append(f".where(F.expr({py_str(canonical)})){note}")
     calls.extend(joins)
     calls.append(_call("select", selects, inline=0))
@@ -738,6 +773,40 @@ def render_parameters(source_paths: dict[str, str], output_dir: str, output_form
     )
     check_generated(code, parameters=True)
     return code
+
+
+CODE_MARKER = "# dataeng-magics: plan "
+
+
+def split_cell(body: str) -> tuple[str, str]:
+    """A materialised cell's body -> (parameters block, approved code)."""
+    index = body.find("\n" + CODE_MARKER)
+    if body.startswith(CODE_MARKER):
+        return "", body
+    if index < 0:
+        raise UnsafePlanError(
+            "this cell has no approved code in it (its '# dataeng-magics: plan' line is gone)",
+            hint="Materialise the approved plan again.",
+        )
+    return body[: index + 1], body[index + 1 :]
+
+
+def parse_parameters(text: str) -> dict[str, object]:
+    """The parameters block's values; it may hold literal assignments and nothing else."""
+    check_generated(text, parameters=True)
+    values: dict[str, object] = {}
+    for node in ast.parse(text).body:
+        assert isinstance(node, ast.Assign)
+        for target in node.targets:
+            if isinstance(target, ast.Name):
+                try:
+                    values[target.id] = ast.literal_eval(node.value)
+                except ValueError:
+                    raise UnsafePlanError(f"parameter {target.id!r} must be a literal") from None
+    missing = [p for p in PARAMETERS if p not in values]
+    if missing:
+        raise UnsafePlanError(f"the parameters block does not set {', '.join(missing)}")
+    return values
 
 
 # --- AST allow-list ---------------------------------------------------------------
@@ -772,6 +841,18 @@ _ALLOWED_NODES = (
     ast.USub,
     ast.Not,
 )
+#: Every attribute the compiler emits; anything else (``spark.sql``, ``F.call_function``,
+#: ``df.sparkSession``, ``F.udf``, ``.rdd``, ``.collect``) is refused.
+_ALLOWED_ATTRIBUTES = frozenset(
+    {
+        "alias", "cast", "coalesce", "col", "concat_ws", "count", "count_if", "csv",
+        "date_format", "drop", "dropDuplicates", "expr", "format", "get", "isNotNull", "isNull",
+        "join", "json", "lit", "lower", "mode", "observe", "option", "options", "otherwise",
+        "parquet", "read", "read_excel", "regexp_replace", "round", "save", "schema", "select",
+        "substring", "to_spark", "trim", "try_cast", "try_divide", "try_multiply",
+        "try_to_date", "try_to_timestamp", "upper", "when", "where", "write",
+    }
+)  # fmt: skip
 _PARAMETER_NODES = (ast.Module, ast.Assign, ast.Name, ast.Store, ast.Load, ast.Constant, ast.Dict)
 _FORBIDDEN_NAMES = {
     "exec",
@@ -808,16 +889,22 @@ def check_generated(code: str, *, parameters: bool = False) -> None:
     for node in ast.walk(tree):
         if not isinstance(node, allowed):
             raise UnsafePlanError(f"generated code contains a forbidden {type(node).__name__}")
-        if isinstance(node, ast.ImportFrom) and not (node.module or "").startswith("pyspark"):
+        if isinstance(node, ast.ImportFrom) and not _is_pyspark(node.module or ""):
             raise UnsafePlanError(
                 f"generated code imports {node.module!r}; only pyspark is allowed"
             )
-        if isinstance(node, ast.Import) and not all(
-            a.name.startswith("pyspark") for a in node.names
-        ):
+        if isinstance(node, ast.Import) and not all(_is_pyspark(a.name) for a in node.names):
             raise UnsafePlanError("generated code imports something other than pyspark")
         if isinstance(node, ast.Attribute) and node.attr.startswith("_"):
             raise UnsafePlanError(f"generated code touches private attribute {node.attr!r}")
+        if isinstance(node, ast.Attribute) and node.attr not in _ALLOWED_ATTRIBUTES:
+            raise UnsafePlanError(f"generated code uses .{node.attr}: the compiler never emits it")
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            if node.func.attr == "expr":  # SQL text is checked again, whatever produced it
+                arg = node.args[0] if len(node.args) == 1 and not node.keywords else None
+                if not (isinstance(arg, ast.Constant) and isinstance(arg.value, str)):
+                    raise UnsafePlanError("F.expr takes exactly one string literal")
+                parse_safe_sql(arg.value)
         if isinstance(node, ast.Name) and (node.id in _FORBIDDEN_NAMES or node.id.startswith("_")):
             raise UnsafePlanError(f"generated code uses forbidden name {node.id!r}")
         if isinstance(node, ast.Import | ast.ImportFrom):
@@ -830,6 +917,10 @@ def check_generated(code: str, *, parameters: bool = False) -> None:
     for node in ast.walk(tree):
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in defined:
             raise UnsafePlanError(f"generated code reads undefined name {node.id!r}")
+
+
+def _is_pyspark(module: str) -> bool:
+    return module == "pyspark" or module.startswith("pyspark.")
 
 
 def code_sha256(code: str) -> str:

@@ -96,7 +96,8 @@ UNSAFE_TABLE_NAME = re.compile(r"[/\\\x00-\x1f]|^\.|\.\.")
 
 
 def _norm(text: Any) -> str:
-    return " ".join(re.sub(r"[^0-9a-z/]+", " ", str(text or "").lower()).split())
+    words = " ".join(re.sub(r"[^0-9a-z/]+", " ", str(text or "").lower()).split())
+    return re.sub(r" ?/ ?", "/", words)
 
 
 def _cell(value: Any) -> str:
@@ -147,7 +148,8 @@ class _Sheet:
         for index, (_, cells) in enumerate(self.rows[:HEADER_SCAN_ROWS]):
             found: dict[str, tuple[int, str]] = {}
             for col, text in enumerate(cells):
-                field = lookup.get(_norm(text))
+                # "Mandatory (Y/N)", "Data Type (Spark)": the note in brackets is not the name
+                field = lookup.get(_norm(text)) or lookup.get(_norm(re.sub(r"\(.*?\)", "", text)))
                 if field and field not in found:
                     found[field] = (col, text.strip())
             if anchor in found and len(found) >= minimum:
@@ -287,6 +289,14 @@ def _parse_targets(
         # A merged or blank Source cell means "same as above", but only where a column is read.
         source = rec.get("source") or (source if source_column else "")
         type_name = normalize_type(rec["type"])
+        if type_name is None and not rec["type"]:
+            raise sheet.error(
+                "data type is empty",
+                row=row,
+                column=_col(fields, "type"),
+                hint="Write one of: string, int, bigint, decimal(p,s), double, float, date, "
+                "timestamp, boolean.",
+            )
         if type_name is None:
             close = difflib.get_close_matches(
                 rec["type"].lower(), [*SIMPLE_TYPES, "decimal(p,s)"], n=1, cutoff=0.5
@@ -435,8 +445,25 @@ def _parse_filters(
     return filters
 
 
-def _implicit_source(name: str, base: Path, sheet: _Sheet, row: int | None) -> SourceSpec:
-    """A Source cell that names a file (``trades.csv``) or a file's stem (``trades``)."""
+def _implicit_source(
+    name: str,
+    base: Path,
+    sheet: _Sheet,
+    row: int | None,
+    column: str | None,
+    override: str | None = None,
+) -> SourceSpec:
+    """A Source cell that names a file (``trades.csv``) or a file's stem (``trades``).
+    With an ``override`` (``--source``) the file need not be next to the mapping."""
+    if override is not None:
+        known = Path(override.split("?")[0]).suffix.lower() in EXTENSIONS
+        return SourceSpec(
+            sheet=sheet.name,
+            row=row,
+            name=name,
+            path=override,
+            format=_format_of(override if known else name, "", sheet, row, column),
+        )
     candidates = (
         [base / name]
         if Path(name).suffix
@@ -451,15 +478,22 @@ def _implicit_source(name: str, base: Path, sheet: _Sheet, row: int | None) -> S
             row=row,
             name=name,
             path=name,
-            format=_format_of(name, "", sheet, row, None),
+            format=_format_of(name, "", sheet, row, column),
         )
-    if len(existing) != 1:
-        raise MappingError(
+    if len(existing) > 1:
+        raise sheet.error(
+            f"source {name!r} could be any of {', '.join(p.name for p in existing)}",
+            row=row,
+            column=column,
+            hint="Write the file name with its extension, add a Sources sheet, or pass "
+            "--source NAME=PATH.",
+        )
+    if not existing:
+        raise sheet.error(
             f"source {name!r} is not in a Sources sheet and no file {name!r} is next to the "
             "mapping",
-            file=sheet.file,
-            sheet=sheet.name,
             row=row,
+            column=column,
             hint="Add it to a Sources sheet or pass --source NAME=PATH.",
         )
     path = existing[0]
@@ -468,8 +502,23 @@ def _implicit_source(name: str, base: Path, sheet: _Sheet, row: int | None) -> S
         row=row,
         name=name,
         path=str(path.resolve()),
-        format=_format_of(path.name, "", sheet, row, None),
+        format=_format_of(path.name, "", sheet, row, column),
         delimiter="\t" if path.suffix.lower() == ".tsv" else ",",
+    )
+
+
+def _no_mapping_header(path: Path, sheets: list[_Sheet]) -> MappingError:
+    """Point at a header row that has mapping headers but no Target Column, if there is one."""
+    for sheet in sheets:
+        for anchor in ("type", "source_column", "rule", "table"):
+            found = sheet.find_header(MAPPING_HEADERS, anchor, minimum=3)
+            if found is not None:
+                return _missing_header(sheet, MAPPING_HEADERS, "column", sheet.rows[found[0]][0])
+    return MappingError(
+        "no mapping rows found: no sheet has a header row with Target Column and Data Type",
+        file=str(path),
+        hint="Add a header row (Target Table, Target Column, Data Type, Source, Source Column,"
+        " Transformation Rule) above the rows.",
     )
 
 
@@ -483,15 +532,19 @@ def read_mapping(path: str | Path, overrides: MappingABC[str, str] | None = None
     path = Path(path)
     sheets = _open_sheets(path)
     base = path.resolve().parent
+    overrides = dict(overrides or {})
     targets: list[TargetColumn] = []
     sources: dict[str, SourceSpec] = {}
     filters: list[FilterSpec] = []
-    first_sheet: _Sheet | None = None
+    # mapping sheet name -> (sheet, header row, its Source column); source -> its file's column
+    mapping_sheets: dict[str | None, tuple[_Sheet, int, str | None]] = {}
+    named_in: dict[str, str | None] = {}
     for sheet in sheets:
         found = sheet.find_header(MAPPING_HEADERS, "column")
         if found is not None:
             targets.extend(_parse_targets(sheet, *found))
-            first_sheet = first_sheet or sheet
+            source_col = _col(found[1], "source") if "source" in found[1] else None
+            mapping_sheets[sheet.name] = (sheet, sheet.rows[found[0]][0], source_col)
             continue
         found = sheet.find_header(FILTER_HEADERS, "condition")
         if found is not None and "table" in found[1]:
@@ -499,17 +552,25 @@ def read_mapping(path: str | Path, overrides: MappingABC[str, str] | None = None
             continue
         found = sheet.find_header(SOURCE_HEADERS, "name")
         if found is not None and ("path" in found[1] or "format" in found[1]):
-            sources.update(_parse_sources(sheet, *found, base))
-    if first_sheet is None or not targets:
-        raise MappingError(
-            "no mapping rows found: no sheet has a header row with Target Column and Data Type",
-            file=str(path),
-            hint="Add a header row (Target Table, Target Column, Data Type, Source, Source Column,"
-            " Transformation Rule) above the rows.",
+            parsed = _parse_sources(sheet, *found, base)
+            sources.update(parsed)
+            named_in.update(dict.fromkeys(parsed, _col(found[1], "path")))
+    if not mapping_sheets:
+        raise _no_mapping_header(path, sheets)
+    if not targets:
+        sheet, header_row, _ = next(iter(mapping_sheets.values()))
+        raise sheet.error(
+            "the mapping header has no rows under it",
+            row=header_row,
+            hint="Add one row per target column below the header.",
         )
     for target in targets:
         if target.source and target.source not in sources:
-            sources[target.source] = _implicit_source(target.source, base, first_sheet, target.row)
+            sheet, _, source_col = mapping_sheets[target.sheet]
+            sources[target.source] = _implicit_source(
+                target.source, base, sheet, target.row, source_col, overrides.get(target.source)
+            )
+            named_in[target.source] = source_col
     tables = {t.table for t in targets}
     for f in filters:
         if f.table not in tables:
@@ -523,7 +584,7 @@ def read_mapping(path: str | Path, overrides: MappingABC[str, str] | None = None
                 if close
                 else f"Known tables: {', '.join(sorted(tables))}.",
             )
-    for name, new_path in (overrides or {}).items():
+    for name, new_path in overrides.items():
         if name not in sources:
             close = difflib.get_close_matches(name, sorted(sources), n=1)
             raise MappingError(
@@ -541,11 +602,19 @@ def read_mapping(path: str | Path, overrides: MappingABC[str, str] | None = None
         sources[name] = spec.model_copy(update={"path": resolved, "format": fmt})
     for spec in sources.values():
         if "://" not in spec.path and not Path(spec.path).exists():
+            if spec.name in overrides:
+                raise MappingError(
+                    f"--source {spec.name}={overrides[spec.name]}: file does not exist "
+                    f"({spec.path})",
+                    file=str(path),
+                    hint="Check the path given to --source.",
+                )
             raise MappingError(
                 f"source file for {spec.name!r} does not exist: {spec.path}",
                 file=str(path),
                 sheet=spec.sheet,
                 row=spec.row,
+                column=named_in.get(spec.name),
                 hint="Fix the path in the workbook or pass --source NAME=PATH.",
             )
     return Mapping(file=str(path), targets=targets, sources=sources, filters=filters)

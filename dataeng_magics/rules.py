@@ -11,6 +11,8 @@ import re
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 
+from pydantic import ValidationError
+
 from dataeng_magics.plan import (
     Concat,
     Constant,
@@ -61,6 +63,9 @@ _JAVA = {
 }  # fmt: skip
 
 
+_SEPARATORS = {"/", ".", "-", ":", " ", ",", "T"}
+
+
 def java_date_pattern(human: str) -> str:
     """``MM/DD/YYYY`` -> ``MM/dd/yyyy``. ``MM`` after an hour means minutes.
 
@@ -68,17 +73,17 @@ def java_date_pattern(human: str) -> str:
     """
     text = human.strip().upper()
     out: list[str] = []
-    pos, seen_hour, has_date = 0, False, False
+    pos, after_hour, has_date = 0, False, False
     while pos < len(text):
         match = _DATE_TOKENS.match(text, pos)
         if not match:
             raise ValueError(f"{human!r} is not a date pattern (use letters like DD, MM, YYYY)")
         token = match.group(0)
         pos = match.end()
-        if token.startswith("H"):
-            seen_hour = True
-        if token == "MM" and seen_hour:
+        if token == "MM" and after_hour:
             token = "MI"
+        if token not in _SEPARATORS:  # HH:MM DD/MM/YYYY: only the MM next to the hour
+            after_hour = token.startswith("H")
         if token in ("YYYY", "YY", "DD", "D", "MM", "M", "MMM", "MON", "MMMM", "MONTH"):
             has_date = True
         out.append(_JAVA.get(token, token))
@@ -146,7 +151,8 @@ PHRASES: list[tuple[str, Builder]] = [
     (r"(?:to\s+)?upper(?:\s*case)?|uppercased?", lambda m: Upper()),
     (r"(?:to\s+)?lower(?:\s*case)?|lowercased?", lambda m: Lower()),
     (rf"(?:convert|reformat)(?:\s+from)?\s+(?P<p>{PATTERN})\s+to\s+(?P<o>{PATTERN})", _parse_date),
-    (rf"parse\s+(?:date|timestamp|datetime)\s+(?:from\s+|as\s+|with\s+)?(?P<p>{PATTERN})",
+    (rf"parse\s+(?:date|timestamp|datetime)\s+(?:from\s+|as\s+|with\s+)?(?P<p>{PATTERN})"
+     rf"(?:\s+(?:as|to|into)\s+(?P<o>{PATTERN}))?",
      _parse_date),
     (rf"(?:date|timestamp)\s+format\s+(?P<p>{PATTERN})", _parse_date),
     (rf"multipl(?:y|ied)\s+by\s+(?P<n>{NUMBER})|(?:x|times)\s*(?P<n2>{NUMBER})",
@@ -161,14 +167,15 @@ PHRASES: list[tuple[str, Builder]] = [
      lambda m: Constant(value=unquote(m.group("v")))),
     (rf"map\s+(?P<pairs>{_PAIR}(?:\s*,\s*{_PAIR})*)(?:\s*,?\s*(?:else|otherwise)\s+(?P<other>{VALUE}))?",
      _map),
-    (rf"concat(?:enate)?\s+(?P<cols>[^;]+?)(?:\s+(?:with|separated\s+by)\s+(?P<sep>{_QUOTED}))?"
-     r"(?=\s*(?:$|;|\bthen\b))",
+    # Commas and "and" separate the columns, so only "with 'sep'" ends the list early.
+    (rf"concat(?:enate)?\s+(?P<cols>[^;]+?)(?:\s+(?:with|separated\s+by)\s+(?P<sep>{_QUOTED})"
+     r"|(?=\s*(?:$|;|\bthen\b)))",
      _concat),
     (r"(?:first|left)\s+(?P<n>\d+)(?:\s+(?:characters?|chars?|letters?|digits?))?",
      lambda m: Substring(start=1, length=int(m.group("n")))),
     (r"(?:last|right)\s+(?P<n>\d+)(?:\s+(?:characters?|chars?|letters?|digits?))?",
      lambda m: Substring(start=-int(m.group("n")), length=int(m.group("n")))),
-    (r"substr(?:ing)?\s*\(?\s*(?P<s>\d+)\s*,\s*(?P<l>\d+)\s*\)?",
+    (r"substr(?:ing)?\s*\(?\s*(?P<s>-?\d+)\s*,\s*(?P<l>\d+)\s*\)?",
      lambda m: Substring(start=int(m.group("s")), length=int(m.group("l")))),
     (r"remove\s+non[\s-]?(?:digits?|numeric)|digits\s+only|keep\s+(?:only\s+)?digits"
      r"|numbers\s+only|strip\s+non[\s-]?(?:digits?|numeric)",
@@ -180,6 +187,13 @@ PHRASES: list[tuple[str, Builder]] = [
 
 _COMPILED = [(re.compile(rf"(?:{rx}){BOUNDARY}", re.IGNORECASE), build) for rx, build in PHRASES]
 _SQL = re.compile(r"(?:sql|expr|expression)\s*:\s*(?P<e>.+)$", re.IGNORECASE | re.DOTALL)
+
+
+def _reason(exc: ValueError) -> str:
+    """Why a phrase could not become a step, on one line (pydantic's own is multi-line)."""
+    if isinstance(exc, ValidationError):  # "left 0": a step field out of range
+        return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+    return str(exc)
 
 
 def parse_rule(text: str | None) -> list[Step]:
@@ -204,7 +218,7 @@ def parse_rule(text: str | None) -> list[Step]:
             try:
                 step = build(match)
             except ValueError as exc:
-                step = Unresolved(text=match.group(0), reason=str(exc))
+                step = Unresolved(text=match.group(0), reason=_reason(exc))
             if step is not None:
                 steps.append(step)
             pos = match.end()

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import getpass
 import re
+import shlex
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,7 +22,13 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from dataeng_magics.audit import AuditLog
-from dataeng_magics.compile import compile_plan, render_parameters, used_columns
+from dataeng_magics.compile import (
+    compile_plan,
+    parse_parameters,
+    render_parameters,
+    split_cell,
+    used_columns,
+)
 from dataeng_magics.config import Settings, load_settings
 from dataeng_magics.errors import (
     ApprovalRequired,
@@ -107,6 +115,42 @@ class RunSummary:
             f"output: {self.output_dir}/<TABLE>/ ({self.output_format})",
         ]
         return "\n".join([*head, self.report.to_text()])
+
+
+@dataclass
+class Preview:
+    """The first rows of each target table computed from the samples, and their checks."""
+
+    tables: dict[str, Any]  # table -> pandas DataFrame
+    report: ValidationReport
+    seconds: float
+
+
+def write_samples(samples: dict[str, Sample], mapping: Mapping, folder: Path) -> dict[str, str]:
+    """Write each sample where the compiled code can read it, in the source's own format."""
+    paths: dict[str, str] = {}
+    for name, smp in samples.items():
+        spec = mapping.sources[name]
+        path = folder / f"source_{len(paths)}"
+        if spec.format == "csv":
+            smp.frame.to_csv(path, index=False, sep=spec.delimiter, header=spec.header,
+                             encoding=spec.encoding)  # fmt: skip
+        elif spec.format == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pandas(smp.frame, preserve_index=False)
+            if "://" not in spec.path and Path(spec.path).is_file():
+                schema = pq.ParquetFile(spec.path).schema_arrow
+                table = table.cast(pa.schema([schema.field(c) for c in smp.frame.columns]))
+            pq.write_table(table, path)
+        elif spec.format == "json":
+            smp.frame.to_json(path, orient="records", lines=True, date_format="iso")
+        else:
+            path = path.with_suffix(".xlsx")
+            smp.frame.to_excel(path, index=False, sheet_name=spec.excel_sheet or "Sheet1")
+        paths[name] = str(path)
+    return paths
 
 
 def public_path(path: str) -> str:
@@ -388,9 +432,23 @@ class TransformSession:
         )
         return entry
 
-    def job_code(self, entry: Entry, output_dir: str, output_format: str) -> str:
+    def parameters(self, output_dir: str, output_format: str) -> str:
+        """The per-run parameters block for these inputs."""
         paths = {name: spec.path for name, spec in self.mapping.sources.items()}
-        return render_parameters(paths, output_dir, output_format) + "\n" + entry.code
+        return render_parameters(paths, output_dir, output_format)
+
+    def materialised_cell(self, entry: Entry | None = None, output_dir: str | None = None) -> str:
+        """The approved code as a notebook cell: a guard line tying it to the approval,
+        then plain PySpark (parameters + approved body) a user can copy into a job."""
+        entry = entry or self.require_approved()
+        guard = " ".join(
+            ["%%transform_run", "--client", shlex.quote(entry.client), "--mapping",
+             shlex.quote(str(self.request.mapping)), "--key", entry.key,
+             "--code-sha256", entry.code_sha256]
+        )  # fmt: skip
+        out = output_dir or self.request.output_dir or "out"
+        fmt = self.request.output_format or self.settings.output_format
+        return f"{guard}\n{self.parameters(out, fmt)}\n{entry.code}"
 
     def run(
         self,
@@ -401,35 +459,67 @@ class TransformSession:
         actor: str | None = None,
     ) -> RunSummary:
         """Replay the approved code for these inputs; never re-plans or regenerates."""
-        from dataeng_magics.executors import Job, get_executor
-
         entry = self.require_approved()
         out = output_dir or self.request.output_dir
         if not out:
             raise PlanError("no output directory", hint="Pass --output-dir DIR.")
         out = out if "://" in out else str(Path(out).expanduser().resolve())
         fmt = output_format or self.request.output_format or self.settings.output_format
+        return self._execute(entry, self.parameters(out, fmt), out, fmt, executor, actor)
+
+    def run_cell(
+        self,
+        body: str,
+        key: str,
+        code_sha256: str,
+        *,
+        executor: Executor | None = None,
+        actor: str | None = None,
+    ) -> RunSummary:
+        """Run a materialised cell: only if its code is the approved code, unedited, and
+        its inputs still produce the approved key. Otherwise nothing runs."""
+        params_text, code = split_cell(body)
+        if sha256_text(code) != code_sha256:
+            raise PlanError(
+                "the code in this cell was edited after approval; nothing ran",
+                hint="Change the plan (%%transform, chat), approve it and materialise again.",
+                key=key,
+            )
+        params = parse_parameters(params_text)
+        if self.key != key:
+            raise ApprovalRequired(
+                f"the inputs no longer match the approved key {key[:16]} (they give "
+                f"{self.key[:16]}): the mapping or a used source column changed; nothing ran",
+                hint="Re-run the %%transform cell to review and approve the new inputs.",
+                client=self.request.client, key=self.key,
+            )  # fmt: skip
+        entry = self.require_approved()
+        if entry.code_sha256 != code_sha256:
+            raise ApprovalRequired(
+                f"this cell's code {code_sha256[:16]} is not the approved code "
+                f"{entry.code_sha256[:16]} for key {key[:16]}; nothing ran",
+                hint="Materialise the current approval again.", key=key,
+            )  # fmt: skip
+        out, fmt = str(params["output_dir"]), str(params["output_format"])
+        return self._execute(entry, params_text, out, fmt, executor, actor)
+
+    def _execute(self, entry: Entry, params: str, out: str, fmt: str, executor: Executor | None,
+                 actor: str | None) -> RunSummary:  # fmt: skip
+        from dataeng_magics.executors import Job, get_executor
+
         executor = executor or get_executor(self.request.platform or self.settings.platform)
         job = Job(
-            name=f"{self.request.client}/{entry.key[:12]}",
-            client=entry.client,
-            key=entry.key,
-            code=self.job_code(entry, out, fmt),
+            name=f"{self.request.client}/{entry.key[:12]}", client=entry.client, key=entry.key,
+            code=f"{params}\n{entry.code}",
             inputs={n: public_path(s.path) for n, s in self.mapping.sources.items()},
-            output_dir=out,
-            output_format=fmt,
-        )
+            output_dir=out, output_format=fmt,
+        )  # fmt: skip
         started_at, started = _now(), time.perf_counter()
         where = {"platform": executor.name, "output_dir": public_path(out), "format": fmt}
         self.audit.append(
-            "run_start",
-            actor=actor,
-            client=entry.client,
-            key=entry.key,
-            plan_sha256=entry.plan_sha256,
-            code_sha256=entry.code_sha256,
-            details=where,
-        )
+            "run_start", actor=actor, client=entry.client, key=entry.key,
+            plan_sha256=entry.plan_sha256, code_sha256=entry.code_sha256, details=where,
+        )  # fmt: skip
         try:
             result = executor.run(job)
         except ExecutionError as exc:
@@ -438,20 +528,32 @@ class TransformSession:
         report = evaluate(result.metrics)
         outcome: Outcome = "succeeded" if report.passed else "validation_failed"
         summary = RunSummary(
-            client=entry.client,
-            key=entry.key,
-            code_sha256=entry.code_sha256,
-            platform=result.platform,
-            output_dir=public_path(out),
-            output_format=fmt,
-            seconds=time.perf_counter() - started,
-            report=report,
-            outcome=outcome,
-            started_at=started_at,
-            details=result.details,
-        )
+            client=entry.client, key=entry.key, code_sha256=entry.code_sha256,
+            platform=result.platform, output_dir=public_path(out), output_format=fmt,
+            seconds=time.perf_counter() - started, report=report, outcome=outcome,
+            started_at=started_at, details=result.details,
+        )  # fmt: skip
         self._record(entry, outcome, started_at, summary, actor, where)
         return summary
+
+    def preview(self, plan: Plan | None = None, rows: int = 20) -> Preview:
+        """The plan applied to the sample rows on local Spark, with its validation."""
+        from dataeng_magics.executors.base import Job
+        from dataeng_magics.executors.local import execute, spark_session
+
+        plan = plan or self.plan_of(self.current_draft())
+        code = compile_plan(plan)
+        started = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="dem-preview-") as tmp:
+            paths = write_samples(self.samples, self.mapping, Path(tmp))
+            out = str(Path(tmp) / "out")
+            params = render_parameters(paths, out, "parquet")
+            job = Job(name="preview", client=self.request.client, key=self.key, code="")
+            metrics = execute(f"{params}\n{code}", spark_session(), job)
+            import pandas as pd
+
+            tables = {t.name: pd.read_parquet(Path(out) / t.name).head(rows) for t in plan.tables}
+        return Preview(tables, evaluate(metrics), time.perf_counter() - started)
 
     def _record(
         self,
