@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from dataeng_magics import __version__
+from dataeng_magics.display import text_table
 from dataeng_magics.errors import DataEngMagicsError, ValidationFailed
 
 EXAMPLE_MAPPING = (
@@ -32,19 +33,6 @@ def _source_pair(text: str) -> tuple[str, str]:
     if not sep or not name.strip() or not path.strip():
         raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {text!r}")
     return name.strip(), path.strip()
-
-
-def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    """A plain text table; nothing fancy so it survives logs and papermill outputs."""
-    if not rows:
-        return "(none)"
-    cells = [[("" if r.get(c) is None else str(r.get(c))) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-
-    def line(values: list[str]) -> str:
-        return "  ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)).rstrip()
-
-    return "\n".join([line(columns), line(["-" * w for w in widths]), *map(line, cells)])
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -140,6 +128,104 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _param_value(text: str) -> Any:
+    """``-p n 3`` is an int, ``-p x 0.5`` a float, ``-p flag true`` a bool, else text."""
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Run a notebook through papermill in replay mode, once per client."""
+    import os
+
+    from dataeng_magics.errors import MissingDependency
+
+    try:
+        import papermill
+    except ImportError:
+        raise MissingDependency("papermill", "notebook", "replaying notebooks") from None
+    from dataeng_magics.display import SUMMARY_MIME
+
+    notebook = Path(args.notebook)
+    if not notebook.is_file():
+        raise DataEngMagicsError("notebook does not exist", file=str(notebook))
+    out_dir = Path(args.output_notebooks or "replayed")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    extra = {name: _param_value(value) for name, value in args.parameter or []}
+    os.environ["DATAENG_MAGICS_MODE"] = "replay"  # the kernel inherits it: no widgets, no LLM
+    if args.home:
+        os.environ["DATAENG_MAGICS_HOME"] = str(Path(args.home).resolve())
+    worst = 0
+    rows = []
+    for client in args.client:
+        output = out_dir / f"{notebook.stem}-{client}.ipynb"
+        status, code = "succeeded", 0
+        try:
+            papermill.execute_notebook(
+                str(notebook),
+                str(output),
+                parameters={"client": client, **extra},
+                kernel_name=args.kernel,
+                progress_bar=False,
+                cwd=str(notebook.parent),
+            )
+        except Exception as exc:  # papermill's or nbclient's cell error: the notebook failed
+            code, status = _failure(output, exc)
+        summaries = _summaries(output, SUMMARY_MIME)
+        rows.append(
+            {
+                "client": client,
+                "result": status,
+                "rows_in": sum(s["rows_in"] for s in summaries),
+                "rows_out": sum(s["rows_out"] for s in summaries),
+                "checks_failed": sum(s["checks_failed"] for s in summaries),
+                "code": ", ".join(s["code_sha256"][:12] for s in summaries),
+                "notebook": str(output),
+            }
+        )
+        worst = max(worst, code)
+    print(
+        text_table(
+            rows, ["client", "result", "rows_in", "rows_out", "checks_failed", "code", "notebook"]
+        )
+    )
+    return worst
+
+
+def _outputs(notebook: Path) -> list[dict[str, Any]]:
+    if not notebook.is_file():
+        return []
+    cells = json.loads(notebook.read_text(encoding="utf-8")).get("cells", [])
+    return [out for cell in cells for out in cell.get("outputs", [])]
+
+
+def _failure(notebook: Path, exc: Exception) -> tuple[int, str]:
+    """Exit code and one line for a failed replay, from what the notebook recorded."""
+    texts = [str(exc)]
+    for out in _outputs(notebook):
+        texts.append(f"{out.get('ename', '')}: {out.get('evalue', '')}")
+        texts.append(str(out.get("text", "")))
+    ours = [
+        line for t in texts for line in t.splitlines() if "Error: " in line or "Required" in line
+    ]
+    line = next((x for x in ours if "ApprovalRequired" in x or "ValidationFailed" in x), None)
+    line = line or (ours[0] if ours else type(exc).__name__)
+    code = 3 if "ApprovalRequired" in line else 4 if "ValidationFailed" in line else 5
+    return code, " ".join(line.split())[:300]
+
+
+def _summaries(notebook: Path, mime: str) -> list[dict[str, Any]]:
+    """The run summaries an executed notebook recorded (one per transformation run)."""
+    return [out["data"][mime] for out in _outputs(notebook) if mime in out.get("data", {})]
+
+
 def cmd_cache(args: argparse.Namespace) -> int:
     from dataeng_magics.store import Store
 
@@ -159,7 +245,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
             for e in store.list(args.client)
         ]
         print(
-            _table(
+            text_table(
                 rows, ["client", "key", "status", "reviewer", "approved_at", "runs", "last_outcome"]
             )
         )
@@ -213,7 +299,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         }
         for e in events
     ]
-    print(_table(rows, ["seq", "time", "event", "actor", "client", "key", "code"]))
+    print(text_table(rows, ["seq", "time", "event", "actor", "client", "key", "code"]))
     return 0
 
 
@@ -265,6 +351,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reviewer", default=getpass.getuser())
     p.add_argument("--home")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "replay",
+        help="run a notebook with papermill in replay mode, once per --client",
+        description="Batch re-runs: each client's approved plan runs with no LLM and no "
+        "widgets; a client without an approved plan fails with exit code 3 and runs nothing.",
+    )
+    p.add_argument("notebook")
+    p.add_argument(
+        "--client",
+        action="append",
+        required=True,
+        help="client id, passed as the 'client' parameter (repeat for a batch)",
+    )
+    p.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "VALUE"),
+        help="another notebook parameter (repeatable)",
+    )
+    p.add_argument("--output-notebooks", help="folder for executed notebooks (default replayed/)")
+    p.add_argument("--kernel", help="kernel name (default: the notebook's)")
+    p.add_argument("--home")
+    p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("cache", help="list, show or invalidate cached plans")
     p.add_argument("action", choices=["list", "show", "invalidate"])

@@ -114,6 +114,9 @@ SQL_TYPE_OF_SAMPLE = {
 }
 PARAMETERS = ("source_paths", "output_dir", "output_format")
 NUMERIC_WORK_TYPE = "decimal(38,10)"
+#: Names of the helper columns a table's ``select`` carries until its checks are counted
+#: (Spark matches names case-insensitively, so a target column may not take one).
+HELPER_COLUMN = re.compile(r"_(?:src|miss)_\d+", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -238,6 +241,11 @@ def parse_safe_sql(text: str) -> Any:
                 raise UnsafePlanError(f"function {name}() is not allowed")
         if isinstance(node, exp.Column) and node.table:
             raise UnsafePlanError(f"qualified column {node.sql(dialect='spark')!r} is not allowed")
+        if isinstance(node, exp.Dot) and isinstance(node.expression, exp.Func):
+            # catalog.schema.fn(...) runs a function someone stored in the catalog
+            raise UnsafePlanError(
+                f"qualified function {node.sql(dialect='spark')!r} is not allowed"
+            )
     return tree
 
 
@@ -321,6 +329,8 @@ def check_plan(plan: Plan, schemas: dict[str, dict[str, str]]) -> list[Problem]:
                 bad("target column name is empty or has control characters", c, unsafe=True)
             if c.lower() in names:
                 bad("target column appears twice", c)
+            if HELPER_COLUMN.fullmatch(c):
+                bad(f"target column name {c!r} is reserved for the compiler's helper columns", c)
             names.add(c.lower())
             if normalize_type(column.type) != column.type:
                 bad(f"unknown target type {column.type!r}", c)
@@ -635,13 +645,19 @@ def compile_plan(plan: Plan) -> str:
     ]
     taken: set[str] = set()
     var_of: dict[str, str] = {}
-    needed = {t.source for t in plan.tables} | {
-        s.source for t in plan.tables for c in t.columns for s in c.steps if isinstance(s, Lookup)
-    }
-    for name in plan.sources:
-        if name in needed:
-            var_of[name] = _slug(name, taken)
-            lines.extend(_read_code(var_of[name], name, plan, used[name]))
+    # Sources are read in order of first use: the code follows the plan's content (which
+    # its hash sees with sorted keys), never the order of the ``sources`` mapping.
+    needed = dict.fromkeys(
+        name
+        for t in plan.tables
+        for name in [
+            t.source,
+            *(s.source for c in t.columns for s in c.steps if isinstance(s, Lookup)),
+        ]
+    )
+    for name in needed:
+        var_of[name] = _slug(name, taken)
+        lines.extend(_read_code(var_of[name], name, plan, used[name]))
     metrics: list[str] = []
     for table in plan.tables:
         lines.append("")
@@ -899,12 +915,8 @@ def check_generated(code: str, *, parameters: bool = False) -> None:
             raise UnsafePlanError(f"generated code touches private attribute {node.attr!r}")
         if isinstance(node, ast.Attribute) and node.attr not in _ALLOWED_ATTRIBUTES:
             raise UnsafePlanError(f"generated code uses .{node.attr}: the compiler never emits it")
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
-            if node.func.attr == "expr":  # SQL text is checked again, whatever produced it
-                arg = node.args[0] if len(node.args) == 1 and not node.keywords else None
-                if not (isinstance(arg, ast.Constant) and isinstance(arg.value, str)):
-                    raise UnsafePlanError("F.expr takes exactly one string literal")
-                parse_safe_sql(arg.value)
+        if isinstance(node, ast.Call):
+            _check_expr_call(node)
         if isinstance(node, ast.Name) and (node.id in _FORBIDDEN_NAMES or node.id.startswith("_")):
             raise UnsafePlanError(f"generated code uses forbidden name {node.id!r}")
         if isinstance(node, ast.Import | ast.ImportFrom):
@@ -917,6 +929,16 @@ def check_generated(code: str, *, parameters: bool = False) -> None:
     for node in ast.walk(tree):
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in defined:
             raise UnsafePlanError(f"generated code reads undefined name {node.id!r}")
+
+
+def _check_expr_call(node: ast.Call) -> None:
+    """``F.expr`` SQL is checked again here, whatever produced the code."""
+    if not (isinstance(node.func, ast.Attribute) and node.func.attr == "expr"):
+        return
+    arg = node.args[0] if len(node.args) == 1 and not node.keywords else None
+    if not (isinstance(arg, ast.Constant) and isinstance(arg.value, str)):
+        raise UnsafePlanError("F.expr takes exactly one string literal")
+    parse_safe_sql(arg.value)
 
 
 def _is_pyspark(module: str) -> bool:

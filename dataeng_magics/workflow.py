@@ -432,9 +432,14 @@ class TransformSession:
         )
         return entry
 
-    def parameters(self, output_dir: str, output_format: str) -> str:
-        """The per-run parameters block for these inputs."""
+    def parameters(self, output_dir: str, output_format: str, *, relative: bool = False) -> str:
+        """The per-run parameters block for these inputs (paths under the working folder
+        relative when ``relative``, so a notebook's cell moves with its folder)."""
         paths = {name: spec.path for name, spec in self.mapping.sources.items()}
+        if relative:
+            cwd = Path.cwd().resolve()
+            paths = {n: (Path(p).relative_to(cwd).as_posix() if Path(p).is_relative_to(cwd) else p)
+                     for n, p in paths.items()}  # fmt: skip
         return render_parameters(paths, output_dir, output_format)
 
     def materialised_cell(self, entry: Entry | None = None, output_dir: str | None = None) -> str:
@@ -448,7 +453,7 @@ class TransformSession:
         )  # fmt: skip
         out = output_dir or self.request.output_dir or "out"
         fmt = self.request.output_format or self.settings.output_format
-        return f"{guard}\n{self.parameters(out, fmt)}\n{entry.code}"
+        return f"{guard}\n{self.parameters(out, fmt, relative=True)}\n{entry.code}"
 
     def run(
         self,

@@ -1,0 +1,94 @@
+"""Plain and rich renderings shared by the CLI and the notebook.
+
+Every object here renders as readable text (terminals, papermill logs, nbconvert) and
+as HTML where a front end shows it; run summaries also carry a JSON bundle so an
+executed notebook keeps a machine-readable record of what ran.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dataeng_magics.workflow import RunSummary
+
+SUMMARY_MIME = "application/vnd.dataeng-magics.run-summary+json"
+
+
+def text_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    if not rows:
+        return "(none)"
+    cells = [["" if r.get(c) is None else str(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)).rstrip()
+
+    return "\n".join([line(columns), line(["-" * w for w in widths]), *map(line, cells)])
+
+
+@dataclass
+class Table:
+    """Rows that show as a text table or an HTML table."""
+
+    rows: list[dict[str, Any]]
+    columns: list[str]
+    title: str = ""
+
+    def __repr__(self) -> str:
+        body = text_table(self.rows, self.columns)
+        return f"{self.title}\n{body}" if self.title else body
+
+    def _repr_html_(self) -> str:
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)
+        body = "".join(
+            "<tr>"
+            + "".join(
+                f"<td>{html.escape('' if r.get(c) is None else str(r.get(c)))}</td>"
+                for c in self.columns
+            )
+            + "</tr>"
+            for r in self.rows
+        )
+        caption = f"<caption>{html.escape(self.title)}</caption>" if self.title else ""
+        return (
+            f"<table class='dem-table'>{caption}<thead><tr>{head}</tr></thead>"
+            f"<tbody>{body}</tbody></table>"
+        )
+
+
+@dataclass
+class Text:
+    """Preformatted text (pseudocode, code) that stays readable everywhere."""
+
+    text: str
+
+    def __repr__(self) -> str:
+        return self.text
+
+    def _repr_html_(self) -> str:
+        return f"<pre>{html.escape(self.text)}</pre>"
+
+
+class SummaryView:
+    """A run summary as the notebook records it: text, HTML and a JSON record."""
+
+    def __init__(self, summary: RunSummary, note: str = "") -> None:
+        self.summary = summary
+        self.note = note
+
+    def _repr_mimebundle_(self, **_: Any) -> dict[str, Any]:
+        text = self.summary.to_text()
+        if self.note:
+            text = f"{self.note}\n{text}"
+        color = "#1a7f37" if self.summary.outcome == "succeeded" else "#cf222e"
+        return {
+            "text/plain": text,
+            "text/html": f"<pre style='border-left:4px solid {color};padding-left:8px'>"
+            f"{html.escape(text)}</pre>",
+            SUMMARY_MIME: json.loads(json.dumps(self.summary.to_dict(), default=str)),
+        }

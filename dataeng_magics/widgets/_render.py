@@ -1,0 +1,293 @@
+"""HTML fragments for the review panel, as plain functions of workflow objects.
+
+Everything shown comes from a client's workbook, a client's data or a planner's answer,
+so every value is escaped here, in one place. ``Html`` marks the few strings that are
+already safe markup (built by these functions from escaped parts); anything else
+passed to ``table`` is escaped. Styles are inline because notebook front ends (Fabric,
+VS Code, nbconvert) drop or scope ``<style>`` blocks differently.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Collection, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from dataeng_magics.plan import describe_step
+
+if TYPE_CHECKING:
+    from dataeng_magics.models import Mapping
+    from dataeng_magics.plan import Plan
+    from dataeng_magics.sampling import Sample
+    from dataeng_magics.validate import ValidationReport
+    from dataeng_magics.workflow import Preview
+
+MARKED = "background:rgba(207,34,46,0.15)"
+ADDED = "color:#1a7f37"
+REMOVED = "color:#cf222e"
+MUTED = "opacity:0.65"
+PRE = "margin:0;padding:6px 8px;white-space:pre;overflow:auto;font-size:12px;line-height:1.45"
+
+
+class Html(str):
+    """Markup that is already safe: produced here from escaped parts."""
+
+    __slots__ = ()
+
+
+def esc(value: object) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _is_null(value: Any) -> bool:
+    if value is None:
+        return True
+    import pandas as pd  # only ever called with sample or preview frames, so already loaded
+
+    return bool(pd.api.types.is_scalar(value) and pd.isna(value))
+
+
+def cell(value: object) -> str:
+    if isinstance(value, Html):
+        return value
+    if _is_null(value):
+        return f"<span style='{MUTED}'>null</span>"
+    return esc(value)
+
+
+def note(text: str, style: str = MUTED) -> Html:
+    return Html(f"<div style='{style};margin:4px 0'>{esc(text)}</div>")
+
+
+def heading(text: str) -> Html:
+    return Html(f"<div style='font-weight:600;margin:10px 0 4px'>{esc(text)}</div>")
+
+
+def pre(text: str, style: str = "") -> Html:
+    return Html(f"<pre style='{PRE};{style}'>{esc(text)}</pre>")
+
+
+def table(
+    head: Sequence[object],
+    rows: Iterable[Sequence[object]],
+    *,
+    marked: Collection[int] = (),
+    titles: dict[int, str] | None = None,
+) -> Html:
+    """An HTML table; rows whose index is in ``marked`` are highlighted."""
+    border = "border-bottom:1px solid rgba(128,128,128,0.25)"
+    th = f"text-align:left;padding:3px 8px;{border};vertical-align:bottom"
+    td = f"text-align:left;padding:3px 8px;{border};vertical-align:top;white-space:pre-wrap"
+    header = "".join(f"<th style='{th}'>{cell(h)}</th>" for h in head)
+    body = []
+    for i, row in enumerate(rows):
+        style = f" style='{MARKED}'" if i in marked else ""
+        title = f" title='{esc(titles[i])}'" if titles and i in titles else ""
+        cells = "".join(f"<td style='{td}'>{cell(v)}</td>" for v in row)
+        body.append(f"<tr{style}{title}>{cells}</tr>")
+    return Html(
+        "<div style='overflow:auto;max-height:460px'>"
+        "<table style='border-collapse:collapse;font-size:12px'>"
+        f"<thead><tr>{header}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+    )
+
+
+def typed_header(name: str, type_name: str) -> Html:
+    return Html(f"{esc(name)}<br><span style='{MUTED};font-weight:normal'>{esc(type_name)}</span>")
+
+
+# --- tabs ---------------------------------------------------------------------------
+
+
+def mapping_html(mapping: Mapping, plan: Plan) -> Html:
+    """The parsed mapping, with each target column's planned steps beside its rule."""
+    from dataeng_magics.workflow import public_path  # source paths may carry SAS tokens
+
+    columns = {(t.name, c.name): c for t in plan.tables for c in t.columns}
+    rows: list[list[object]] = []
+    marked: set[int] = set()
+    titles: dict[int, str] = {}
+    for target in mapping.targets:
+        planned = columns.get((target.table, target.name))
+        if planned is None:
+            steps = "(not in the plan)"
+        elif planned.unresolved:
+            marked.add(len(rows))
+            reasons = "; ".join(f"{s.text!r}: {s.reason}" for s in planned.unresolved)
+            titles[len(rows)] = f"unresolved: {reasons}"
+            steps = f"UNRESOLVED {reasons}"
+        else:
+            steps = ", then ".join(describe_step(s) for s in planned.steps) or "copy"
+        rows.append(
+            [
+                target.table,
+                target.name,
+                target.type,
+                "yes" if target.required else "",
+                "" if target.default is None else target.default,
+                target.source or "",
+                target.source_column or "",
+                target.rule,
+                steps,
+            ]
+        )
+    unresolved = len(plan.unresolved())
+    summary = f"{len(mapping.targets)} target columns in {len(mapping.tables())} table(s); " + (
+        f"{unresolved} unresolved (highlighted)" if unresolved else "every rule resolved"
+    )
+    head = ["Table", "Column", "Type", "Required", "Default", "Source", "Source column", "Rule",
+            "Planned steps"]  # fmt: skip
+    parts = [note(summary, MARKED if unresolved else MUTED), table(head, rows, marked=marked,
+             titles=titles)]  # fmt: skip
+    parts.append(heading("Sources"))
+    parts.append(
+        table(
+            ["Source", "Format", "Path", "Options"],
+            [
+                [
+                    name,
+                    spec.format,
+                    public_path(spec.path),
+                    _options(spec.delimiter, spec.header, spec.encoding, spec.excel_sheet),
+                ]
+                for name, spec in mapping.sources.items()
+            ],
+        )
+    )
+    if mapping.filters:
+        parts.append(heading("Filters"))
+        parts.append(
+            table(
+                ["Table", "Keep rows where", "Description"],
+                [[f.table, f.condition, f.description or ""] for f in mapping.filters],
+            )
+        )
+    return Html("".join(parts))
+
+
+def _options(delimiter: str, header: bool, encoding: str, sheet: str | None) -> str:
+    parts = [f"delimiter {delimiter!r}", "header" if header else "no header", encoding]
+    if sheet:
+        parts.append(f"sheet {sheet!r}")
+    return ", ".join(parts)
+
+
+def samples_html(samples: dict[str, Sample], schemas: dict[str, dict[str, str]], rows: int) -> Html:
+    """The first rows of each source, with the inferred Spark types under the names."""
+    parts = []
+    for name, smp in samples.items():
+        frame = smp.frame
+        shown = min(rows, len(frame))
+        parts.append(heading(f"{name} ({smp.format}): first {shown} of {len(frame)} sample rows"))
+        types = schemas.get(name, {})
+        head = [typed_header(str(c), types.get(str(c), "?")) for c in frame.columns]
+        parts.append(table(head, frame.head(rows).itertuples(index=False, name=None)))
+    return Html("".join(parts) or str(note("No sources.")))
+
+
+def pseudocode_html(pseudocode: str) -> Html:
+    """The plan, with unresolved lines highlighted."""
+    lines = []
+    for line in pseudocode.rstrip("\n").splitlines():
+        text = esc(line)
+        lines.append(f"<span style='{MARKED}'>{text}</span>" if "?? UNRESOLVED" in line else text)
+    return Html(f"<pre style='{PRE}'>" + "\n".join(lines) + "</pre>")
+
+
+def diff_html(changes: Sequence[str]) -> Html:
+    lines = []
+    for line in changes:
+        style = ADDED if line.startswith("+") else REMOVED if line.startswith("-") else ""
+        lines.append(f"<span style='{style}'>{esc(line)}</span>")
+    return Html(f"<pre style='{PRE}'>" + "\n".join(lines) + "</pre>")
+
+
+def plan_html(pseudocode: str, unresolved: int, last: tuple[list[str], str] | None) -> Html:
+    parts = []
+    if unresolved:
+        parts.append(
+            note(
+                f"{unresolved} unresolved step(s) (highlighted): revise them in the Chat tab "
+                "before approving.",
+                MARKED,
+            )  # fmt: skip
+        )
+    parts.append(pseudocode_html(pseudocode))
+    if last is not None:
+        changes, reply = last
+        parts.append(heading("Last revision"))
+        parts.append(note(reply))
+        parts.append(diff_html(changes) if changes else note("The plan did not change."))
+    return Html("".join(parts))
+
+
+def code_html(code: str, unresolved: int) -> Html:
+    if unresolved or not code:
+        return note(
+            f"Resolve the {unresolved} unresolved step(s) first: the code is compiled from the "
+            "plan once every step is resolved."
+        )
+    return Html(
+        str(
+            note(
+                "Read-only: compiled deterministically from the plan. Change the plan (Chat), "
+                "not the code."
+            )
+        )  # fmt: skip
+        + pre(code)
+    )
+
+
+def materialised_html(cell_text: str, instruction: str) -> Html:
+    return Html(str(note(instruction, "")) + pre(cell_text))
+
+
+def report_html(report: ValidationReport) -> Html:
+    """A one-line verdict and the per-table check summary."""
+    passed, failed = report.counts()
+    if report.passed:
+        warnings = len(report.warnings)
+        verdict = f"✔ {passed} checks passed" + (f", {warnings} warning(s)" if warnings else "")
+        style = ADDED
+    else:
+        verdict = f"✘ {len(report.failures)} check(s) failed, {passed} checks passed"
+        style = REMOVED
+    return Html(
+        f"<div style='{style};font-weight:600;margin:6px 0'>{esc(verdict)}</div>"
+        + pre(report.to_text())
+    )
+
+
+def preview_html(preview: Preview, plan: Plan, rows: int) -> Html:
+    parts = [note(f"Plan applied to the sample rows on local Spark in {preview.seconds:.1f}s.")]
+    parts.append(report_html(preview.report))
+    for name, frame in preview.tables.items():
+        try:
+            types = {c.name: c.type for c in plan.table(name).columns}
+        except KeyError:
+            types = {}
+        shown = min(rows, len(frame))
+        parts.append(heading(f"{name}: first {shown} row(s)"))
+        head = [typed_header(str(c), types.get(str(c), "")) for c in frame.columns]
+        parts.append(table(head, frame.head(rows).itertuples(index=False, name=None)))
+    return Html("".join(parts))
+
+
+def failures_text(report: ValidationReport) -> str:
+    """The failed checks as one chat line, so they can be answered with a revision."""
+    return "; ".join(f"{c.table}.{c.column} [{c.kind}]: {c.message}" for c in report.failures)
+
+
+def status_html(text: str, *, error: bool = False) -> Html:
+    style = REMOVED if error else ""
+    icon = "⚠ " if error else ""
+    return Html(f"<div style='{style};margin:4px 0'>{esc(icon + ' '.join(text.split()))}</div>")
+
+
+def fields_html(fields: Sequence[tuple[str, object]]) -> Html:
+    """Label/value pairs, one per line."""
+    rows = "".join(
+        f"<tr><td style='{MUTED};padding:1px 12px 1px 0'>{esc(k)}</td><td>{cell(v)}</td></tr>"
+        for k, v in fields
+    )
+    return Html(f"<table style='border-collapse:collapse;font-size:12px'>{rows}</table>")

@@ -1,0 +1,516 @@
+"""The review panels of ``%%transform``: review a draft to approval, or use an approval.
+
+The panels hold no workflow logic: every button calls one ``TransformSession`` method
+and renders what it returns, so the notebook, the CLI and papermill share one set of
+rules (what may be approved, what a run records). Errors the user can fix
+(``DataEngMagicsError``) show as one line in the status bar, never as a traceback.
+
+Fabric notebooks do not support the ``Output`` widget and ``jslink``, so results are
+HTML widgets whose value is replaced.
+"""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as widgets
+
+from dataeng_magics.errors import DataEngMagicsError
+from dataeng_magics.plan import plan_diff
+from dataeng_magics.widgets import _render as render
+from dataeng_magics.widgets.chat import ChatWidget, Message
+from dataeng_magics.widgets.report import text_report
+
+if TYPE_CHECKING:
+    from dataeng_magics.plan import ColumnPlan, Plan, Unresolved
+    from dataeng_magics.store import Entry
+    from dataeng_magics.workflow import Preview, RunSummary, TransformSession
+
+__all__ = ["MATERIALISE_NOTE", "ApprovedPanel", "ReviewPanel"]
+
+MATERIALISE_NOTE = (
+    "Run `%transform materialise` in a cell to insert this code as a cell below "
+    "(the JupyterLab extension inserts it automatically)."
+)
+SAMPLE_ROWS = 10
+PREVIEW_ROWS = 10
+TABS = ("Mapping", "Sample", "Plan", "Preview", "Code", "Chat")
+PREVIEW_INTRO = (
+    "Runs the plan on the sample rows with local Spark and applies the mapping's checks "
+    "(the first preview starts Spark, about 10 s)."
+)
+
+
+def _with_text(bundle: Any, text: str) -> Any:
+    """The widget's own MIME bundle, with our report as its ``text/plain`` fallback."""
+    if isinstance(bundle, tuple):  # (data, metadata), as anywidget returns it
+        data, metadata = bundle
+        return {**data, "text/plain": text}, metadata
+    return {**(bundle or {}), "text/plain": text}
+
+
+def _short(digest: str) -> str:
+    return digest[:16]
+
+
+def _when(value: object) -> str:
+    return f"{value:%Y-%m-%d %H:%M} UTC" if value is not None else "never"
+
+
+class ReviewPanel(widgets.VBox):  # type: ignore[misc]
+    """Mapping, sample, plan, preview, code and chat tabs, and the approval controls.
+
+    Shown when no approved plan matches the inputs. Uses the session's current draft
+    (``session.draft()`` makes one if there is none).
+    """
+
+    def __init__(
+        self,
+        session: TransformSession,
+        *,
+        reviewer: str | None = None,
+        on_approved: Callable[[Entry], None] | None = None,
+        on_run: Callable[[RunSummary], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self.session = session
+        self._on_approved = on_approved
+        self._on_run = on_run
+        self._entry = session.draft(actor=reviewer)
+        self._plan = session.plan_of(self._entry)
+        self._last_revision: tuple[list[str], str] | None = None
+
+        self.mapping_html = widgets.HTML()
+        self.sample_html = widgets.HTML(
+            render.samples_html(session.samples, session.schemas, SAMPLE_ROWS)
+        )
+        self.plan_html = widgets.HTML()
+        self.preview_button = widgets.Button(description="Run preview", icon="play")
+        self.preview_button.on_click(lambda _: self.refresh_preview())
+        self.preview_html = widgets.HTML()
+        self.code_html = widgets.HTML()
+        self.chat = ChatWidget(self._first_messages(), on_user=self.revise)
+        self.tabs = widgets.Tab(
+            children=[
+                self.mapping_html,
+                self.sample_html,
+                self.plan_html,
+                widgets.VBox([self.preview_button, self.preview_html]),
+                self.code_html,
+                self.chat,
+            ],
+            titles=TABS,
+            selected_index=TABS.index("Plan"),
+        )
+
+        self.reviewer = widgets.Text(
+            value=reviewer or getpass.getuser(), description="Reviewer",
+            layout=widgets.Layout(width="260px"),
+        )  # fmt: skip
+        self.approve_button = widgets.Button(description="Approve", button_style="success",
+                                             icon="check")  # fmt: skip
+        self.approve_button.on_click(lambda _: self.approve())
+        self.reason = widgets.Text(placeholder="reason (required to reject)",
+                                   layout=widgets.Layout(width="260px"))  # fmt: skip
+        self.reject_button = widgets.Button(description="Reject", button_style="danger",
+                                            icon="times")  # fmt: skip
+        self.reject_button.on_click(lambda _: self.reject())
+        self.output_dir = widgets.Text(
+            value=session.request.output_dir or "", description="Output dir",
+            placeholder="where the run writes its tables", layout=widgets.Layout(width="420px"),
+        )  # fmt: skip
+        self.run_button = widgets.Button(description="Run", icon="play")
+        self.run_button.on_click(lambda _: self.run())
+        self.approved_html = widgets.HTML()
+        self.run_html = widgets.HTML()
+        self.status = widgets.HTML()
+        self._review_row = widgets.HBox(
+            [self.reviewer, self.approve_button, self.reason, self.reject_button]
+        )
+        self._run_row = widgets.HBox([self.output_dir, self.run_button])
+        self.footer = widgets.VBox()
+
+        self.children = (self.tabs, self.footer, self.run_html, self.status)
+        self._show_entry(self._entry)
+
+    # -- read-only state ---------------------------------------------------------------
+
+    @property
+    def entry(self) -> Entry:
+        """The stored entry as of the last action."""
+        return self._entry
+
+    @property
+    def plan(self) -> Plan:
+        return self._plan
+
+    @property
+    def unresolved(self) -> list[tuple[str, ColumnPlan, Unresolved]]:
+        return self._plan.unresolved()
+
+    # -- actions (the buttons call these) ----------------------------------------------
+
+    def revise(self, text: str) -> Entry | None:
+        """Ask the planner to change the plan; the chat shows the request and its answer."""
+        text = text.strip()
+        if not text:
+            self._say("Type a change first, e.g. 'COLUMN: rule'.", error=True)
+            return None
+        before = self._plan
+        self.chat.add_message("user", text)
+        self.chat.busy = True
+        try:
+            entry, revision = self.session.revise(text, actor=self._reviewer_name())
+        except DataEngMagicsError as exc:
+            self.chat.add_message("system", str(exc))
+            self._say(str(exc), error=True)
+            return None
+        finally:
+            self.chat.busy = False
+        self._show_entry(entry)
+        changes = plan_diff(before, self._plan)
+        self._last_revision = (changes, revision.reply)
+        self.plan_html.value = self._plan_view()
+        self.chat.add_message("planner", revision.reply, changes)
+        if changes:
+            self._say(f"Plan revised: {len(changes)} line(s) changed; see the Plan tab.")
+        else:
+            self._say(f"The plan did not change. {revision.reply}")
+        return entry
+
+    def approve(self, reviewer: str | None = None) -> Entry | None:
+        """Approve the current plan as ``reviewer`` (default: the Reviewer field)."""
+        if reviewer is not None:
+            self.reviewer.value = reviewer
+        try:
+            entry = self.session.approve(self.reviewer.value.strip())
+        except DataEngMagicsError as exc:
+            self._say(str(exc), error=True)
+            return None
+        self._show_entry(entry)
+        self._say(f"Approved by {entry.reviewer}.")
+        if self._on_approved is not None:
+            self._on_approved(entry)
+        return entry
+
+    def reject(self, reason: str | None = None) -> Entry | None:
+        """Reject the current plan; ``reason`` (default: the reason field) is required."""
+        if reason is not None:
+            self.reason.value = reason
+        try:
+            entry = self.session.reject(self.reviewer.value.strip(), self.reason.value.strip())
+        except DataEngMagicsError as exc:
+            self._say(str(exc), error=True)
+            return None
+        self._show_entry(entry)
+        self._say(f"Rejected by {entry.reviewer}: {entry.reason}")
+        return entry
+
+    def run(self, output_dir: str | None = None) -> RunSummary | None:
+        """Run the approved code (default output: the Output dir field)."""
+        if output_dir is not None:
+            self.output_dir.value = output_dir
+        self.run_button.disabled = True
+        self.run_html.value = render.note("running…")
+        try:
+            summary = self.session.run(
+                output_dir=self.output_dir.value.strip() or None, actor=self._reviewer_name()
+            )
+        except DataEngMagicsError as exc:
+            self.run_html.value = ""
+            self._say(str(exc), error=True)
+            return None
+        finally:
+            self.run_button.disabled = self._entry.status != "approved"
+        self.run_html.value = render.pre(
+            summary.to_text(), render.ADDED if summary.outcome == "succeeded" else render.REMOVED
+        )
+        self._entry = self.session.entry() or self._entry
+        self._say(f"Run {summary.outcome.replace('_', ' ')}.", error=not summary.report.passed)
+        if not summary.report.passed:
+            self.chat.add_message("system", f"The run failed checks: "
+                                  f"{render.failures_text(summary.report)}")  # fmt: skip
+        if self._on_run is not None:
+            self._on_run(summary)
+        return summary
+
+    def refresh_preview(self) -> Preview | None:
+        """Apply the current plan to the samples on local Spark and show the result."""
+        if self.unresolved:
+            self.preview_html.value = self._preview_blocked()
+            return None
+        self.preview_button.disabled = True
+        self.preview_html.value = render.note("running… (the first preview starts Spark)")
+        try:
+            preview = self.session.preview(self._plan, rows=PREVIEW_ROWS)
+        except DataEngMagicsError as exc:
+            self.preview_html.value = render.status_html(str(exc), error=True)
+            self._say(str(exc), error=True)
+            return None
+        finally:
+            self.preview_button.disabled = bool(self.unresolved)
+        self.preview_html.value = render.preview_html(preview, self._plan, PREVIEW_ROWS)
+        if not preview.report.passed:
+            self.chat.add_message("system", f"The preview failed checks: "
+                                  f"{render.failures_text(preview.report)}")  # fmt: skip
+        return preview
+
+    # -- rendering ---------------------------------------------------------------------
+
+    def _reviewer_name(self) -> str | None:
+        return self.reviewer.value.strip() or None
+
+    def _say(self, text: str, *, error: bool = False) -> None:
+        self.status.value = render.status_html(text, error=error)
+
+    def _first_messages(self) -> list[Message]:
+        intro = (
+            "Ask for changes here, one per line. "
+            + (
+                "The offline planner understands the rule vocabulary: "
+                f"'COLUMN: rule' (e.g. '{self._example_column()}: trim, then upper'), "
+                "'filter: condition' (or 'filter TABLE: condition' with several tables) "
+                "and 'drop filters'."
+                if self.session.planner.name == "offline"
+                else "Write in plain English; the planner changes the plan, never the code."
+            )
+        )
+        messages: list[Message] = [{"role": "system", "text": intro}]
+        for turn in self._entry.conversation:
+            role = turn.get("role")
+            message: Message = {
+                "role": role if role in ("user", "planner") else "system",
+                "text": str(turn.get("text", "")),
+            }
+            if turn.get("changes"):
+                message["changes"] = [str(line) for line in turn["changes"]]
+            messages.append(message)
+        return messages
+
+    def _example_column(self) -> str:
+        for table in self._plan.tables:
+            for column in table.columns:
+                return column.name
+        return "COLUMN"
+
+    def _plan_view(self) -> str:
+        return render.plan_html(self._entry.pseudocode, len(self.unresolved), self._last_revision)
+
+    def _preview_blocked(self) -> str:
+        return render.note(
+            f"The plan has {len(self.unresolved)} unresolved step(s); resolve them (Chat tab) "
+            "before previewing.",
+            render.MARKED,
+        )
+
+    def _show_entry(self, entry: Entry) -> None:
+        """Render every tab and the footer for ``entry``."""
+        changed = entry.plan_sha256 != self._entry.plan_sha256 or not self.mapping_html.value
+        self._entry = entry
+        self._plan = self.session.plan_of(entry)
+        unresolved = self.unresolved
+        self.mapping_html.value = render.mapping_html(self.session.mapping, self._plan)
+        self.plan_html.value = self._plan_view()
+        if unresolved:
+            self.preview_html.value = self._preview_blocked()
+        elif changed:
+            self.preview_html.value = render.note(PREVIEW_INTRO)
+        self.preview_button.disabled = bool(unresolved)
+
+        approved = entry.status == "approved"
+        self.approve_button.disabled = bool(unresolved) or entry.status != "draft"
+        if unresolved:
+            table, column, step = unresolved[0]
+            more = f" and {len(unresolved) - 1} more" if len(unresolved) > 1 else ""
+            self.approve_button.tooltip = (
+                f"Cannot approve: {table}.{column.name} has an unresolved rule {step.text!r}"
+                f"{more}. Revise it in the Chat tab."
+            )
+        elif entry.status != "draft":
+            self.approve_button.tooltip = f"The plan is {entry.status}."
+        else:
+            self.approve_button.tooltip = "Approve this plan and its compiled code."
+        self.reject_button.disabled = entry.status != "draft"
+        self.reject_button.tooltip = "Reject this plan (a reason is required)."
+        self.run_button.disabled = not approved
+        self.run_button.tooltip = "Run the approved code." if approved else "Approve first."
+
+        if approved:
+            cell = self.session.materialised_cell(entry, self.output_dir.value.strip() or None)
+            self.code_html.value = render.materialised_html(cell, MATERIALISE_NOTE)
+            self.approved_html.value = render.status_html(
+                f"✔ Approved by {entry.reviewer} at {_when(entry.approved_at)}; "
+                f"code sha256 {_short(entry.code_sha256)}"
+            )
+            self.footer.children = (self.approved_html, self._run_row)
+        else:
+            self.code_html.value = render.code_html(entry.code, len(unresolved))
+            if entry.status in ("rejected", "revoked"):
+                who = entry.reviewer if entry.status == "rejected" else entry.revoked_by
+                self.approved_html.value = render.status_html(
+                    f"The plan was {entry.status} by {who}: {entry.reason or 'no reason given'}. "
+                    "A revision in the Chat tab makes a new draft."
+                )
+                self.footer.children = (self.approved_html, self._review_row)
+            else:
+                self.footer.children = (self._review_row, self._run_row)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return _with_text(super()._repr_mimebundle_(**kwargs), text_report(self.session,
+                                                                           self._entry))  # fmt: skip
+
+
+class ApprovedPanel(widgets.VBox):  # type: ignore[misc]
+    """Shown when an approved plan already matches: who approved it, its runs, and
+    Run / Materialise / Re-draft. Re-draft replaces this panel's content with a
+    ``ReviewPanel`` for a fresh draft."""
+
+    def __init__(
+        self,
+        session: TransformSession,
+        entry: Entry,
+        *,
+        on_materialise: Callable[[str], None] | None = None,
+        on_redraft: Callable[[Entry], None] | None = None,
+        on_run: Callable[[RunSummary], None] | None = None,
+        reviewer: str | None = None,
+        on_approved: Callable[[Entry], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self.session = session
+        self._entry = entry
+        self._on_materialise = on_materialise
+        self._on_redraft = on_redraft
+        self._on_run = on_run
+        self._on_approved = on_approved
+        self._reviewer = reviewer
+        self.review_panel: ReviewPanel | None = None
+
+        self.info_html = widgets.HTML()
+        self.plan_html = widgets.HTML()
+        self.output_dir = widgets.Text(
+            value=session.request.output_dir or "", description="Output dir",
+            placeholder="where the run writes its tables", layout=widgets.Layout(width="420px"),
+        )  # fmt: skip
+        self.run_button = widgets.Button(description="Run", button_style="primary", icon="play",
+                                         tooltip="Run the approved code.")  # fmt: skip
+        self.run_button.on_click(lambda _: self.run())
+        self.materialise_button = widgets.Button(
+            description="Materialise", icon="file-code-o",
+            tooltip="Show the approved code as a notebook cell.",
+        )  # fmt: skip
+        self.materialise_button.on_click(lambda _: self.materialise())
+        self.redraft_button = widgets.Button(
+            description="Re-draft", icon="refresh",
+            tooltip="Draft a new plan; it replaces this approval and must be approved again.",
+        )  # fmt: skip
+        self.redraft_button.on_click(lambda _: self.redraft())
+        self.result_html = widgets.HTML()
+        self.status = widgets.HTML()
+        self.children = (
+            self.info_html,
+            self.plan_html,
+            widgets.HBox(
+                [self.output_dir, self.run_button, self.materialise_button, self.redraft_button]
+            ),
+            self.result_html,
+            self.status,
+        )
+        self._show()
+
+    @property
+    def entry(self) -> Entry:
+        """The approved entry (or, after a re-draft, the review panel's entry)."""
+        return self.review_panel.entry if self.review_panel is not None else self._entry
+
+    def run(self, output_dir: str | None = None) -> RunSummary | None:
+        if output_dir is not None:
+            self.output_dir.value = output_dir
+        self.run_button.disabled = True
+        self.result_html.value = render.note("running…")
+        try:
+            summary = self.session.run(
+                output_dir=self.output_dir.value.strip() or None, actor=self._reviewer
+            )
+        except DataEngMagicsError as exc:
+            self.result_html.value = ""
+            self._say(str(exc), error=True)
+            return None
+        finally:
+            self.run_button.disabled = False
+        self.result_html.value = render.pre(
+            summary.to_text(), render.ADDED if summary.outcome == "succeeded" else render.REMOVED
+        )
+        self._entry = self.session.entry() or self._entry
+        self._show()
+        self._say(f"Run {summary.outcome.replace('_', ' ')}.", error=not summary.report.passed)
+        if self._on_run is not None:
+            self._on_run(summary)
+        return summary
+
+    def materialise(self, output_dir: str | None = None) -> str | None:
+        """The approved code as a notebook cell; ``on_materialise`` receives its text."""
+        if output_dir is not None:
+            self.output_dir.value = output_dir
+        try:
+            cell = self.session.materialised_cell(
+                self._entry, self.output_dir.value.strip() or None
+            )
+        except DataEngMagicsError as exc:
+            self._say(str(exc), error=True)
+            return None
+        self.result_html.value = render.materialised_html(cell, MATERIALISE_NOTE)
+        self._say("Materialised.")
+        if self._on_materialise is not None:
+            self._on_materialise(cell)
+        return cell
+
+    def redraft(self) -> ReviewPanel | None:
+        """Draft anew (replacing this approval) and show a review panel for it."""
+        try:
+            entry = self.session.draft(force=True, actor=self._reviewer)
+            panel = ReviewPanel(self.session, reviewer=self._reviewer,
+                                on_approved=self._on_approved, on_run=self._on_run)  # fmt: skip
+        except DataEngMagicsError as exc:
+            self._say(str(exc), error=True)
+            return None
+        self.review_panel = panel
+        self.children = (panel,)
+        if self._on_redraft is not None:
+            self._on_redraft(entry)
+        return panel
+
+    def _say(self, text: str, *, error: bool = False) -> None:
+        self.status.value = render.status_html(text, error=error)
+
+    def _show(self) -> None:
+        entry = self._entry
+        last = f"{_when(entry.last_run_at)} ({entry.last_outcome})" if entry.runs else "never"
+        self.info_html.value = render.Html(
+            render.heading(f"✔ Approved plan for client {entry.client}")
+            + render.fields_html(
+                [
+                    ("status", entry.status),
+                    ("approved by", entry.reviewer),
+                    ("approved at", _when(entry.approved_at)),
+                    ("runs", entry.runs),
+                    ("last run", last),
+                    ("key", entry.key),
+                    ("code sha256", entry.code_sha256),
+                ]
+            )
+        )
+        self.plan_html.value = (
+            "<details><summary>Plan</summary>"
+            + render.pseudocode_html(entry.pseudocode)
+            + "</details>"
+        )
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        if self.review_panel is not None:
+            text = text_report(self.session, self.review_panel.entry)
+        else:
+            text = text_report(self.session, self._entry)
+        return _with_text(super()._repr_mimebundle_(**kwargs), text)

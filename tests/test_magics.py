@@ -1,0 +1,308 @@
+"""The magics in a real IPython shell: load, flags, errors, review, approval, replay."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+
+from dataeng_magics.cli import main
+from dataeng_magics.store import Store
+
+HEAVY = (
+    "pyspark",
+    "pandas",
+    "pyarrow",
+    "langchain",
+    "langchain_core",
+    "openpyxl",
+    "sqlglot",
+    "ipywidgets",
+    "anywidget",
+    "papermill",
+)
+
+
+class Shell(InteractiveShell):
+    """An IPython shell whose cells raise their errors, so tests see them."""
+
+    def run_cell(self, raw_cell: str, *args: Any, **kwargs: Any) -> Any:
+        result = super().run_cell(raw_cell, *args, **kwargs)
+        result.raise_error()
+        return result
+
+
+@pytest.fixture(scope="module")
+def shell() -> Iterator[Shell]:
+    ip = Shell.instance()
+    ip.run_line_magic("load_ext", "dataeng_magics")
+    yield ip
+    Shell.clear_instance()
+
+
+@pytest.fixture
+def ip(shell: Shell, monkeypatch: pytest.MonkeyPatch) -> Shell:
+    magics = magics_of(shell)
+    magics.current = None
+    magics._ran.clear()
+    for name in magics.SETTINGS:
+        monkeypatch.setattr(magics, name, None)
+    shell.rl_next_input = None
+    return shell
+
+
+def magics_of(ip: Shell) -> Any:
+    return next(c for c in ip.configurables if type(c).__name__ == "TransformMagics")
+
+
+def store_of(ip: Shell) -> Store:
+    return Store(magics_of(ip).settings().store_path)
+
+
+def transform(example: Path, *flags: str, notes: str = "") -> str:
+    return f"%%transform --client NORTHWIND --mapping {example} {' '.join(flags)}\n{notes}"
+
+
+def test_load_ext_imports_nothing_heavy() -> None:
+    code = (
+        "import sys\n"
+        "from IPython.core.interactiveshell import InteractiveShell\n"
+        "ip = InteractiveShell.instance()\n"
+        "ip.run_line_magic('load_ext', 'dataeng_magics')\n"
+        "assert 'transform' in ip.magics_manager.magics['cell']\n"
+        f"print([m for m in sys.modules if m.split('.')[0] in {HEAVY!r}])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_usage_and_bad_flags_are_one_line(ip: Shell, example: Path) -> None:
+    doc = ip.find_cell_magic("transform").__doc__
+    assert "--client" in doc and "--replay" in doc and "--source NAME=PATH" in doc
+    with pytest.raises(UsageError) as err:
+        ip.run_cell(transform(example, "--colour red"))
+    assert "unrecognized arguments: --colour red" in str(err.value)
+    with pytest.raises(UsageError) as err:
+        ip.run_cell("%%transform --client X --mapping nowhere.xlsx\n")
+    assert "MappingError" in str(err.value) and "nowhere.xlsx" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_user_mistake_shows_no_traceback(
+    example: Path, capsys: pytest.CaptureFixture[str], ip: Shell
+) -> None:
+    InteractiveShell.run_cell(ip, "%%transform --client X --mapping nowhere.xlsx\n")
+    captured = capsys.readouterr()
+    text = captured.out + captured.err
+    assert "UsageError: MappingError" in text and "Traceback" not in text
+
+
+@pytest.mark.spark
+def test_review_approve_materialise_run(
+    ip: Shell, example: Path, tmp_path: Path, spark: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    ip.run_cell(transform(example, f"--output-dir {out}", notes="Amounts in thousands."))
+    shown = capsys.readouterr().out
+    assert "TABLE TRADES" in shown  # the panel's text fallback: readable without widgets
+    ip.run_line_magic("transform", "approve --reviewer alice")
+    cell = ip.rl_next_input
+    assert cell.startswith("%%transform_run --client NORTHWIND")
+    assert "spark.read" in cell and "run_metrics" in cell
+    ip.run_cell(cell)
+    assert "SUCCEEDED on local" in capsys.readouterr().out
+    assert (out / "TRADES").is_dir()
+    entry = store_of(ip).list()[0]
+    assert entry.status == "approved" and entry.reviewer == "alice" and entry.runs == 1
+    # The CLI honours the notebook's approval.
+    assert (
+        main(
+            [
+                "run",
+                "--client",
+                "NORTHWIND",
+                "--mapping",
+                str(example),
+                "--output-dir",
+                str(tmp_path / "cli"),
+            ]
+        )
+        == 0
+    )
+
+
+def test_edited_materialised_cell_runs_nothing(ip: Shell, example: Path, tmp_path: Path) -> None:
+    ip.run_cell(transform(example, f"--output-dir {tmp_path / 'out'}"))
+    ip.run_line_magic("transform", "approve --reviewer alice")
+    edited = ip.rl_next_input.replace("F.round(", "F.floor(", 1)
+    with pytest.raises(UsageError, match="edited after approval; nothing ran"):
+        ip.run_cell(edited)
+    assert not (tmp_path / "out").exists()
+    assert store_of(ip).list()[0].runs == 0
+
+
+def test_materialised_cell_refuses_when_inputs_changed(ip: Shell, example: Path) -> None:
+    from openpyxl import load_workbook
+
+    ip.run_cell(transform(example, "--output-dir out"))
+    ip.run_line_magic("transform", "approve --reviewer alice")
+    cell = ip.rl_next_input
+    book = load_workbook(example)
+    book["Mapping"]["F9"] = "first 3 characters"
+    book.save(example)
+    with pytest.raises(UsageError, match="no longer match the approved key"):
+        ip.run_cell(cell)
+
+
+def test_cli_approval_is_honoured_by_the_notebook(
+    ip: Shell, example: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["--client", "NORTHWIND", "--mapping", str(example)]
+    assert main(["draft", *base]) == 0
+    assert main(["approve", *base, "--reviewer", "carol"]) == 0
+    capsys.readouterr()
+    ip.run_cell(transform(example))
+    shown = capsys.readouterr().out
+    assert "approved" in shown and "carol" in shown
+
+
+def test_replay_without_approval_fails_and_runs_nothing(
+    ip: Shell,
+    example: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("DATAENG_MAGICS_MODE", "replay")
+    with pytest.raises(UsageError) as err:
+        ip.run_cell(transform(example, f"--output-dir {tmp_path / 'out'}"))
+    text = str(err.value)
+    assert "approval required" in text and "NORTHWIND" in text
+    assert not (tmp_path / "out").exists()
+    assert "TABLE TRADES" not in capsys.readouterr().out  # no panel, no draft shown
+    assert store_of(ip).list() == []  # no planner ran
+
+
+@pytest.mark.spark
+def test_replay_runs_once_with_the_materialised_cell(
+    ip: Shell,
+    example: Path,
+    tmp_path: Path,
+    spark: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "out"
+    ip.run_cell(transform(example, f"--output-dir {out}"))
+    ip.run_line_magic("transform", "approve --reviewer alice")
+    cell = ip.rl_next_input
+    monkeypatch.setenv("DATAENG_MAGICS_MODE", "replay")
+    ip.run_cell(transform(example, f"--output-dir {out}"))
+    ip.run_cell(cell)
+    shown = capsys.readouterr().out
+    assert shown.count("SUCCEEDED on local") == 2 and "Already ran in this kernel" in shown
+    entry = store_of(ip).list()[0]
+    assert entry.runs == 1
+
+
+def test_store_and_audit_line_magics(ip: Shell, example: Path) -> None:
+    ip.run_cell(transform(example))
+    ip.run_line_magic("transform", "approve --reviewer alice")
+    listing = ip.run_line_magic("transform", "list")
+    assert listing.rows[0]["status"] == "approved" and "<table" in listing._repr_html_()
+    key = listing.rows[0]["key"]
+    shown = ip.run_line_magic("transform", f"show {key}")
+    assert "TABLE TRADES" in repr(shown) and "spark.read" in repr(shown)
+    assert "intact: 2 records" in repr(ip.run_line_magic("transform", "verify"))
+    ip.run_line_magic("transform", f"invalidate {key} mapping v4")
+    assert ip.run_line_magic("transform", "list").rows[0]["status"] == "revoked"
+    events = [r["event"] for r in ip.run_line_magic("transform", "audit").rows]
+    assert events == ["draft", "approval", "invalidation"]
+    with pytest.raises(UsageError, match="unknown command"):
+        ip.run_line_magic("transform", "frobnicate")
+
+
+def test_settings_from_config_pyproject_and_env(
+    ip: Shell, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    magics = magics_of(ip)
+    (tmp_path / "pyproject.toml").write_text(
+        "[tool.dataeng_magics]\nsample_rows = 7\nttl_days = 30\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    assert magics.settings().sample_rows == 7
+    monkeypatch.setenv("DATAENG_MAGICS_SAMPLE_ROWS", "9")
+    assert magics.settings().sample_rows == 9
+    ip.run_line_magic("config", "TransformMagics.sample_rows = 11")
+    assert magics.settings().sample_rows == 11 and magics.settings().ttl_days == 30
+    table = ip.run_line_magic("transform_config", "platform=local")
+    assert {r["setting"]: r["value"] for r in table.rows}["platform"] == "local"
+    with pytest.raises(UsageError, match="expected name=value"):
+        ip.run_line_magic("transform_config", "colour=red")
+
+
+def test_replay_cli_marks_missing_approval(example: Path, tmp_path: Path) -> None:
+    """papermill replay, miss: exit 3 and the executed notebook records the error."""
+    pytest.importorskip("papermill")
+    notebook = Path(__file__).resolve().parents[1] / "example_notebooks" / "02_batch_replay.ipynb"
+    code = main(
+        [
+            "replay",
+            str(notebook),
+            "--client",
+            "NOBODY",
+            "-p",
+            "mapping",
+            str(example),
+            "-p",
+            "output_dir",
+            str(tmp_path / "out"),
+            "--output-notebooks",
+            str(tmp_path / "nb"),
+        ]
+    )
+    assert code == 3
+    executed = json.loads((tmp_path / "nb" / "02_batch_replay-NOBODY.ipynb").read_text())
+    outputs = json.dumps([c.get("outputs", []) for c in executed["cells"]])
+    assert "ApprovalRequired: approval required" in outputs and "NOBODY" in outputs
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_replay_cli_runs_approved_clients(
+    example: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """papermill replay, hit: the summary is recorded in the executed notebook."""
+    pytest.importorskip("papermill")
+    base = ["--client", "NORTHWIND", "--mapping", str(example)]
+    main(["draft", *base])
+    main(["approve", *base, "--reviewer", "alice"])
+    notebook = Path(__file__).resolve().parents[1] / "example_notebooks" / "02_batch_replay.ipynb"
+    code = main(
+        [
+            "replay",
+            str(notebook),
+            "--client",
+            "NORTHWIND",
+            "-p",
+            "mapping",
+            str(example),
+            "-p",
+            "output_dir",
+            str(tmp_path / "out"),
+            "--output-notebooks",
+            str(tmp_path / "nb"),
+        ]
+    )
+    assert code == 0, capsys.readouterr()
+    assert (tmp_path / "out" / "TRADES").is_dir()
+    executed = (tmp_path / "nb" / "02_batch_replay-NORTHWIND.ipynb").read_text()
+    assert "application/vnd.dataeng-magics.run-summary+json" in executed
+    assert "NORTHWIND" in capsys.readouterr().out
