@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-os.environ.setdefault("DATAENG_MAGICS_SPARK_MASTER", "local[2]")
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_DIR = REPO / "example_notebooks" / "data" / "northwind"

@@ -47,9 +47,15 @@ from dataeng_magics.plan import (
 from dataeng_magics.sampling import sample
 
 MAPPING_HEADER = [
-    "Target Table", "Target Column", "Data Type", "Source", "Source Column",
-    "Transformation Rule", "Required", "Default Value",
-]  # fmt: skip
+    "Target Table",
+    "Target Column",
+    "Data Type",
+    "Source",
+    "Source Column",
+    "Transformation Rule",
+    "Required",
+    "Default Value",
+]
 
 # (table, column, type, source, source column, rule, required, default)
 Row = tuple[str, str, str, str | None, str | None, str, str, str | None]
@@ -130,6 +136,11 @@ def _t(column: str, type_: str, source_column: str | None, rule: str, required: 
     return ("TRADES", column, type_, source, source_column, rule, required, default)
 
 
+def _e(column: str, type_: str, source_column: str, rule: str, required: str = "N",
+       default: str | None = None) -> Row:  # fmt: skip
+    return ("EVENTS", column, type_, "events", source_column, rule, required, default)
+
+
 SINK_ROWS: list[Row] = [
     _t("ID", "string", "id", "trim", "Y"),
     _t("NAME_T", "string", "name", "trim"),
@@ -159,13 +170,14 @@ SINK_ROWS: list[Row] = [
     _t("CPTY_NAME", "string", "cpty_name", "lookup cpty_name from counterparties on cpty",
        source="counterparties"),
     _t("QTY2", "bigint", "qty", "sql: qty * 2 + 1"),
-    _t("SIGNED", "decimal(18,2)", "amount", "sql: CASE WHEN side = 'S' THEN -amount ELSE amount END"),
+    _t("SIGNED", "decimal(18,2)", "amount",
+       "sql: CASE WHEN side = 'S' THEN -amount ELSE amount END"),
     _t("BAD_DATE", "date", "bad_date", "parse date DD/MM/YYYY"),  # the data is MM/DD/YYYY
     _t("LAST_REQ", "string", "last", "", "Y"),
-    ("EVENTS", "EID", "bigint", "events", "eid", "", "Y", None),
-    ("EVENTS", "AT", "timestamp", "events", "at", "parse timestamp YYYY-MM-DDTHH24:MI:SS", "N", None),
-    ("EVENTS", "PRICE", "decimal(10,2)", "events", "price", "multiply by 2", "N", None),
-    ("EVENTS", "LABEL", "string", "events", "label", "trim", "N", "none"),
+    _e("EID", "bigint", "eid", "", "Y"),
+    _e("AT", "timestamp", "at", "parse timestamp YYYY-MM-DDTHH24:MI:SS"),
+    _e("PRICE", "decimal(10,2)", "price", "multiply by 2"),
+    _e("LABEL", "string", "label", "trim", default="none"),
 ]  # fmt: skip
 
 
@@ -173,21 +185,26 @@ def write_sink(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     write_csv(folder / "trades.csv", TRADES_HEADER, TRADES)
     pq.write_table(
-        pa.table({
-            "cpty": ["CP1", "CP1", "CP2"],  # CP1 twice: the lookup must not multiply rows
-            "cpty_name": ["Acme", "Acme", "Beta"],
-            "rating": ["A", "A", "B"],  # not used by the mapping, so never read
-        }),
+        pa.table(
+            {
+                "cpty": ["CP1", "CP1", "CP2"],  # CP1 twice: the lookup must not multiply rows
+                "cpty_name": ["Acme", "Acme", "Beta"],
+                "rating": ["A", "A", "B"],  # not used by the mapping, so never read
+            }
+        ),
         folder / "cpty.parquet",
-    )  # fmt: skip
+    )
     (folder / "events.json").write_text("".join(json.dumps(e) + "\n" for e in EVENTS))
     return write_workbook(
         folder / "sink.xlsx",
         SINK_ROWS,
-        [("trades", "trades.csv", "csv"), ("counterparties", "cpty.parquet", "parquet"),
-         ("events", "events.json", "json")],
+        [
+            ("trades", "trades.csv", "csv"),
+            ("counterparties", "cpty.parquet", "parquet"),
+            ("events", "events.json", "json"),
+        ],
         [("TRADES", "status <> 'CANCELLED'", "drop cancelled trades")],
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture(scope="module")
@@ -206,8 +223,11 @@ def _reads(tree: ast.Module) -> dict[str, tuple[str, str | None, str]]:
     for node in tree.body:
         if not (isinstance(node, ast.Assign) and "spark.read" in ast.unparse(node.value)):
             continue
-        calls = {n.func.attr: n for n in ast.walk(node.value)
-                 if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)}  # fmt: skip
+        calls = {
+            n.func.attr: n
+            for n in ast.walk(node.value)
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+        }
         reader = next(r for r in ("csv", "parquet", "json") if r in calls)
         path = calls[reader].args[0]
         assert isinstance(path, ast.Subscript) and isinstance(path.slice, ast.Constant)
@@ -221,8 +241,11 @@ def _table_chain(tree: ast.Module, variable: str) -> list[str]:
     """The method names called, outermost last, in the assignment of ``variable``."""
     for node in tree.body:
         if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == variable:
-            return [n.func.attr for n in ast.walk(node.value)
-                    if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)]  # fmt: skip
+            return [
+                n.func.attr
+                for n in ast.walk(node.value)
+                if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+            ]
     raise AssertionError(f"no assignment of {variable}")
 
 
@@ -236,16 +259,22 @@ def test_one_read_per_source_with_explicit_schemas(sink: tuple[Mapping, Plan, st
     # Only the columns the mapping uses, with the types the sample showed.
     assert reads["counterparties"][:2] == ("parquet", "`cpty` STRING, `cpty_name` STRING")
     assert reads["events"][:2] == (
-        "json", "`eid` BIGINT, `at` STRING, `price` DOUBLE, `label` STRING"
-    )  # fmt: skip
+        "json",
+        "`eid` BIGINT, `at` STRING, `price` DOUBLE, `label` STRING",
+    )
     assert "rating" not in code and "extra" not in code
 
 
 def test_one_select_per_table_with_its_join_and_filter(sink: tuple[Mapping, Plan, str]) -> None:
     _, plan, code = sink
     tree = ast.parse(code)
-    tables = [n.targets[0].id for n in tree.body if isinstance(n, ast.Assign)
-              and isinstance(n.targets[0], ast.Name) and n.targets[0].id.endswith("_table")]  # fmt: skip
+    tables = [
+        n.targets[0].id
+        for n in tree.body
+        if isinstance(n, ast.Assign)
+        and isinstance(n.targets[0], ast.Name)
+        and n.targets[0].id.endswith("_table")
+    ]
     assert len(tables) == len(plan.tables) == 2
     trades, events = (_table_chain(tree, t) for t in tables)
     assert trades.count("select") == events.count("select") == 1
@@ -253,8 +282,11 @@ def test_one_select_per_table_with_its_join_and_filter(sink: tuple[Mapping, Plan
     assert trades.count("where") == 1 and events.count("where") == 0
     assert code.count(".write.") == 2 and code.count(".save(") == 2
     # The lookup is deduplicated on its key before the join.
-    lookup = next(n for n in tree.body if isinstance(n, ast.Assign)
-                  and "dropDuplicates" in ast.unparse(n.value))  # fmt: skip
+    lookup = next(
+        n
+        for n in tree.body
+        if isinstance(n, ast.Assign) and "dropDuplicates" in ast.unparse(n.value)
+    )
     assert "counterparties" in ast.unparse(lookup.value)
 
 
@@ -263,8 +295,19 @@ def test_native_functions_only(sink: tuple[Mapping, Plan, str]) -> None:
     check_generated(code)
     tree = ast.parse(code)
     attributes = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
-    banned = {"udf", "pandas_udf", "collect", "toPandas", "rdd", "foreach", "mapInPandas",
-              "applyInPandas", "sql", "call_function", "call_udf"}  # fmt: skip
+    banned = {
+        "udf",
+        "pandas_udf",
+        "collect",
+        "toPandas",
+        "rdd",
+        "foreach",
+        "mapInPandas",
+        "applyInPandas",
+        "sql",
+        "call_function",
+        "call_udf",
+    }
     assert not attributes & banned
     assert not [n for n in ast.walk(tree) if isinstance(n, ast.Lambda | ast.FunctionDef)]
     imports = [n for n in ast.walk(tree) if isinstance(n, ast.Import | ast.ImportFrom)]
@@ -314,8 +357,12 @@ def test_same_text_in_another_process(sink: tuple[Mapping, Plan, str], tmp_path:
     env = {**os.environ, "PYTHONHASHSEED": "12345"}  # set iteration order differs
     result = subprocess.run(
         [sys.executable, "-c", script, str(tmp_path / "plan.json")],
-        capture_output=True, text=True, env=env, check=True, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=120,
+    )
     assert result.stdout == code
 
 
@@ -343,19 +390,26 @@ def small_plan(*columns: ColumnPlan, fmt: str = "csv", source: str = "src") -> P
 def test_unresolved_steps_block_compilation() -> None:
     plan = small_plan(
         ColumnPlan(name="ID", type="string", source_column="id"),
-        ColumnPlan(name="X", type="string", source_column="id",
-                   steps=[Unresolved(text="frobnicate it")]),
-    )  # fmt: skip
+        ColumnPlan(
+            name="X", type="string", source_column="id", steps=[Unresolved(text="frobnicate it")]
+        ),
+    )
     with pytest.raises(PlanError, match=r"T\.X: 'frobnicate it'"):
         compile_plan(plan)
 
 
 def test_sql_unknown_column_says_did_you_mean() -> None:
     plan = Plan(
-        client="C", sources={"src": SourceRead(format="csv", columns=SCHEMA)},
-        tables=[TablePlan(name="T", source="src", columns=[
-            ColumnPlan(name="X", type="double", steps=[Sql(expression="amout * 2")])])],
-    )  # fmt: skip
+        client="C",
+        sources={"src": SourceRead(format="csv", columns=SCHEMA)},
+        tables=[
+            TablePlan(
+                name="T",
+                source="src",
+                columns=[ColumnPlan(name="X", type="double", steps=[Sql(expression="amout * 2")])],
+            )
+        ],
+    )
     with pytest.raises(UnsafePlanError, match="did you mean 'amount'"):
         compile_plan(plan)
 
@@ -363,18 +417,30 @@ def test_sql_unknown_column_says_did_you_mean() -> None:
 @pytest.mark.parametrize(
     ("column", "message"),
     [
-        (ColumnPlan(name="A", type="decimal(18,2)", source_column="amount",
-                    steps=[Multiply(by="1e3")]), "not a plain decimal"),
-        (ColumnPlan(name="A", type="decimal(18,2)", source_column="amount",
-                    steps=[Multiply(by="NaN")]), "not a plain decimal"),
-        (ColumnPlan(name="A", type="date", source_column="d",
-                    steps=[ParseDate(pattern="QQ/RR")]), "not a date pattern"),
+        (
+            ColumnPlan(
+                name="A", type="decimal(18,2)", source_column="amount", steps=[Multiply(by="1e3")]
+            ),
+            "not a plain decimal",
+        ),
+        (
+            ColumnPlan(
+                name="A", type="decimal(18,2)", source_column="amount", steps=[Multiply(by="NaN")]
+            ),
+            "not a plain decimal",
+        ),
+        (
+            ColumnPlan(
+                name="A", type="date", source_column="d", steps=[ParseDate(pattern="QQ/RR")]
+            ),
+            "not a date pattern",
+        ),
         (ColumnPlan(name="A", type="strin g", source_column="id"), "unknown target type"),
         (ColumnPlan(name="_SRC_1", type="string", source_column="id"), "reserved"),
         (ColumnPlan(name="A", type="int", source_column="id", steps=[]), None),
     ],
     ids=["exponent", "nan", "bad-pattern", "bad-type", "helper-name", "fine"],
-)  # fmt: skip
+)
 def test_plan_checks(column: ColumnPlan, message: str | None) -> None:
     """Values an LLM might write into a plan are checked before any code exists."""
     plan = small_plan(ColumnPlan(name="ID", type="string", source_column="id"), column)
@@ -397,8 +463,13 @@ def test_source_names_never_shadow_builtins(name: str) -> None:
     code = compile_plan(
         small_plan(ColumnPlan(name="ID", type="string", source_column="id"), source=name)
     )
-    assigned = {t.id for n in ast.parse(code).body if isinstance(n, ast.Assign)
-                for t in n.targets if isinstance(t, ast.Name)}  # fmt: skip
+    assigned = {
+        t.id
+        for n in ast.parse(code).body
+        if isinstance(n, ast.Assign)
+        for t in n.targets
+        if isinstance(t, ast.Name)
+    }
     assert name not in assigned
     assert not assigned & set(dir(builtins))
     assert f"source_paths[{json.dumps(name)}]" in code
@@ -450,8 +521,11 @@ def test_filter_and_lookup_keep_one_row_per_source_row(sink_run: dict[str, Any])
     metrics = sink_run["metrics"]["TRADES"]
     assert (metrics["rows_read"], metrics["rows_written"]) == (5, 4)
     assert {k: rows[k]["CPTY_NAME"] for k in rows} == {
-        "T1": "Acme", "T2": "Beta", "T3": None, "T4": "Acme"
-    }  # fmt: skip
+        "T1": "Acme",
+        "T2": "Beta",
+        "T3": None,
+        "T4": "Acme",
+    }
 
 
 def _column(rows: dict[str, dict[str, Any]], name: str) -> list[Any]:
@@ -533,8 +607,11 @@ def test_metrics_become_the_validation_report(sink_run: dict[str, Any]) -> None:
     assert trades["lost:SIDE_RAW"] == 1  # 'X' has no mapping and no else
     assert trades["null:LAST_REQ"] == 1 and trades["null:ID"] == 0
     assert trades["unmatched:cpty"] == 1  # CP9
-    others = {k: v for k, v in trades.items() if k.startswith("lost:")
-              and k not in ("lost:BAD_DATE", "lost:SIDE_RAW")}  # fmt: skip
+    others = {
+        k: v
+        for k, v in trades.items()
+        if k.startswith("lost:") and k not in ("lost:BAD_DATE", "lost:SIDE_RAW")
+    }
     assert others and not any(others.values()), others  # blank inputs are not "lost"
     report = validate.evaluate(metrics)
     assert not report.passed

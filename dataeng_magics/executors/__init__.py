@@ -1,4 +1,4 @@
-"""Where approved code runs: local Spark today; remote platforms plug in by name."""
+"""Where approved code runs: local Spark, the notebook's Spark, Spark Connect, Fabric."""
 
 from __future__ import annotations
 
@@ -6,9 +6,22 @@ from dataeng_magics.executors.base import (
     Executor,
     Job,
     JobResult,
+    JobStatus,
+    RemoteExecutor,
+    TextProgress,
     available,
     get_executor,
     register,
 )
 
-__all__ = ["Executor", "Job", "JobResult", "available", "get_executor", "register"]
+__all__ = [
+    "Executor",
+    "Job",
+    "JobResult",
+    "JobStatus",
+    "RemoteExecutor",
+    "TextProgress",
+    "available",
+    "get_executor",
+    "register",
+]

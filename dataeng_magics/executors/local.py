@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import time
-from typing import Any
+import uuid
+from typing import TYPE_CHECKING, Any
 
 from dataeng_magics.errors import ExecutionError
-from dataeng_magics.executors.base import Executor, Job, JobResult
+from dataeng_magics.executors.base import Executor, Job, JobResult, JobStatus, ProgressCallback
+
+if TYPE_CHECKING:
+    from dataeng_magics.config import Settings
 
 
 def spark_session() -> Any:
@@ -44,21 +50,107 @@ def execute(code: str, spark: Any, job: Job) -> dict[str, dict[str, int]]:
     try:
         exec(compile(code, f"<dataeng-magics {job.key[:12]}>", "exec"), namespace)
     except Exception as exc:
+        from dataeng_magics.storage import redact
+
         raise ExecutionError(
-            f"the run failed on {job.name}: {first_line(exc)}",
+            f"the run failed on {job.name}: {redact(first_line(exc))}",
             hint="Nothing was recorded as a success; fix the input or revise the plan.",
         ) from exc
     metrics = namespace.get("run_metrics", {})
     return {t: {k: int(v or 0) for k, v in m.items()} for t, m in metrics.items()}
 
 
+class SparkProgress:
+    """Polls Spark's status tracker for one job group and reports stage and task counts.
+
+    Spark's own console bar is off (it floods notebook output); this gives one line that
+    a ``TextProgress`` rewrites in place.
+    """
+
+    def __init__(self, spark: Any, group: str, report: ProgressCallback, every: float = 0.5):
+        self.tracker = spark.sparkContext.statusTracker()
+        self.group = group
+        self.report = report
+        self.every = every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="dem-progress", daemon=True)
+
+    def __enter__(self) -> SparkProgress:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def snapshot(self) -> JobStatus:
+        jobs = [self.tracker.getJobInfo(j) for j in self.tracker.getJobIdsForGroup(self.group)]
+        stage_ids = [s for j in jobs if j is not None for s in j.stageIds]
+        stages = [st for st in (self.tracker.getStageInfo(s) for s in stage_ids) if st]
+        total = sum(st.numTasks for st in stages)
+        done = sum(st.numCompletedTasks for st in stages)
+        running = [j for j in jobs if j is not None and j.status == "RUNNING"]
+        message = f"{len(jobs)} Spark jobs, {len(running)} running, tasks {done}/{total}"
+        return JobStatus("running", done / total if total else None, message)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            with contextlib.suppress(Exception):  # the tracker is best effort, never fatal
+                self.report(self.snapshot())
+
+
 class LocalExecutor(Executor):
+    """The embedded local Spark; also the base of the notebook executor (same calls)."""
+
     name = "local"
+
+    def __init__(
+        self,
+        progress: ProgressCallback | None = None,
+        spark_conf: dict[str, str] | None = None,
+    ) -> None:
+        self.progress = progress
+        self.spark_conf = dict(spark_conf or {})
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None, **options: Any) -> Executor:
+        if settings is not None and settings.storage and "spark_conf" not in options:
+            from dataeng_magics.storage import spark_conf
+
+            options["spark_conf"] = spark_conf(settings.storage)
+        return cls(**options)
+
+    def session(self) -> Any:
+        return spark_session()
+
+    def details(self, spark: Any) -> dict[str, Any]:
+        return {"master": spark.sparkContext.master}
 
     def run(self, job: Job) -> JobResult:
         started = time.perf_counter()
-        spark = spark_session()
-        metrics = execute(job.code, spark, job)
-        return JobResult(
-            "local", metrics, time.perf_counter() - started, {"master": spark.sparkContext.master}
-        )
+        spark = self.session()
+        for key, value in self.spark_conf.items():  # secrets go to the session, never the code
+            spark.conf.set(key, value)
+        context = spark.sparkContext
+        group = f"dataeng-magics-{job.key[:12]}-{uuid.uuid4().hex[:8]}"
+        context.setJobGroup(group, job.name, interruptOnCancel=True)
+        self.report(JobStatus("running", message=f"{job.name} started"))
+        try:
+            with SparkProgress(spark, group, self.report):
+                metrics = execute(job.code, spark, job)
+        except KeyboardInterrupt:
+            context.cancelJobGroup(group)
+            self.report(JobStatus("cancelled", message="interrupted by the user"))
+            raise ExecutionError(
+                f"{job.name} was interrupted; its Spark jobs were cancelled",
+                hint="Nothing was recorded as a success; run it again when ready.",
+                state="cancelled",
+            ) from None
+        except ExecutionError:
+            self.report(JobStatus("failed"))
+            raise
+        finally:
+            context.setLocalProperty("spark.jobGroup.id", None)
+            context.setLocalProperty("spark.job.description", None)
+        self.report(JobStatus("succeeded", 1.0, f"{job.name} done"))
+        return JobResult(self.name, metrics, time.perf_counter() - started, self.details(spark))

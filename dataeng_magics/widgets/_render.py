@@ -55,8 +55,12 @@ def cell(value: object) -> str:
     return esc(value)
 
 
+def _div(text: str, style: str) -> Html:
+    return Html(f"<div style='margin:4px 0;{style}'>{esc(text)}</div>")
+
+
 def note(text: str, style: str = MUTED) -> Html:
-    return Html(f"<div style='{style};margin:4px 0'>{esc(text)}</div>")
+    return _div(text, style)
 
 
 def heading(text: str) -> Html:
@@ -135,10 +139,21 @@ def mapping_html(mapping: Mapping, plan: Plan) -> Html:
     summary = f"{len(mapping.targets)} target columns in {len(mapping.tables())} table(s); " + (
         f"{unresolved} unresolved (highlighted)" if unresolved else "every rule resolved"
     )
-    head = ["Table", "Column", "Type", "Required", "Default", "Source", "Source column", "Rule",
-            "Planned steps"]  # fmt: skip
-    parts = [note(summary, MARKED if unresolved else MUTED), table(head, rows, marked=marked,
-             titles=titles)]  # fmt: skip
+    head = [
+        "Table",
+        "Column",
+        "Type",
+        "Required",
+        "Default",
+        "Source",
+        "Source column",
+        "Rule",
+        "Planned steps",
+    ]
+    parts = [
+        note(summary, MARKED if unresolved else MUTED),
+        table(head, rows, marked=marked, titles=titles),
+    ]
     parts.append(heading("Sources"))
     parts.append(
         table(
@@ -210,7 +225,7 @@ def plan_html(pseudocode: str, unresolved: int, last: tuple[list[str], str] | No
                 f"{unresolved} unresolved step(s) (highlighted): revise them in the Chat tab "
                 "before approving.",
                 MARKED,
-            )  # fmt: skip
+            )
         )
     parts.append(pseudocode_html(pseudocode))
     if last is not None:
@@ -233,7 +248,7 @@ def code_html(code: str, unresolved: int) -> Html:
                 "Read-only: compiled deterministically from the plan. Change the plan (Chat), "
                 "not the code."
             )
-        )  # fmt: skip
+        )
         + pre(code)
     )
 
@@ -244,7 +259,7 @@ def materialised_html(cell_text: str, instruction: str) -> Html:
 
 def report_html(report: ValidationReport) -> Html:
     """A one-line verdict and the per-table check summary."""
-    passed, failed = report.counts()
+    passed, _ = report.counts()
     if report.passed:
         warnings = len(report.warnings)
         verdict = f"✔ {passed} checks passed" + (f", {warnings} warning(s)" if warnings else "")
@@ -279,9 +294,9 @@ def failures_text(report: ValidationReport) -> str:
 
 
 def status_html(text: str, *, error: bool = False) -> Html:
-    style = REMOVED if error else ""
-    icon = "⚠ " if error else ""
-    return Html(f"<div style='{style};margin:4px 0'>{esc(icon + ' '.join(text.split()))}</div>")
+    """One line: the errors we raise on purpose render as a single line of text."""
+    line = " ".join(text.split())
+    return _div(f"⚠ {line}", REMOVED) if error else _div(line, "")
 
 
 def fields_html(fields: Sequence[tuple[str, object]]) -> Html:

@@ -12,7 +12,8 @@ HTML widgets whose value is replaced.
 from __future__ import annotations
 
 import getpass
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
@@ -37,6 +38,7 @@ MATERIALISE_NOTE = (
 SAMPLE_ROWS = 10
 PREVIEW_ROWS = 10
 TABS = ("Mapping", "Sample", "Plan", "Preview", "Code", "Chat")
+PREVIEW_RUNNING = "running… (the first preview starts local Spark, about 10 s)"
 PREVIEW_INTRO = (
     "Runs the plan on the sample rows with local Spark and applies the mapping's checks "
     "(the first preview starts Spark, about 10 s)."
@@ -51,6 +53,28 @@ def _with_text(bundle: Any, text: str) -> Any:
     return {**(bundle or {}), "text/plain": text}
 
 
+@contextmanager
+def _running(view: Any, button: Any, text: str) -> Iterator[None]:
+    """Show ``text`` and disable ``button`` while Spark works; if an error escapes,
+    leave a short note rather than a "running…" that never ends."""
+    button.disabled = True
+    view.value = render.note(text)
+    try:
+        yield
+    except BaseException:
+        view.value = render.status_html("Did not finish.", error=True)
+        raise
+    finally:
+        button.disabled = False
+
+
+def _default_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # containers without a passwd entry for the uid
+        return ""
+
+
 def _short(digest: str) -> str:
     return digest[:16]
 
@@ -59,7 +83,7 @@ def _when(value: object) -> str:
     return f"{value:%Y-%m-%d %H:%M} UTC" if value is not None else "never"
 
 
-class ReviewPanel(widgets.VBox):  # type: ignore[misc]
+class ReviewPanel(widgets.VBox):
     """Mapping, sample, plan, preview, code and chat tabs, and the approval controls.
 
     Shown when no approved plan matches the inputs. Uses the session's current draft
@@ -106,21 +130,27 @@ class ReviewPanel(widgets.VBox):  # type: ignore[misc]
         )
 
         self.reviewer = widgets.Text(
-            value=reviewer or getpass.getuser(), description="Reviewer",
+            value=reviewer or _default_user(),
+            description="Reviewer",
             layout=widgets.Layout(width="260px"),
-        )  # fmt: skip
-        self.approve_button = widgets.Button(description="Approve", button_style="success",
-                                             icon="check")  # fmt: skip
+        )
+        self.approve_button = widgets.Button(
+            description="Approve", button_style="success", icon="check"
+        )
         self.approve_button.on_click(lambda _: self.approve())
-        self.reason = widgets.Text(placeholder="reason (required to reject)",
-                                   layout=widgets.Layout(width="260px"))  # fmt: skip
-        self.reject_button = widgets.Button(description="Reject", button_style="danger",
-                                            icon="times")  # fmt: skip
+        self.reason = widgets.Text(
+            placeholder="reason (required to reject)", layout=widgets.Layout(width="260px")
+        )
+        self.reject_button = widgets.Button(
+            description="Reject", button_style="danger", icon="times"
+        )
         self.reject_button.on_click(lambda _: self.reject())
         self.output_dir = widgets.Text(
-            value=session.request.output_dir or "", description="Output dir",
-            placeholder="where the run writes its tables", layout=widgets.Layout(width="420px"),
-        )  # fmt: skip
+            value=session.request.output_dir or "",
+            description="Output dir",
+            placeholder="where the run writes its tables",
+            layout=widgets.Layout(width="420px"),
+        )
         self.run_button = widgets.Button(description="Run", icon="play")
         self.run_button.on_click(lambda _: self.run())
         self.approved_html = widgets.HTML()
@@ -212,12 +242,11 @@ class ReviewPanel(widgets.VBox):  # type: ignore[misc]
         """Run the approved code (default output: the Output dir field)."""
         if output_dir is not None:
             self.output_dir.value = output_dir
-        self.run_button.disabled = True
-        self.run_html.value = render.note("running…")
         try:
-            summary = self.session.run(
-                output_dir=self.output_dir.value.strip() or None, actor=self._reviewer_name()
-            )
+            with _running(self.run_html, self.run_button, "running…"):
+                summary = self.session.run(
+                    output_dir=self.output_dir.value.strip() or None, actor=self._reviewer_name()
+                )
         except DataEngMagicsError as exc:
             self.run_html.value = ""
             self._say(str(exc), error=True)
@@ -230,8 +259,9 @@ class ReviewPanel(widgets.VBox):  # type: ignore[misc]
         self._entry = self.session.entry() or self._entry
         self._say(f"Run {summary.outcome.replace('_', ' ')}.", error=not summary.report.passed)
         if not summary.report.passed:
-            self.chat.add_message("system", f"The run failed checks: "
-                                  f"{render.failures_text(summary.report)}")  # fmt: skip
+            self.chat.add_message(
+                "system", f"The run failed checks: {render.failures_text(summary.report)}"
+            )
         if self._on_run is not None:
             self._on_run(summary)
         return summary
@@ -241,20 +271,18 @@ class ReviewPanel(widgets.VBox):  # type: ignore[misc]
         if self.unresolved:
             self.preview_html.value = self._preview_blocked()
             return None
-        self.preview_button.disabled = True
-        self.preview_html.value = render.note("running… (the first preview starts Spark)")
         try:
-            preview = self.session.preview(self._plan, rows=PREVIEW_ROWS)
+            with _running(self.preview_html, self.preview_button, PREVIEW_RUNNING):
+                preview = self.session.preview(self._plan, rows=PREVIEW_ROWS)
         except DataEngMagicsError as exc:
             self.preview_html.value = render.status_html(str(exc), error=True)
             self._say(str(exc), error=True)
             return None
-        finally:
-            self.preview_button.disabled = bool(self.unresolved)
         self.preview_html.value = render.preview_html(preview, self._plan, PREVIEW_ROWS)
         if not preview.report.passed:
-            self.chat.add_message("system", f"The preview failed checks: "
-                                  f"{render.failures_text(preview.report)}")  # fmt: skip
+            self.chat.add_message(
+                "system", f"The preview failed checks: {render.failures_text(preview.report)}"
+            )
         return preview
 
     # -- rendering ---------------------------------------------------------------------
@@ -266,16 +294,13 @@ class ReviewPanel(widgets.VBox):  # type: ignore[misc]
         self.status.value = render.status_html(text, error=error)
 
     def _first_messages(self) -> list[Message]:
-        intro = (
-            "Ask for changes here, one per line. "
-            + (
-                "The offline planner understands the rule vocabulary: "
-                f"'COLUMN: rule' (e.g. '{self._example_column()}: trim, then upper'), "
-                "'filter: condition' (or 'filter TABLE: condition' with several tables) "
-                "and 'drop filters'."
-                if self.session.planner.name == "offline"
-                else "Write in plain English; the planner changes the plan, never the code."
-            )
+        intro = "Ask for changes here, one per line. " + (
+            "The offline planner understands the rule vocabulary: "
+            f"'COLUMN: rule' (e.g. '{self._example_column()}: trim, then upper'), "
+            "'filter: condition' (or 'filter TABLE: condition' with several tables) "
+            "and 'drop filters'."
+            if self.session.planner.name == "offline"
+            else "Write in plain English; the planner changes the plan, never the code."
         )
         messages: list[Message] = [{"role": "system", "text": intro}]
         for turn in self._entry.conversation:
@@ -358,11 +383,12 @@ class ReviewPanel(widgets.VBox):  # type: ignore[misc]
                 self.footer.children = (self._review_row, self._run_row)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return _with_text(super()._repr_mimebundle_(**kwargs), text_report(self.session,
-                                                                           self._entry))  # fmt: skip
+        return _with_text(
+            super()._repr_mimebundle_(**kwargs), text_report(self.session, self._entry)
+        )
 
 
-class ApprovedPanel(widgets.VBox):  # type: ignore[misc]
+class ApprovedPanel(widgets.VBox):
     """Shown when an approved plan already matches: who approved it, its runs, and
     Run / Materialise / Re-draft. Re-draft replaces this panel's content with a
     ``ReviewPanel`` for a fresh draft."""
@@ -391,25 +417,30 @@ class ApprovedPanel(widgets.VBox):  # type: ignore[misc]
         self.info_html = widgets.HTML()
         self.plan_html = widgets.HTML()
         self.output_dir = widgets.Text(
-            value=session.request.output_dir or "", description="Output dir",
-            placeholder="where the run writes its tables", layout=widgets.Layout(width="420px"),
-        )  # fmt: skip
-        self.run_button = widgets.Button(description="Run", button_style="primary", icon="play",
-                                         tooltip="Run the approved code.")  # fmt: skip
+            value=session.request.output_dir or "",
+            description="Output dir",
+            placeholder="where the run writes its tables",
+            layout=widgets.Layout(width="420px"),
+        )
+        self.run_button = widgets.Button(
+            description="Run", button_style="primary", icon="play", tooltip="Run the approved code."
+        )
         self.run_button.on_click(lambda _: self.run())
         self.materialise_button = widgets.Button(
-            description="Materialise", icon="file-code-o",
+            description="Materialise",
+            icon="file-code-o",
             tooltip="Show the approved code as a notebook cell.",
-        )  # fmt: skip
+        )
         self.materialise_button.on_click(lambda _: self.materialise())
         self.redraft_button = widgets.Button(
-            description="Re-draft", icon="refresh",
+            description="Re-draft",
+            icon="refresh",
             tooltip="Draft a new plan; it replaces this approval and must be approved again.",
-        )  # fmt: skip
+        )
         self.redraft_button.on_click(lambda _: self.redraft())
         self.result_html = widgets.HTML()
         self.status = widgets.HTML()
-        self.children = (
+        self.children: tuple[Any, ...] = (
             self.info_html,
             self.plan_html,
             widgets.HBox(
@@ -428,18 +459,15 @@ class ApprovedPanel(widgets.VBox):  # type: ignore[misc]
     def run(self, output_dir: str | None = None) -> RunSummary | None:
         if output_dir is not None:
             self.output_dir.value = output_dir
-        self.run_button.disabled = True
-        self.result_html.value = render.note("running…")
         try:
-            summary = self.session.run(
-                output_dir=self.output_dir.value.strip() or None, actor=self._reviewer
-            )
+            with _running(self.result_html, self.run_button, "running…"):
+                summary = self.session.run(
+                    output_dir=self.output_dir.value.strip() or None, actor=self._reviewer
+                )
         except DataEngMagicsError as exc:
             self.result_html.value = ""
             self._say(str(exc), error=True)
             return None
-        finally:
-            self.run_button.disabled = False
         self.result_html.value = render.pre(
             summary.to_text(), render.ADDED if summary.outcome == "succeeded" else render.REMOVED
         )
@@ -471,8 +499,12 @@ class ApprovedPanel(widgets.VBox):  # type: ignore[misc]
         """Draft anew (replacing this approval) and show a review panel for it."""
         try:
             entry = self.session.draft(force=True, actor=self._reviewer)
-            panel = ReviewPanel(self.session, reviewer=self._reviewer,
-                                on_approved=self._on_approved, on_run=self._on_run)  # fmt: skip
+            panel = ReviewPanel(
+                self.session,
+                reviewer=self._reviewer,
+                on_approved=self._on_approved,
+                on_run=self._on_run,
+            )
         except DataEngMagicsError as exc:
             self._say(str(exc), error=True)
             return None

@@ -1,0 +1,361 @@
+"""The review panels, driven from Python the way a reviewer drives them in a notebook."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import ipywidgets
+import pytest
+from IPython.core.formatters import DisplayFormatter
+from openpyxl import load_workbook
+
+from dataeng_magics.store import Entry
+from dataeng_magics.widgets import ApprovedPanel, ChatWidget, ReviewPanel, text_report
+from dataeng_magics.widgets._render import ADDED, MARKED, REMOVED
+from dataeng_magics.widgets.review import MATERIALISE_NOTE
+from dataeng_magics.workflow import RunSummary, TransformRequest, TransformSession
+
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+CHAT_JS = Path(__file__).resolve().parent.parent / "dataeng_magics/widgets/static/chat.js"
+
+
+def make_session(mapping: Path) -> TransformSession:
+    session = TransformSession(TransformRequest(client="NORTHWIND", mapping=mapping))
+    session.draft()
+    return session
+
+
+def set_cell(mapping: Path, ref: str, value: str) -> None:
+    book = load_workbook(mapping)
+    book["Mapping"][ref] = value
+    book.save(mapping)
+
+
+def html_values(widget: Any) -> Iterator[str]:
+    """The markup of every HTML widget inside ``widget``: what the front end renders."""
+    if isinstance(widget, ipywidgets.HTML):
+        yield widget.value
+    for child in getattr(widget, "children", ()):
+        yield from html_values(child)
+
+
+def js_message(chat: ChatWidget, text: str) -> None:
+    """Deliver what chat.js sends on Send, as the comm delivers it to the widget."""
+    content = {"type": "user", "text": text}
+    chat._handle_msg({"content": {"data": {"method": "custom", "content": content}}, "buffers": []})
+
+
+def stored(session: TransformSession) -> Entry:
+    entry = session.entry()
+    assert entry is not None
+    return entry
+
+
+def events(session: TransformSession, kind: str) -> list[Any]:
+    return [e for e in session.audit.events(key=session.key) if e.event == kind]
+
+
+@pytest.fixture
+def unresolved(example: Path) -> Path:
+    """The example client with DESK's rule replaced by one no planner understands."""
+    set_cell(example, "F9", "frobnicate")
+    return example
+
+
+# --- review to approval -----------------------------------------------------------
+
+
+def test_review_from_unresolved_draft_to_approval(unresolved: Path) -> None:
+    session = make_session(unresolved)
+    approved: list[Entry] = []
+    panel = ReviewPanel(session, reviewer="nobody", on_approved=approved.append)
+
+    # the unresolved rule blocks approval, and every tab says why
+    assert panel.approve_button.disabled
+    assert "TRADES.DESK" in panel.approve_button.tooltip
+    assert "frobnicate" in panel.approve_button.tooltip
+    desk_row = next(r for r in panel.mapping_html.value.split("<tr") if "DESK" in r)
+    assert MARKED in desk_row and "frobnicate" in desk_row
+    assert "UNRESOLVED" in panel.plan_html.value
+    assert "Resolve the 1 unresolved step(s) first" in panel.code_html.value
+    assert "unresolved step(s)" in panel.preview_html.value
+    assert panel.preview_button.disabled
+    assert panel.refresh_preview() is None  # says so instead of starting Spark
+    assert panel.run_button.disabled
+    assert panel.tabs.titles == ("Mapping", "Sample", "Plan", "Preview", "Code", "Chat")
+    assert "COLUMN: rule" in panel.chat.messages[0]["text"]
+
+    # a click anyway is refused by the workflow and reported as one line
+    panel.approve_button.click()
+    assert panel.entry.status == "draft" and stored(session).status == "draft"
+    assert "cannot approve" in panel.status.value and "Traceback" not in panel.status.value
+    assert approved == []
+
+    # a revision through the front end's message path
+    js_message(panel.chat, "DESK: first 4 characters, then upper")
+    assert not panel.unresolved
+    assert not panel.approve_button.disabled
+    plan_view = panel.plan_html.value
+    assert "Last revision" in plan_view
+    assert f"<span style='{ADDED}'>+  DESK" in plan_view and "substring 1, 4" in plan_view
+    assert f"<span style='{REMOVED}'>-  DESK" in plan_view
+    assert "UNRESOLVED" not in panel.entry.pseudocode
+    user, planner = panel.chat.messages[-2:]
+    assert user == {"role": "user", "text": "DESK: first 4 characters, then upper"}
+    assert planner["role"] == "planner" and any("DESK" in c for c in planner["changes"])
+    assert not panel.chat.busy
+    assert "spark" in panel.code_html.value  # the compiled code is shown now
+    assert "Runs the plan on the sample rows" in panel.preview_html.value
+
+    # and one through chat.send, the same path from Python
+    panel.chat.send("SIDE: map B=BUY, S=SELL")
+    last_revision = panel.plan_html.value.split("Last revision")[1]
+    assert "+  SIDE" in last_revision and "DESK" not in last_revision
+    assert len(events(session, "revision")) == 2
+    assert stored(session).conversation[-1]["role"] == "planner"
+
+    # approve as the reviewer named in the footer
+    panel.reviewer.value = "alice"
+    panel.approve_button.click()
+    entry = session.entry()
+    assert entry is not None and entry.status == "approved" and entry.reviewer == "alice"
+    (approval,) = events(session, "approval")
+    assert approval.actor == "alice" and approval.code_sha256 == entry.code_sha256
+    assert [e.key for e in approved] == [entry.key] and approved[0].status == "approved"
+    assert panel.entry.status == "approved"
+
+    # the footer switches to the approved state; the Code tab holds the materialised cell
+    assert panel.approve_button.disabled and not panel.run_button.disabled
+    assert panel.approved_html in panel.footer.children
+    assert panel._review_row not in panel.footer.children
+    assert "alice" in panel.approved_html.value
+    assert entry.code_sha256[:16] in panel.approved_html.value
+    assert "%%transform_run" in panel.code_html.value and entry.key in panel.code_html.value
+    assert MATERIALISE_NOTE in panel.code_html.value
+    assert "%transform materialise" in MATERIALISE_NOTE
+
+
+def test_a_request_the_planner_does_not_understand_changes_nothing(unresolved: Path) -> None:
+    session = make_session(unresolved)
+    panel = ReviewPanel(session)
+    before = panel.entry.plan_sha256
+    panel.chat.send("please make it nicer")
+    assert panel.entry.plan_sha256 == before
+    assert "Not understood" in panel.chat.messages[-1]["text"]
+    assert "The plan did not change" in panel.status.value
+    assert "The plan did not change" in panel.plan_html.value
+    assert panel.approve_button.disabled
+    panel.chat.send("   ")  # blank input is ignored, as the front end ignores it
+    assert panel.chat.messages[-1]["role"] == "planner"
+
+
+def test_the_chat_starts_with_the_drafts_conversation(unresolved: Path) -> None:
+    session = make_session(unresolved)
+    session.revise("DESK: upper")
+    panel = ReviewPanel(session)
+    roles = [m["role"] for m in panel.chat.messages]
+    assert roles == ["system", "user", "planner"]
+    assert panel.chat.messages[1]["text"] == "DESK: upper"
+    assert panel.chat.messages[2]["changes"]
+
+
+def test_reject_requires_a_reason(example: Path) -> None:
+    session = make_session(example)
+    panel = ReviewPanel(session, reviewer="bob")
+    panel.reject_button.click()
+    assert "needs a reason" in panel.status.value
+    assert stored(session).status == "draft"
+    assert events(session, "rejection") == []
+
+    panel.reason.value = "wrong desk codes"
+    panel.reject_button.click()
+    entry = session.entry()
+    assert entry is not None and entry.status == "rejected" and entry.reason == "wrong desk codes"
+    (rejection,) = events(session, "rejection")
+    assert rejection.actor == "bob" and rejection.details["reason"] == "wrong desk codes"
+    assert panel.approve_button.disabled and panel.reject_button.disabled
+    assert "rejected by bob" in panel.approved_html.value
+    assert panel.approve() is None  # the workflow refuses; the panel says why
+    assert "rejected" in panel.status.value
+
+
+def test_run_before_approval_is_one_line_error(example: Path) -> None:
+    session = make_session(example)
+    panel = ReviewPanel(session)
+    assert panel.run_button.disabled
+    assert panel.run("unused") is None
+    assert "approval required" in panel.status.value
+    assert "\n" not in panel.status.value
+
+
+def test_hostile_mapping_and_sample_text_is_escaped(example: Path) -> None:
+    hostile = "<img src=x onerror=alert(1)>"
+    set_cell(example, "B9", hostile)  # DESK's target column name
+    trades = example.parent / "trades.csv"
+    with trades.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    rows[1][rows[0].index("Trader First")] = "<script>alert(2)</script>"
+    with trades.open("w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows(rows)
+
+    panel = ReviewPanel(make_session(example))
+    markup = list(html_values(panel))
+    assert not any("<img" in value or "<script" in value for value in markup)
+    escaped = [value for value in markup if "&lt;img src=x onerror=alert(1)&gt;" in value]
+    assert panel.mapping_html.value in escaped and panel.plan_html.value in escaped
+    assert "&lt;script&gt;alert(2)&lt;/script&gt;" in panel.sample_html.value
+    assert "innerHTML" not in CHAT_JS.read_text()  # chat text is set with textContent only
+
+
+def test_sample_tab_shows_rows_and_inferred_types(example: Path) -> None:
+    session = make_session(example)
+    panel = ReviewPanel(session)
+    value = panel.sample_html.value
+    for name, schema in session.schemas.items():
+        assert f"{name} (" in value
+        for column, type_name in schema.items():
+            assert f"{column}<br><span" in value and type_name in value
+    first_trade = str(session.samples["trades"].frame.iloc[0]["Trade ID"]).strip()
+    assert first_trade in value
+
+
+# --- text fallback ----------------------------------------------------------------
+
+
+def test_text_fallback_where_widgets_cannot_render(unresolved: Path) -> None:
+    session = make_session(unresolved)
+    panel = ReviewPanel(session)
+    bundle = panel._repr_mimebundle_()
+    assert bundle[WIDGET_MIME]["model_id"] == panel.model_id
+    text = bundle["text/plain"]
+    assert text == text_report(session, panel.entry)
+    assert panel.entry.pseudocode.strip() in text
+    assert "client NORTHWIND" in text and session.key in text
+    assert "status: draft" in text and "unresolved steps: 1" in text and "frobnicate" in text
+
+    data, _ = DisplayFormatter().format(panel)  # what plain IPython and nbconvert keep
+    assert data["text/plain"] == text
+
+
+def test_text_report_of_an_approved_entry(example: Path) -> None:
+    session = make_session(example)
+    entry = session.approve("carol")
+    text = text_report(session, entry)
+    assert "status: approved by carol at" in text
+    assert entry.code_sha256 in text and "runs: 0" in text and "unresolved steps: 0" in text
+
+
+# --- the approved panel -----------------------------------------------------------
+
+
+def record_run(session: TransformSession) -> None:
+    """A finished run as the store records it (the real run is in the Spark test)."""
+    now = datetime.now(UTC)
+    session.store.record_run(
+        session.key, outcome="succeeded", started_at=now, finished_at=now, platform="local"
+    )
+
+
+def test_approved_panel_shows_runs_materialises_and_redrafts(example: Path) -> None:
+    session = make_session(example)
+    session.approve("dave")
+    record_run(session)
+    record_run(session)
+    entry = session.approved_entry()
+    assert entry is not None
+    cells: list[str] = []
+    redrafts: list[Entry] = []
+    panel = ApprovedPanel(
+        session, entry, on_materialise=cells.append, on_redraft=redrafts.append, reviewer="erin"
+    )
+    info = panel.info_html.value
+    assert "dave" in info and "succeeded" in info and entry.code_sha256 in info
+    assert "<td>2</td>" in info  # runs
+    text = panel._repr_mimebundle_()["text/plain"]
+    assert "approved by dave" in text and "runs: 2; last run" in text and "(succeeded)" in text
+
+    panel.materialise_button.click()
+    assert len(cells) == 1 and cells[0].startswith("%%transform_run")
+    assert entry.code in cells[0]
+    assert MATERIALISE_NOTE in panel.result_html.value
+
+    panel.redraft_button.click()
+    assert isinstance(panel.review_panel, ReviewPanel)
+    assert panel.children == (panel.review_panel,)
+    assert [e.status for e in redrafts] == ["draft"]
+    assert stored(session).status == "draft"
+    assert session.approved_entry() is None
+    assert events(session, "draft")[-1].actor == "erin"
+    assert panel.entry.status == "draft"
+    assert "status: draft" in panel._repr_mimebundle_()["text/plain"]
+
+
+# --- the chat widget --------------------------------------------------------------
+
+
+def test_chat_widget_protocol() -> None:
+    chat = ChatWidget([{"role": "system", "text": "hello"}])
+    chat.send("a question")  # with no handler, the text just joins the conversation
+    assert chat.messages[-1] == {"role": "user", "text": "a question"}
+    heard: list[str] = []
+    chat.on_user(heard.append)
+    js_message(chat, "  via the front end  ")
+    chat._handle_msg(
+        {"content": {"data": {"method": "custom", "content": {"type": "x"}}}, "buffers": []}
+    )
+    assert heard == ["via the front end"]
+    chat.busy = True
+    chat.send("ignored while busy")
+    assert heard == ["via the front end"]
+    chat.focus()  # ipywidgets' own custom messages still go through Widget.send
+    with pytest.raises(ValueError, match="role"):
+        chat.add_message("assistant", "no")
+    assert 'model.send({ type: "user", text })' in CHAT_JS.read_text()
+    assert chat._esm.strip() and chat._css.strip()
+
+
+def test_importing_the_package_loads_no_widget_library() -> None:
+    code = (
+        "import sys, dataeng_magics.widgets as w; from dataeng_magics.widgets import text_report; "
+        "print(sorted(m for m in ('ipywidgets', 'anywidget', 'pyspark') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+# --- preview and run on local Spark -----------------------------------------------
+
+
+@pytest.mark.spark
+def test_preview_and_run_on_local_spark(example: Path, tmp_path: Path, spark: Any) -> None:
+    session = make_session(example)
+    runs: list[RunSummary] = []
+    panel = ReviewPanel(session, reviewer="frank", on_run=runs.append)
+    panel.preview_button.click()
+    preview = panel.preview_html.value
+    assert "checks passed" in preview and "failed" not in preview.split("checks passed")[0]
+    assert "TRADES: first" in preview and "COUNTERPARTIES: first" in preview
+    assert "NORTHWIND-OMS" in preview  # SOURCE_SYSTEM's constant, computed by Spark
+    assert "TRADE_ID<br><span" in preview and not panel.preview_button.disabled
+
+    panel.approve()
+    summary = panel.run(str(tmp_path / "out"))
+    assert summary is not None and summary.outcome == "succeeded"
+    assert runs == [summary]
+    assert "SUCCEEDED" in panel.run_html.value
+    assert panel.entry.runs == 1
+
+    approved = ApprovedPanel(session, panel.entry, on_run=runs.append)
+    assert "<td>1</td>" in approved.info_html.value
+    approved.run_button.click()  # no output directory anywhere: one-line error, nothing ran
+    assert "no output directory" in approved.status.value and len(runs) == 1
+    approved.output_dir.value = str(tmp_path / "out2")
+    approved.run_button.click()
+    assert len(runs) == 2 and approved.entry.runs == 2
+    assert "<td>2</td>" in approved.info_html.value
