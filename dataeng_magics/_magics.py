@@ -158,6 +158,11 @@ class TransformMagics(Magics):
 
         display(SummaryView(summary, note))
 
+    def _refresh_panel(self) -> None:
+        """Keep a displayed panel in step with changes made by %transform commands."""
+        if self.panel is not None and hasattr(self.panel, "refresh"):
+            self.panel.refresh()
+
     def _materialise(self, session: TransformSession, output_dir: str | None = None) -> str:
         cell = session.materialised_cell(output_dir=output_dir)
         if self.shell is not None:
@@ -223,7 +228,6 @@ class TransformMagics(Magics):
         else:
             from dataeng_magics.widgets import ReviewPanel
 
-            session.draft()
             self.panel = ReviewPanel(session, reviewer=self._reviewer(args.reviewer))
         display(self.panel)
         return None
@@ -333,6 +337,7 @@ class TransformMagics(Magics):
         session = self._require_current()
         entry = session.approve(self._reviewer(self._option(words, "--reviewer")))
         self._materialise(session)
+        self._refresh_panel()
         from dataeng_magics.display import Text
 
         return Text(
@@ -344,6 +349,7 @@ class TransformMagics(Magics):
         if not words:
             raise UsageError("reject needs a reason: %transform reject 'why'")
         entry = self._require_current().reject(self._reviewer(), " ".join(words))
+        self._refresh_panel()
         from dataeng_magics.display import Text
 
         return Text(f"Rejected key {entry.key[:16]}: {entry.reason}")
@@ -352,6 +358,7 @@ class TransformMagics(Magics):
         from dataeng_magics.display import Text
 
         entry, revision = self._require_current().revise(" ".join(words), actor=self._reviewer())
+        self._refresh_panel()
         changes = entry.conversation[-1].get("changes", []) if entry.conversation else []
         return Text("\n".join([revision.reply, *changes, "", entry.pseudocode]))
 

@@ -200,9 +200,11 @@ class TransformSession:
     @cached_property
     def samples(self) -> dict[str, Sample]:
         from dataeng_magics.sampling import sample
+        from dataeng_magics.storage import storage_options
 
+        connections = self.settings.storage
         return {
-            name: sample(spec, self.settings.sample_rows)
+            name: sample(spec, self.settings.sample_rows, storage_options(spec.path, connections))
             for name, spec in self.mapping.sources.items()
         }
 
@@ -229,11 +231,57 @@ class TransformSession:
 
     @property
     def planner(self) -> Planner:
+        """The planner the settings name (offline by default); built on first use, so a
+        replay, which never plans, never builds a model."""
         if self._planner is None:
-            from dataeng_magics.agent import OfflinePlanner
+            from dataeng_magics.agent import get_planner
 
-            self._planner = OfflinePlanner()
+            self._planner = get_planner(self.settings)
         return self._planner
+
+    def _ask_planner(self, method: str, *args: Any, entry: Entry | None = None) -> Any:
+        """Call ``draft``/``revise``; planners that take context (the LLM planner) also get
+        the samples, the chat so far and the last run's failed checks."""
+        planner: Any = self.planner
+        if not getattr(planner, "accepts_context", False):
+            return getattr(planner, method)(*args)
+        from dataeng_magics.agent.prompts import PlanningContext
+
+        context = PlanningContext(
+            samples={name: smp.frame for name, smp in self.samples.items()},
+            conversation=list(entry.conversation) if entry else [],
+            failures=self.last_failures(entry.key) if entry else [],
+        )
+        return getattr(planner, method)(*args, context=context)
+
+    def last_failures(self, key: str) -> list[str]:
+        """The last run's failed checks (or its error), in words, for the planner."""
+        runs = self.store.runs(key)
+        if not runs:
+            return []
+        last = runs[-1]
+        if last.outcome == "failed":
+            return [f"the last run failed: {last.details.get('error', 'unknown error')}"]
+        return [
+            f"{t['table']}.{c['column']} [{c['kind']}, {c['severity']}]: {c['failed']} row(s)"
+            for t in last.details.get("validation", {}).get("tables", [])
+            for c in t.get("checks", [])
+            if c.get("failed")
+        ]
+
+    def _record_usage(self, key: str, answer: Any) -> dict[str, Any]:
+        """Tokens an LLM answer cost, added to the store; the facts for the audit log."""
+        usage = getattr(answer, "usage", None)
+        if usage is None:
+            return {}
+        if usage.calls:
+            self.store.add_tokens(key, usage.input_tokens, usage.output_tokens)
+        return {
+            **usage.to_dict(),
+            "repaired": getattr(answer, "repaired", False),
+            "refused": [str(r)[:300] for r in getattr(answer, "refused", [])][:10],
+            **getattr(answer, "prompt", {}),
+        }
 
     # -- state ----------------------------------------------------------------------
 
@@ -302,9 +350,17 @@ class TransformSession:
         plan = (
             self.baseline
             if planner.name == "offline" and not self.request.notes
-            else planner.draft(self.request.client, self.mapping, self.schemas, self.request.notes)
+            else self._ask_planner(
+                "draft", self.request.client, self.mapping, self.schemas, self.request.notes
+            )
         )
         entry = self.store.put(self._entry_for(plan))
+        report = getattr(planner, "last_draft", None)  # the LLM planner's account of it
+        usage = self._record_usage(entry.key, report)
+        if report is not None:
+            turn = {"role": "planner", "text": report.reply, "planner": planner.name,
+                    "usage": usage, "time": _now().isoformat()}  # fmt: skip
+            entry = self.store.add_conversation(entry.key, [turn])
         self.audit.append(
             "draft",
             actor=actor,
@@ -317,6 +373,7 @@ class TransformSession:
                 "unresolved": len(plan.unresolved()),
                 "mapping": public_path(str(self.request.mapping)),
                 "replaced": existing.status if existing else None,
+                **usage,
             },
         )
         return entry
@@ -334,8 +391,16 @@ class TransformSession:
         """Apply chat feedback to the current draft; the conversation is kept with it."""
         entry = self.current_draft()
         before = self.plan_of(entry)
-        revision = self.planner.revise(before, feedback, self.schemas)
+        revision: Revision = self._ask_planner("revise", before, feedback, self.schemas,
+                                               entry=entry)  # fmt: skip
         changes = plan_diff(before, revision.plan)
+        usage = self._record_usage(entry.key, revision)
+        if usage.get("calls"):
+            spent = [(e.tokens_in, e.tokens_out) for e in self.store.list(entry.client)]
+            revision.reply += (
+                f" Client {entry.client} so far: {sum(i for i, _ in spent):,} in / "
+                f"{sum(o for _, o in spent):,} out."
+            )
         turns: list[dict[str, Any]] = [
             {"role": "user", "text": feedback, "time": _now().isoformat()},
             {
@@ -344,6 +409,7 @@ class TransformSession:
                 "changes": changes,
                 "planner": self.planner.name,
                 "time": _now().isoformat(),
+                **({"usage": usage} if usage else {}),
             },
         ]
         if changes:
@@ -368,6 +434,7 @@ class TransformSession:
                 "planner": self.planner.name,
                 "changes": len(changes),
                 "not_understood": len(revision.not_understood),
+                **usage,
             },
         )
         return entry, revision
@@ -512,7 +579,8 @@ class TransformSession:
                  actor: str | None) -> RunSummary:  # fmt: skip
         from dataeng_magics.executors import Job, get_executor
 
-        executor = executor or get_executor(self.request.platform or self.settings.platform)
+        platform = self.request.platform or self.settings.platform  # "auto": notebook or local
+        executor = executor or get_executor(platform, settings=self.settings)
         job = Job(
             name=f"{self.request.client}/{entry.key[:12]}", client=entry.client, key=entry.key,
             code=f"{params}\n{entry.code}",
@@ -520,7 +588,8 @@ class TransformSession:
             output_dir=out, output_format=fmt,
         )  # fmt: skip
         started_at, started = _now(), time.perf_counter()
-        where = {"platform": executor.name, "output_dir": public_path(out), "format": fmt}
+        where = {"platform": executor.name, **executor.location(),
+                 "output_dir": public_path(out), "format": fmt}  # fmt: skip
         self.audit.append(
             "run_start", actor=actor, client=entry.client, key=entry.key,
             plan_sha256=entry.plan_sha256, code_sha256=entry.code_sha256, details=where,
@@ -557,7 +626,11 @@ class TransformSession:
             metrics = execute(f"{params}\n{code}", spark_session(), job)
             import pandas as pd
 
-            tables = {t.name: pd.read_parquet(Path(out) / t.name).head(rows) for t in plan.tables}
+            try:
+                tables = {t.name: pd.read_parquet(Path(out) / t.name).head(rows)
+                          for t in plan.tables}  # fmt: skip
+            except (OSError, ValueError) as exc:
+                raise ExecutionError(f"cannot read the preview output: {exc}") from exc
         return Preview(tables, evaluate(metrics), time.perf_counter() - started)
 
     def _record(

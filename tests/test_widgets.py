@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -185,6 +187,17 @@ def test_reject_requires_a_reason(example: Path) -> None:
     assert "rejected" in panel.status.value
 
 
+def test_refresh_shows_changes_made_outside_the_panel(unresolved: Path) -> None:
+    session = make_session(unresolved)
+    panel = ReviewPanel(session)
+    session.revise("DESK: upper")  # e.g. `%transform revise ...` or the CLI
+    assert panel.approve_button.disabled
+    assert panel.refresh().plan_sha256 == stored(session).plan_sha256
+    assert not panel.approve_button.disabled and not panel.unresolved
+    session.approve("gina")
+    assert panel.refresh().status == "approved" and "gina" in panel.approved_html.value
+
+
 def test_run_before_approval_is_one_line_error(example: Path) -> None:
     session = make_session(example)
     panel = ReviewPanel(session)
@@ -277,8 +290,10 @@ def test_approved_panel_shows_runs_materialises_and_redrafts(example: Path) -> N
     info = panel.info_html.value
     assert "dave" in info and "succeeded" in info and entry.code_sha256 in info
     assert "<td>2</td>" in info  # runs
+    record_run(session)
+    assert panel.refresh().runs == 3 and "<td>3</td>" in panel.info_html.value
     text = panel._repr_mimebundle_()["text/plain"]
-    assert "approved by dave" in text and "runs: 2; last run" in text and "(succeeded)" in text
+    assert "approved by dave" in text and "runs: 3; last run" in text and "(succeeded)" in text
 
     panel.materialise_button.click()
     assert len(cells) == 1 and cells[0].startswith("%%transform_run")
@@ -337,7 +352,10 @@ def test_preview_and_run_on_local_spark(example: Path, tmp_path: Path, spark: An
     session = make_session(example)
     runs: list[RunSummary] = []
     panel = ReviewPanel(session, reviewer="frank", on_run=runs.append)
+    shown: list[str] = []
+    panel.preview_html.observe(lambda change: shown.append(change["new"]), names="value")
     panel.preview_button.click()
+    assert "running…" in shown[0]  # what the reviewer sees while Spark works
     preview = panel.preview_html.value
     assert "checks passed" in preview and "failed" not in preview.split("checks passed")[0]
     assert "TRADES: first" in preview and "COUNTERPARTIES: first" in preview
@@ -359,3 +377,86 @@ def test_preview_and_run_on_local_spark(example: Path, tmp_path: Path, spark: An
     approved.run_button.click()
     assert len(runs) == 2 and approved.entry.runs == 2
     assert "<td>2</td>" in approved.info_html.value
+
+
+# --- the chat's front end -----------------------------------------------------------
+
+#: Just enough DOM for chat.js's render(): elements, text, attributes and listeners.
+FAKE_DOM = """
+class El {
+  constructor(tag) {
+    Object.assign(this, { tag, children: [], attrs: {}, listeners: {}, className: "", own: "" });
+    this.classList = { toggle: (name, on) => { this.attrs[`class:${name}`] = on; } };
+  }
+  append(...nodes) { this.children.push(...nodes); }
+  replaceChildren(...nodes) { this.children = nodes; }
+  setAttribute(name, value) { this.attrs[name] = value; }
+  addEventListener(type, listener) { this.listeners[type] = listener; }
+  set textContent(text) { this.own = String(text); }
+  get textContent() { return this.own + this.children.map((c) => c.textContent).join(""); }
+  set innerHTML(_) { throw new Error("innerHTML used"); }
+}
+globalThis.document = { createElement: (tag) => new El(tag) };
+const { default: widget } = await import(process.argv[2]);
+const state = JSON.parse(process.argv[3]);
+const handlers = {};
+const sent = [];
+const model = {
+  get: (key) => state[key], on: (event, f) => { handlers[event] = f; }, off: () => {},
+  send: (message) => sent.push(message),
+};
+const root = new El("div");
+widget.render({ model, el: root });
+const [log, form] = root.children[0].children;
+const [input, button] = form.children;
+const shown = () => log.children.map((m) => [m.className, m.textContent]);
+const out = { first: shown() };
+input.value = "  DESK: upper  ";
+form.listeners.submit({ preventDefault() {} });
+input.value = "";
+input.listeners.keydown({ key: "Enter", shiftKey: false, preventDefault() {} });
+out.sent = [...sent];
+state.busy = true;
+handlers["change:busy"]();
+out.busy = [input.disabled, button.disabled, button.textContent];
+input.value = "while busy";
+form.listeners.submit({ preventDefault() {} });
+out.sentWhileBusy = sent.length;
+state.messages = [...state.messages, { role: "user", text: "more" }];
+handlers["change:messages"]();
+out.after = shown().length;
+console.log(JSON.stringify(out));
+"""
+
+
+def test_chat_front_end_renders_text_and_sends_user_messages(tmp_path: Path) -> None:
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    script = tmp_path / "fake_dom.mjs"
+    script.write_text(FAKE_DOM, encoding="utf-8")
+    state = {
+        "busy": False,
+        "messages": [
+            {"role": "system", "text": "hello"},
+            {"role": "planner", "text": "<img src=x>", "changes": ["+  A", "-  B"]},
+            {"role": "x' onclick='alert(1)", "text": "odd role"},
+        ],
+    }
+    result = subprocess.run(
+        [node, str(script), CHAT_JS.as_uri(), json.dumps(state)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    out = json.loads(result.stdout)
+    assert out["first"] == [
+        ["dem-chat-msg dem-chat-system", "Notehello"],
+        ["dem-chat-msg dem-chat-planner", "Planner<img src=x>+  A-  B"],  # as text, not markup
+        ["dem-chat-msg dem-chat-system", "Noteodd role"],  # unknown roles never reach a class
+    ]
+    assert out["sent"] == [{"type": "user", "text": "DESK: upper"}]  # blank input is not sent
+    assert out["busy"] == [True, True, "Revising…"]
+    assert out["sentWhileBusy"] == 1
+    assert out["after"] == 4

@@ -95,8 +95,8 @@ class ReviewPanel(widgets.VBox):
         session: TransformSession,
         *,
         reviewer: str | None = None,
-        on_approved: Callable[[Entry], None] | None = None,
-        on_run: Callable[[RunSummary], None] | None = None,
+        on_approved: Callable[[Entry], object] | None = None,
+        on_run: Callable[[RunSummary], object] | None = None,
     ) -> None:
         super().__init__()
         self.session = session
@@ -182,6 +182,13 @@ class ReviewPanel(widgets.VBox):
 
     # -- actions (the buttons call these) ----------------------------------------------
 
+    def refresh(self) -> Entry:
+        """Re-read the stored entry (changed elsewhere: a ``%transform`` command, the CLI)."""
+        entry = self.session.entry()
+        if entry is not None:
+            self._show_entry(entry)
+        return self._entry
+
     def revise(self, text: str) -> Entry | None:
         """Ask the planner to change the plan; the chat shows the request and its answer."""
         text = text.strip()
@@ -199,10 +206,9 @@ class ReviewPanel(widgets.VBox):
             return None
         finally:
             self.chat.busy = False
-        self._show_entry(entry)
-        changes = plan_diff(before, self._plan)
+        changes = plan_diff(before, self.session.plan_of(entry))
         self._last_revision = (changes, revision.reply)
-        self.plan_html.value = self._plan_view()
+        self._show_entry(entry)
         self.chat.add_message("planner", revision.reply, changes)
         if changes:
             self._say(f"Plan revised: {len(changes)} line(s) changed; see the Plan tab.")
@@ -343,7 +349,12 @@ class ReviewPanel(widgets.VBox):
         elif changed:
             self.preview_html.value = render.note(PREVIEW_INTRO)
         self.preview_button.disabled = bool(unresolved)
+        self._show_footer(entry)
 
+    def _show_footer(self, entry: Entry) -> None:
+        """The Code tab and the footer follow the status: Approve/Reject while a draft;
+        who approved it, the materialised cell and Run once approved."""
+        unresolved = self.unresolved
         approved = entry.status == "approved"
         self.approve_button.disabled = bool(unresolved) or entry.status != "draft"
         if unresolved:
@@ -376,7 +387,7 @@ class ReviewPanel(widgets.VBox):
                 who = entry.reviewer if entry.status == "rejected" else entry.revoked_by
                 self.approved_html.value = render.status_html(
                     f"The plan was {entry.status} by {who}: {entry.reason or 'no reason given'}. "
-                    "A revision in the Chat tab makes a new draft."
+                    "A revision that changes the plan (Chat tab) makes a new draft."
                 )
                 self.footer.children = (self.approved_html, self._review_row)
             else:
@@ -398,11 +409,11 @@ class ApprovedPanel(widgets.VBox):
         session: TransformSession,
         entry: Entry,
         *,
-        on_materialise: Callable[[str], None] | None = None,
-        on_redraft: Callable[[Entry], None] | None = None,
-        on_run: Callable[[RunSummary], None] | None = None,
+        on_materialise: Callable[[str], object] | None = None,
+        on_redraft: Callable[[Entry], object] | None = None,
+        on_run: Callable[[RunSummary], object] | None = None,
         reviewer: str | None = None,
-        on_approved: Callable[[Entry], None] | None = None,
+        on_approved: Callable[[Entry], object] | None = None,
     ) -> None:
         super().__init__()
         self.session = session
@@ -456,7 +467,16 @@ class ApprovedPanel(widgets.VBox):
         """The approved entry (or, after a re-draft, the review panel's entry)."""
         return self.review_panel.entry if self.review_panel is not None else self._entry
 
+    def refresh(self) -> Entry:
+        """Re-read the stored entry (runs recorded elsewhere, a re-draft's approval)."""
+        if self.review_panel is not None:
+            return self.review_panel.refresh()
+        self._entry = self.session.entry() or self._entry
+        self._show()
+        return self._entry
+
     def run(self, output_dir: str | None = None) -> RunSummary | None:
+        """Run the approved code (default output: the Output dir field)."""
         if output_dir is not None:
             self.output_dir.value = output_dir
         try:
@@ -471,8 +491,7 @@ class ApprovedPanel(widgets.VBox):
         self.result_html.value = render.pre(
             summary.to_text(), render.ADDED if summary.outcome == "succeeded" else render.REMOVED
         )
-        self._entry = self.session.entry() or self._entry
-        self._show()
+        self.refresh()
         self._say(f"Run {summary.outcome.replace('_', ' ')}.", error=not summary.report.passed)
         if self._on_run is not None:
             self._on_run(summary)
