@@ -101,6 +101,9 @@ DENIED_FUNCTIONS = frozenset(
         "identifier",
     }
 )
+#: Generators and aggregates: they would change the row count inside the single select.
+ROW_CHANGING = frozenset({"explode", "explode_outer", "posexplode", "posexplode_outer", "inline",
+                          "inline_outer", "stack", "json_tuple"})  # fmt: skip
 #: Sample types that text sources (CSV, Excel) are read as text for; SQL sees them typed.
 TEXT_FORMATS = ("csv", "excel")
 SQL_TYPE_OF_SAMPLE = {
@@ -186,8 +189,9 @@ def check_sql(
         if isinstance(node, exp.Column):
             found = _match_column(node.name, columns)
             if found is None:
-                close = difflib.get_close_matches(node.name, list(columns), n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
+                folded = {c.lower(): c for c in columns}  # Spark ignores case; so do hints
+                close = difflib.get_close_matches(node.name.lower(), list(folded), n=1)
+                hint = f"; did you mean {folded[close[0]]!r}?" if close else ""
                 raise UnsafePlanError(f"column {node.name!r} is not in the source{hint}")
             referenced.append(found)
 
@@ -201,7 +205,8 @@ def check_sql(
             return ident
         return node
 
-    canonical = tree.transform(retype).sql(dialect="spark")
+    # Rendered from the tree alone: comments are dropped, so only checked SQL reaches Spark.
+    canonical = tree.transform(retype).sql(dialect="spark", comments=False)
     _no_substitution(canonical)
     return canonical, list(dict.fromkeys(referenced))
 
@@ -235,6 +240,15 @@ def parse_safe_sql(text: str) -> Any:
             raise UnsafePlanError("subqueries, tables and lambdas are not allowed in rules")
         if isinstance(node, exp.Star | exp.Placeholder | exp.Parameter | exp.SessionParameter):
             raise UnsafePlanError(f"{node.sql(dialect='spark')!r} is not allowed in rules")
+        if isinstance(node, exp.Window):
+            raise UnsafePlanError("window functions (OVER) are not allowed: a rule maps one row")
+        if isinstance(node, exp.AggFunc | exp.Explode) or (
+            isinstance(node, exp.Func) and node.sql_name().lower() in ROW_CHANGING
+        ):
+            raise UnsafePlanError(
+                f"{node.sql_name().lower()}() combines or multiplies rows; a rule maps one row "
+                "to one value"
+            )
         if isinstance(node, exp.Func):
             name = (node.name if isinstance(node, exp.Anonymous) else node.sql_name()).lower()
             if name in DENIED_FUNCTIONS or name.startswith(("ai_", "java", "read_")):

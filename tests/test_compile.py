@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -65,7 +66,7 @@ def write_workbook(
     path: Path,
     rows: list[Row],
     sources: list[tuple[str, str, str]],
-    filters: list[tuple[str, str, str]] = (),  # type: ignore[assignment]
+    filters: Sequence[tuple[str, str, str]] = (),
 ) -> Path:
     book = openpyxl.Workbook()
     sheet = book.active
@@ -119,7 +120,7 @@ TRADES = [
      "NEW", "CP1", "12/31/2024"],
     ["T2", "bob", "xy", "01/02/2024", "01/02/2024", "20231231", "2023-12-31 23:59:59",
      "1.2345678", "", "S", "N", "Bo", "", "12 34", "", "NEW", "CP2", "01/02/2024"],
-    ["T3", "", "", "", "", "", "", "", "12", "X", "Y", "", "Solo", "", "   ", "NEW", "CP9", ""],
+    ["T3", "", "", "", "", "", "", "", "12", "X", "Y", "", "Solo", "", "   ", "NEW", "CP9", "  "],
     ["T4", "Dee", "abcd", "02/28/2023", "28/02/2023", "20230228", "2023-02-28 00:00:01",
      "-0.005", "0", "S", "N", "Di", "Do", "A1B2", "gbp", "NEW", "CP1", "02/28/2023"],
     ["T5", "Zed", "zzzz", "01/01/2024", "01/01/2024", "20240101", "2024-01-01 00:00:00", "5",
@@ -612,7 +613,7 @@ def test_metrics_become_the_validation_report(sink_run: dict[str, Any]) -> None:
         for k, v in trades.items()
         if k.startswith("lost:") and k not in ("lost:BAD_DATE", "lost:SIDE_RAW")
     }
-    assert others and not any(others.values()), others  # blank inputs are not "lost"
+    assert others and not any(others.values()), others  # null or blank inputs are not "lost"
     report = validate.evaluate(metrics)
     assert not report.passed
     assert {(c.table, c.column, c.kind) for c in report.failures} == {
