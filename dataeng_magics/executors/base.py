@@ -231,4 +231,12 @@ def get_executor(name: str, settings: Settings | None = None, **options: Any) ->
     cls = executor_class(resolve_platform(name))
     if settings is None:
         return cls(**options)
-    return cls.from_settings(settings, **options)
+    executor = cls.from_settings(settings, **options)
+    if executor.progress is None and _shows_progress():
+        executor.progress = TextProgress(executor.name)
+    return executor
+
+
+def _shows_progress() -> bool:
+    """A person is watching: a terminal, or a Jupyter kernel (whose stderr is a cell's)."""
+    return "ipykernel" in sys.modules or bool(getattr(sys.stderr, "isatty", lambda: False)())

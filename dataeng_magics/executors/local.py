@@ -24,14 +24,20 @@ def spark_session() -> Any:
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
-    spark = (
-        SparkSession.builder.master(os.environ.get("DATAENG_MAGICS_SPARK_MASTER", "local[*]"))
-        .appName("dataeng-magics")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.session.timeZone", "UTC")
-        .getOrCreate()
-    )
+    try:
+        spark = (
+            SparkSession.builder.master(os.environ.get("DATAENG_MAGICS_SPARK_MASTER", "local[*]"))
+            .appName("dataeng-magics")
+            .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
+            .config("spark.sql.session.timeZone", "UTC")
+            .getOrCreate()
+        )
+    except Exception as exc:  # no Java, a bad JAVA_HOME, a port that cannot bind, ...
+        raise ExecutionError(
+            f"cannot start local Spark: {first_line(exc)}",
+            hint="Local runs need Java 17 (JAVA_HOME) and pyspark; or set another platform.",
+        ) from exc
     spark.sparkContext.setLogLevel("ERROR")
     return spark
 
@@ -52,10 +58,13 @@ def execute(code: str, spark: Any, job: Job) -> dict[str, dict[str, int]]:
     except Exception as exc:
         from dataeng_magics.storage import redact
 
-        raise ExecutionError(
-            f"the run failed on {job.name}: {redact(first_line(exc))}",
+        line = first_line(exc)
+        error = ExecutionError(
+            f"the run failed on {job.name}: {redact(line)}",
             hint="Nothing was recorded as a success; fix the input or revise the plan.",
-        ) from exc
+        )
+        # A cause holding a secret would print it in the traceback: drop it then.
+        raise error from (exc if redact(str(exc)) == str(exc) else None)
     metrics = namespace.get("run_metrics", {})
     return {t: {k: int(v or 0) for k, v in m.items()} for t, m in metrics.items()}
 

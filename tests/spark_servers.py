@@ -1,0 +1,161 @@
+"""Real servers the remote-platform tests run against, all on 127.0.0.1, free ports.
+
+- a Spark Connect server from the installed pyspark (``sbin/start-connect-server.sh``),
+- Azurite, the Azure Blob Storage emulator (npm ``azurite``, installed by
+  ``scripts/test.sh`` into ``.cache/node``).
+
+Each is started in its own process group and stopped by that PID, never by name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+AZURITE_BIN = REPO / ".cache" / "node" / "node_modules" / ".bin" / "azurite-blob"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], seconds: float, log: Path) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{log.read_text(errors='replace')[-3000:]}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return
+        time.sleep(0.3)
+    stop(proc)
+    raise RuntimeError(f"server not listening after {seconds}s:\n{log.read_text()[-3000:]}")
+
+
+def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    """Stop a server we started: its whole process group (bash -> java), by our PID."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"sc://127.0.0.1:{self.port}"
+
+
+def start_connect_server(workdir: Path) -> Server:
+    import pyspark
+
+    spark_home = Path(pyspark.__file__).parent
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    log = workdir / "connect-server.log"
+    env = {
+        **os.environ,
+        "SPARK_HOME": str(spark_home),
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "SPARK_LOG_DIR": str(workdir),
+        "SPARK_PID_DIR": str(workdir),
+        "SPARK_IDENT_STRING": f"dem{port}",
+    }
+    env.pop("SPARK_REMOTE", None)
+    env.pop("SPARK_CONNECT_MODE_ENABLED", None)
+    cmd = [
+        "bash", str(spark_home / "sbin" / "start-connect-server.sh"), "--wait",
+        "--master", "local[2]",
+        "--conf", "spark.connect.grpc.binding.address=127.0.0.1",
+        "--conf", f"spark.connect.grpc.binding.port={port}",
+        "--conf", "spark.ui.enabled=false",
+        "--conf", "spark.sql.shuffle.partitions=4",
+        "--conf", f"spark.sql.warehouse.dir={workdir / 'warehouse'}",
+        "--driver-java-options", f"-Dderby.system.home={workdir}",
+    ]  # fmt: skip
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=workdir,
+            start_new_session=True,
+        )  # fmt: skip
+    wait_for_port(port, proc, 90, log)
+    return Server(proc, port, log)
+
+
+@pytest.fixture(scope="session")
+def spark_connect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One Spark Connect server for the whole run (starting one takes 10-15 s)."""
+    server = start_connect_server(tmp_path_factory.mktemp("connect"))
+    yield server
+    stop(server.proc)
+
+
+@dataclass
+class Azurite:
+    proc: subprocess.Popen[bytes]
+    port: int
+    account: str
+    key: str
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}/{self.account}"
+
+    def connection_string(self) -> str:
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={self.account};"
+            f"AccountKey={self.key};BlobEndpoint={self.endpoint};"
+        )
+
+
+#: The account key is the canary: a secret that must be used and never shown anywhere.
+CANARY_ACCOUNT = "canaryacct"
+CANARY_KEY = "Q0FOQVJZLVNFQ1JFVC0wMDctZG8tbm90LWxlYWstdGhpcy1rZXk="  # base64 of a canary
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
+    """Azurite's Blob service on 127.0.0.1, with one account whose key is the canary."""
+    node = shutil.which("node")
+    if not AZURITE_BIN.exists() or node is None:
+        pytest.skip(
+            "Azurite is not installed: scripts/test.sh installs it with "
+            "`npm install --prefix .cache/node azurite` (needs Node and npm)"
+        )
+    workdir = tmp_path_factory.mktemp("azurite")
+    port = free_port()
+    log = workdir / "azurite.log"
+    env = {**os.environ, "AZURITE_ACCOUNTS": f"{CANARY_ACCOUNT}:{CANARY_KEY}"}
+    cmd = [
+        str(AZURITE_BIN), "--loose", "--skipApiVersionCheck", "--silent",
+        "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", str(workdir),
+    ]  # fmt: skip
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    wait_for_port(port, proc, 30, log)
+    yield Azurite(proc, port, CANARY_ACCOUNT, CANARY_KEY)
+    stop(proc)

@@ -1,0 +1,66 @@
+"""The local executor's progress reporting and Ctrl-C cancellation, on real local Spark."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from dataeng_magics.errors import ExecutionError
+from dataeng_magics.executors import Job, JobStatus, TextProgress
+from dataeng_magics.executors.local import LocalExecutor
+
+pytestmark = pytest.mark.spark
+
+
+def job(code: str) -> Job:
+    return Job(name="T/000", client="T", key="0" * 64, code=code)
+
+
+def test_progress_reports_spark_tasks_then_success(spark: Any) -> None:
+    seen: list[JobStatus] = []
+    code = (
+        'n = spark.range(0, 2 * 10**8, 1, 4).selectExpr("sum(id % 3) AS s").first()[0]\n'
+        "run_metrics = {'T': {'rows_written': 1}}\n"
+    )
+    result = LocalExecutor(progress=seen.append).run(job(code))
+    assert result.metrics == {"T": {"rows_written": 1}}
+    running = [st for st in seen if st.state == "running" and "tasks" in st.message]
+    assert running, f"no task progress among {seen}"
+    assert seen[-1].state == "succeeded"
+
+
+def test_ctrl_c_cancels_the_spark_jobs(spark: Any) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("SIGINT reaches only the main thread")
+    slow = 'spark.range(0, 10**12, 1, 8).selectExpr("sum(id % 7)").collect()\nrun_metrics = {}\n'
+    timer = threading.Timer(3.0, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(ExecutionError, match="interrupted") as err:
+            LocalExecutor().run(job(slow))
+    finally:
+        timer.cancel()
+    assert time.monotonic() - started < 30
+    assert err.value.fields["state"] == "cancelled"
+    tracker = spark.sparkContext.statusTracker()
+    deadline = time.monotonic() + 10
+    while tracker.getActiveJobsIds() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not tracker.getActiveJobsIds()
+
+
+def test_text_progress_rewrites_one_line() -> None:
+    out = io.StringIO()
+    show = TextProgress("local", stream=out, every=0)
+    show(JobStatus("running", 0.25, "tasks 1/4"))
+    show(JobStatus("running", 0.25, "tasks 1/4"))  # unchanged: not written again
+    show(JobStatus("succeeded", 1.0))
+    first, last = "[local] running  25%: tasks 1/4", "[local] succeeded 100%"
+    assert out.getvalue() == f"\r{first}\r{last}{' ' * (len(first) - len(last))}\n"
