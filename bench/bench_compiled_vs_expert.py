@@ -65,7 +65,7 @@ def main() -> None:
         paths = {n: s.path for n, s in session.mapping.sources.items()}
         spark = spark_session()
         timings: dict[str, list[float]] = {"compiled": [], "expert": []}
-        for i in range(args.repeats):
+        for i in range(-1, args.repeats):  # round -1 warms up the JVM and is not counted
             for name in ("compiled", "expert"):
                 out = work / f"out-{name}-{i}"
                 started = time.perf_counter()
@@ -75,8 +75,10 @@ def main() -> None:
                 else:
                     expert.expert_trades(spark, paths["trades"], paths["counterparties"],
                                          str(out / "TRADES"))  # fmt: skip
-                timings[name].append(time.perf_counter() - started)
-                print(f"run {i + 1} {name}: {timings[name][-1]:.1f}s", flush=True)
+                elapsed = time.perf_counter() - started
+                if i >= 0:
+                    timings[name].append(elapsed)
+                print(f"run {i + 1 or 'warm-up'} {name}: {elapsed:.1f}s", flush=True)
                 shutil.rmtree(out, ignore_errors=True)
         compiled, hand = (statistics.median(timings[k]) for k in ("compiled", "expert"))
         print(f"compiled_s={compiled:.1f} expert_s={hand:.1f} size_gb={size_gb:.2f} "
