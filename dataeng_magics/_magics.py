@@ -93,7 +93,8 @@ class TransformMagics(Magics):
         None,
         allow_none=True,
         config=True,
-        help="Planner that drafts and revises plans (default: offline).",
+        help="Planner that drafts and revises plans: offline (default), openai, azure, "
+        "openai-compatible, or a name given to dataeng_magics.agent.register_model().",
     )
     output_format = Enum(
         ["parquet", "csv", "delta"],
@@ -121,8 +122,44 @@ class TransformMagics(Magics):
         config=True,
         help="replay: never show widgets or call a planner (DATAENG_MAGICS_MODE).",
     )
+    # The LLM planner (README, "LLM planner"). API keys stay in environment variables.
+    llm_model = Unicode(None, allow_none=True, config=True, help="Model (azure: deployment).")
+    llm_base_url = Unicode(
+        None, allow_none=True, config=True, help="OpenAI-compatible server URL, or Azure endpoint."
+    )
+    llm_api_version = Unicode(None, allow_none=True, config=True, help="Azure API version.")
+    llm_auth = Enum(
+        ["auto", "api_key", "entra_id"], None, allow_none=True, config=True,
+        help="Azure sign-in: API key or Entra ID (auto: the key if one is set).",
+    )  # fmt: skip
+    llm_api_key_env = Unicode(
+        None, allow_none=True, config=True, help="Environment variable holding the API key."
+    )
+    llm_temperature = Float(None, allow_none=True, config=True, help="Default 0.")
+    llm_timeout = Float(None, allow_none=True, config=True, help="Seconds per request (60).")
+    llm_max_retries = Int(None, allow_none=True, config=True, help="Retries per call (2).")
+    llm_requests_per_second = Float(
+        None, allow_none=True, config=True, help="Rate limit (1; 0 switches it off)."
+    )
+    llm_max_output_tokens = Int(None, allow_none=True, config=True, help="Per call (4096).")
+    llm_sample_rows = Int(
+        None, allow_none=True, config=True, help="Sample rows sent per source (20)."
+    )
+    llm_privacy = Enum(
+        ["sample", "schema"], None, allow_none=True, config=True,
+        help="schema: send column names and types only, never sample values.",
+    )  # fmt: skip
+    llm_token_budget = Int(None, allow_none=True, config=True, help="Input tokens per call (8000).")
 
-    SETTINGS = ("platform", "home", "sample_rows", "planner", "output_format", "ttl_days", "mode")
+    LLM_SETTINGS = (
+        "llm_model", "llm_base_url", "llm_api_version", "llm_auth", "llm_api_key_env",
+        "llm_temperature", "llm_timeout", "llm_max_retries", "llm_requests_per_second",
+        "llm_max_output_tokens", "llm_sample_rows", "llm_privacy", "llm_token_budget",
+    )  # fmt: skip
+    SETTINGS = (
+        "platform", "home", "sample_rows", "planner", "output_format", "ttl_days", "mode",
+        *LLM_SETTINGS,
+    )  # fmt: skip
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
@@ -218,10 +255,13 @@ class TransformMagics(Magics):
         if entry is not None:
             from dataeng_magics.widgets import ApprovedPanel
 
+            # Materialise asks the lab extension for the cell (CellInserter), never
+            # set_next_input: from a button click its payload would ride on the next
+            # execute reply and land below whichever cell runs next. Without the
+            # extension, the panel's note says `%transform materialise`.
             self.panel = ApprovedPanel(
                 session,
                 entry,
-                on_materialise=lambda _: self._materialise(session),
                 on_redraft=lambda _: None,
                 on_run=lambda summary: None,
             )
@@ -293,7 +333,7 @@ class TransformMagics(Magics):
         Session: approve [--reviewer R] | reject REASON | revise FEEDBACK | materialise
                  [--output-dir D] | run [--output-dir D] | preview | code | plan
         Store:   list [--client C] | show KEY | invalidate KEY [REASON] | verify |
-                 audit [--client C] [--key K] [--limit N] | config
+                 audit [--client C] [--key K] [--limit N] | stats [--client C] | config
         """
         words = shlex.split(line)
         if not words:
@@ -316,6 +356,7 @@ class TransformMagics(Magics):
             "invalidate": self._cmd_invalidate,
             "verify": self._cmd_verify,
             "audit": self._cmd_audit,
+            "stats": self._cmd_stats,
             "config": lambda _: self.transform_config(""),
         }
         if command not in handlers:
@@ -485,6 +526,17 @@ class TransformMagics(Magics):
             for e in events[-limit:]
         ]
         return Table(rows, ["seq", "time", "event", "actor", "client", "key", "code"], "Audit log")
+
+    def _cmd_stats(self, words: list[str]) -> Any:
+        from dataeng_magics.audit import AuditLog
+        from dataeng_magics.display import Text
+        from dataeng_magics.stats import collect, to_text
+
+        settings = self.settings()
+        figures = collect(
+            self._store(), AuditLog(settings.audit_path), self._option(words, "--client")
+        )
+        return Text(to_text(figures))
 
     # -- %transform_config ----------------------------------------------------------
 

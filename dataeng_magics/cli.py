@@ -38,7 +38,9 @@ def _source_pair(text: str) -> tuple[str, str]:
 def _settings(args: argparse.Namespace) -> Any:
     from dataeng_magics.config import load_settings
 
-    return load_settings(home=getattr(args, "home", None), mode="replay")
+    return load_settings(
+        home=getattr(args, "home", None), mode="replay", planner=getattr(args, "planner", None)
+    )
 
 
 def _session(args: argparse.Namespace) -> Any:
@@ -271,6 +273,17 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stats(args: argparse.Namespace) -> int:
+    from dataeng_magics.audit import AuditLog
+    from dataeng_magics.stats import collect, to_text
+    from dataeng_magics.store import Store
+
+    settings = _settings(args)
+    figures = collect(Store(settings.store_path), AuditLog(settings.audit_path), args.client)
+    print(json.dumps(figures, default=str) if args.json else to_text(figures))
+    return 0
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     from dataeng_magics.audit import AuditLog
 
@@ -328,11 +341,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
+    planner_help = "offline, openai, azure, openai-compatible (default: setting 'planner')"
     p = keyed("draft", cmd_draft, "draft a plan and print it with its cache key")
     p.add_argument("--notes", default="", help="plain-English notes for the planner")
     p.add_argument("--force", action="store_true", help="replace an existing draft or approval")
+    p.add_argument("--planner", help=planner_help)
     p = keyed("revise", cmd_revise, "revise the draft with feedback ('COL: rule', 'filter: cond')")
     p.add_argument("feedback")
+    p.add_argument("--planner", help=planner_help)
     p = keyed("approve", cmd_approve, "approve the draft (recorded in the audit log)")
     p.add_argument("--reviewer", required=True)
     p = keyed("reject", cmd_reject, "reject the draft with a reason")
@@ -394,6 +410,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--home")
     p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser(
+        "stats", help="cache hit rate, tokens, time from draft to approval, runs and outcomes"
+    )
+    p.add_argument("--client", help="only this client")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument("--home")
+    p.set_defaults(func=cmd_stats)
     return parser
 
 

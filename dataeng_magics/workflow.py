@@ -269,6 +269,13 @@ class TransformSession:
             if c.get("failed")
         ]
 
+    def _client_tokens(self, client: str) -> str:
+        spent = [(e.tokens_in, e.tokens_out) for e in self.store.list(client)]
+        return (
+            f" Client {client} so far: {sum(i for i, _ in spent):,} in / "
+            f"{sum(o for _, o in spent):,} out."
+        )
+
     def _record_usage(self, key: str, answer: Any) -> dict[str, Any]:
         """Tokens an LLM answer cost, added to the store; the facts for the audit log."""
         usage = getattr(answer, "usage", None)
@@ -358,7 +365,8 @@ class TransformSession:
         report = getattr(planner, "last_draft", None)  # the LLM planner's account of it
         usage = self._record_usage(entry.key, report)
         if report is not None:
-            turn = {"role": "planner", "text": report.reply, "planner": planner.name,
+            text = report.reply + (self._client_tokens(entry.client) if usage.get("calls") else "")
+            turn = {"role": "planner", "text": text, "planner": planner.name,
                     "usage": usage, "time": _now().isoformat()}  # fmt: skip
             entry = self.store.add_conversation(entry.key, [turn])
         self.audit.append(
@@ -396,11 +404,7 @@ class TransformSession:
         changes = plan_diff(before, revision.plan)
         usage = self._record_usage(entry.key, revision)
         if usage.get("calls"):
-            spent = [(e.tokens_in, e.tokens_out) for e in self.store.list(entry.client)]
-            revision.reply += (
-                f" Client {entry.client} so far: {sum(i for i, _ in spent):,} in / "
-                f"{sum(o for _, o in spent):,} out."
-            )
+            revision.reply += self._client_tokens(entry.client)
         turns: list[dict[str, Any]] = [
             {"role": "user", "text": feedback, "time": _now().isoformat()},
             {

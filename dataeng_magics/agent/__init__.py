@@ -6,13 +6,41 @@ only when configured.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dataeng_magics.agent.offline import OfflinePlanner, Revision, Schemas
 from dataeng_magics.models import Mapping
 from dataeng_magics.plan import Plan
 
-__all__ = ["OfflinePlanner", "Planner", "Revision", "Schemas"]
+if TYPE_CHECKING:
+    from dataeng_magics.agent.llm import LLMPlanner, LLMRevision
+    from dataeng_magics.agent.models import register_model
+    from dataeng_magics.config import Settings
+
+__all__ = [
+    "LLMPlanner",
+    "LLMRevision",
+    "OfflinePlanner",
+    "Planner",
+    "Revision",
+    "Schemas",
+    "get_planner",
+    "register_model",
+]
+_LAZY = {
+    "LLMPlanner": "dataeng_magics.agent.llm",
+    "LLMRevision": "dataeng_magics.agent.llm",
+    "register_model": "dataeng_magics.agent.models",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The LLM planner's names, imported on first use (``%load_ext`` stays light)."""
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class Planner(Protocol):
@@ -21,3 +49,13 @@ class Planner(Protocol):
     def draft(self, client: str, mapping: Mapping, schemas: Schemas, notes: str = "") -> Plan: ...
 
     def revise(self, plan: Plan, feedback: str, schemas: Schemas) -> Revision: ...
+
+
+def get_planner(settings: Settings, model: Any = None) -> Planner:
+    """The planner ``settings.planner`` names (offline by default); ``model``, a langchain
+    chat model passed from Python, wins over the settings."""
+    if model is None and settings.planner == "offline":
+        return OfflinePlanner()
+    from dataeng_magics.agent.llm import LLMPlanner
+
+    return LLMPlanner.from_settings(settings, model=model)

@@ -1,0 +1,295 @@
+"""Chat models for the LLM planner: one factory behind the ``planner`` setting.
+
+``planner`` names a provider (``openai``, ``azure``, ``openai-compatible``), a model
+registered from Python (``register_model``), or ``offline`` (no model at all). LangChain
+and the Azure SDK are imported only here, inside functions, so ``%load_ext`` stays
+light and a missing package is reported with the extra that installs it.
+
+API keys are never settings: they stay in the provider's environment variables (or in
+a model object built by the user), and ``redact`` scrubs them from any text we show,
+log or store.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from importlib import import_module
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from dataeng_magics.errors import ConfigError, MissingDependency
+
+if TYPE_CHECKING:
+    from dataeng_magics.config import Settings
+
+PROVIDERS = ("openai", "azure", "openai-compatible")
+AZURE_SCOPE = "https://cognitiveservices.azure.com/.default"
+#: Environment variables whose values are secrets wherever they appear.
+SECRET_ENV = (
+    "OPENAI_API_KEY",
+    "AZURE_OPENAI_API_KEY",
+    "AZURE_OPENAI_AD_TOKEN",
+    "AZURE_CLIENT_SECRET",
+)
+_SECRET_PATTERNS = re.compile(
+    r"sk-[A-Za-z0-9_\-]{8,}"  # OpenAI-style keys
+    r"|(?<=Bearer )[A-Za-z0-9._\-~+/]{8,}=*"  # bearer tokens
+    r"|eyJ[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-.]+"  # JWTs (Entra ID tokens)
+)
+
+_REGISTERED: dict[str, Any] = {}
+
+
+# --- token accounting -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CallUsage:
+    """One model call: what it cost and how long it took."""
+
+    input_tokens: int
+    output_tokens: int
+    seconds: float = 0.0
+    model: str = ""
+    estimated: bool = False  # the server reported no usage; counted with our estimator
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "seconds": round(self.seconds, 3),
+            "model": self.model,
+            "estimated": self.estimated,
+        }
+
+
+@dataclass
+class Usage:
+    """The calls one draft or revision made, so cost is visible per call and in total."""
+
+    calls: list[CallUsage] = field(default_factory=list)
+
+    @property
+    def input_tokens(self) -> int:
+        return sum(c.input_tokens for c in self.calls)
+
+    @property
+    def output_tokens(self) -> int:
+        return sum(c.output_tokens for c in self.calls)
+
+    @property
+    def estimated(self) -> bool:
+        return any(c.estimated for c in self.calls)
+
+    @property
+    def model(self) -> str:
+        return next((c.model for c in reversed(self.calls) if c.model), "")
+
+    def add(self, call: CallUsage) -> None:
+        self.calls.append(call)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "calls": len(self.calls),
+            "tokens_in": self.input_tokens,
+            "tokens_out": self.output_tokens,
+            "estimated": self.estimated,
+            "per_call": [c.to_dict() for c in self.calls],
+        }
+
+    def to_text(self) -> str:
+        """One line for the chat: totals, then the split per call when there were several."""
+        if not self.calls:
+            return "Tokens: none counted."
+        approx = "~" if self.estimated else ""
+        calls = len(self.calls)
+        text = (
+            f"Tokens: {approx}{self.input_tokens:,} in / {approx}{self.output_tokens:,} out "
+            f"in {calls} call{'s' if calls > 1 else ''}"
+        )
+        if calls > 1:
+            split = ", ".join(f"{c.input_tokens:,}/{c.output_tokens:,}" for c in self.calls)
+            text += f" ({split})"
+        return text + (f", model {self.model}." if self.model else ".")
+
+
+# --- secrets ---------------------------------------------------------------------------
+
+
+def redact(text: str, extra: tuple[str, ...] = ()) -> str:
+    """``text`` with every known secret replaced by ``***``: the values of the key
+    variables, the variable named by ``llm_api_key_env``, and key-shaped strings."""
+    secrets = [os.environ.get(name, "") for name in (*SECRET_ENV, *extra)]
+    for secret in sorted((s for s in secrets if len(s) >= 6), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return _SECRET_PATTERNS.sub("***", text)
+
+
+# --- the registry ----------------------------------------------------------------------
+
+
+def register_model(name: str, model: Any) -> None:
+    """Make a langchain chat model built in Python usable by name:
+    ``register_model("claude", ChatAnthropic(...))`` then ``planner = "claude"``."""
+    if name == "offline" or name in PROVIDERS:
+        raise ConfigError(f"{name!r} is a built-in planner name; register under another name")
+    if not hasattr(model, "invoke") or not hasattr(model, "with_structured_output"):
+        raise ConfigError(
+            f"register_model({name!r}, ...) needs a langchain chat model "
+            f"(with invoke and with_structured_output), not {type(model).__name__}"
+        )
+    _REGISTERED[name] = model
+
+
+def unregister_model(name: str) -> None:
+    _REGISTERED.pop(name, None)
+
+
+def registered_model(name: str) -> Any | None:
+    return _REGISTERED.get(name)
+
+
+def model_label(model: Any) -> str:
+    """A readable name for a model object (never its settings: those may hold keys)."""
+    for attr in ("deployment_name", "model_name", "model", "model_id"):
+        value = getattr(model, attr, None)
+        if isinstance(value, str) and value:
+            return value
+    return type(model).__name__
+
+
+# --- the factory -----------------------------------------------------------------------
+
+
+def _require(module: str, package: str, extra: str, purpose: str) -> ModuleType:
+    try:
+        return import_module(module)
+    except ImportError:
+        raise MissingDependency(package, extra, purpose) from None
+
+
+def _rate_limiter(settings: Settings) -> Any:
+    if settings.llm_requests_per_second <= 0:
+        return None
+    limiters = _require("langchain_core.rate_limiters", "langchain-core", "llm", "The LLM planner")
+    return limiters.InMemoryRateLimiter(
+        requests_per_second=settings.llm_requests_per_second,
+        check_every_n_seconds=0.05,
+        max_bucket_size=max(1.0, settings.llm_requests_per_second),
+    )
+
+
+def _common(settings: Settings) -> dict[str, Any]:
+    """What every provider gets: deterministic, bounded and rate-limited."""
+    return {
+        "temperature": settings.llm_temperature,
+        "timeout": settings.llm_timeout,
+        "max_retries": settings.llm_max_retries,
+        "max_tokens": settings.llm_max_output_tokens,
+        "rate_limiter": _rate_limiter(settings),
+    }
+
+
+def _env(name: str | None) -> str | None:
+    return (os.environ.get(name) or None) if name else None
+
+
+def make_model(settings: Settings) -> Any:
+    """The langchain chat model ``settings.planner`` names; a missing setting or package is
+    a one-line error that says what to set or install."""
+    provider = settings.planner
+    registered = registered_model(provider)
+    if registered is not None:
+        return registered
+    if provider not in PROVIDERS:
+        known = ", ".join(("offline", *PROVIDERS, *sorted(_REGISTERED)))
+        raise ConfigError(
+            f"unknown planner {provider!r}",
+            hint=f"Use one of: {known}; or register_model(NAME, model) from Python.",
+        )
+    purpose = f"The {provider!r} planner"
+    if provider == "azure":
+        return _azure(settings, purpose)
+    openai = _require("langchain_openai", "langchain-openai", "llm", purpose)
+    key_env = settings.llm_api_key_env or "OPENAI_API_KEY"
+    key = _env(key_env)
+    if provider == "openai":
+        if key is None:
+            raise ConfigError(
+                f"the openai planner needs an API key in ${key_env}",
+                hint=f"Set {key_env} (never in pyproject.toml), or choose planner = 'offline'.",
+            )
+        where = {"base_url": settings.llm_base_url} if settings.llm_base_url else {}
+        return openai.ChatOpenAI(
+            model=settings.llm_model or "gpt-4o-mini",
+            api_key=key,
+            **where,  # else the SDK's own OPENAI_BASE_URL / OPENAI_API_BASE
+            **_common(settings),
+        )
+    if not settings.llm_base_url:
+        raise ConfigError(
+            "the openai-compatible planner needs llm_base_url (e.g. http://localhost:8000/v1)",
+            hint="Set it with %config TransformMagics.llm_base_url, [tool.dataeng_magics] or "
+            "DATAENG_MAGICS_LLM_BASE_URL.",
+        )
+    if not settings.llm_model:
+        raise ConfigError(
+            "the openai-compatible planner needs llm_model (the name the server serves)",
+            hint="Set llm_model, e.g. 'llama3.1' or 'Qwen/Qwen2.5-7B-Instruct'.",
+        )
+    extra: dict[str, Any] = {}
+    if "use_responses_api" in openai.ChatOpenAI.model_fields:
+        extra["use_responses_api"] = False  # compatible servers speak chat completions
+    return openai.ChatOpenAI(
+        model=settings.llm_model,
+        base_url=settings.llm_base_url,
+        api_key=key or "not-needed",  # local servers (vLLM, Ollama) take any key
+        **extra,
+        **_common(settings),
+    )
+
+
+def _azure(settings: Settings, purpose: str) -> Any:
+    openai = _require("langchain_openai", "langchain-openai", "llm", purpose)
+    endpoint = settings.llm_base_url or _env("AZURE_OPENAI_ENDPOINT")
+    deployment = settings.llm_model or _env("AZURE_OPENAI_DEPLOYMENT")
+    version = settings.llm_api_version or _env("OPENAI_API_VERSION")
+    missing = [
+        name
+        for name, value in (
+            ("AZURE_OPENAI_ENDPOINT (or llm_base_url)", endpoint),
+            ("llm_model (the deployment name)", deployment),
+            ("OPENAI_API_VERSION (or llm_api_version)", version),
+        )
+        if not value
+    ]
+    if missing:
+        raise ConfigError(
+            f"the azure planner needs {', '.join(missing)}",
+            hint="Set them in the environment, [tool.dataeng_magics] or %config.",
+        )
+    key_env = settings.llm_api_key_env or "AZURE_OPENAI_API_KEY"
+    key = _env(key_env)
+    auth = settings.llm_auth
+    if auth == "api_key" and key is None:
+        raise ConfigError(f"llm_auth = 'api_key' but ${key_env} is not set")
+    credentials: dict[str, Any]
+    if auth == "api_key" or (auth == "auto" and key is not None):
+        credentials = {"api_key": key}
+    else:
+        identity = _require("azure.identity", "azure-identity", "azure", "Entra ID sign-in")
+        provider = identity.get_bearer_token_provider(
+            identity.DefaultAzureCredential(), AZURE_SCOPE
+        )
+        # api_key=None stops langchain falling back to OPENAI_API_KEY from the environment
+        credentials = {"azure_ad_token_provider": provider, "api_key": None}
+    return openai.AzureChatOpenAI(
+        azure_endpoint=endpoint,
+        azure_deployment=deployment,
+        api_version=version,
+        **credentials,
+        **_common(settings),
+    )
