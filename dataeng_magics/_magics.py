@@ -442,25 +442,9 @@ class TransformMagics(Magics):
         return Store(self.settings().store_path)
 
     def _cmd_list(self, words: list[str]) -> Any:
-        from dataeng_magics.display import Table
+        from dataeng_magics.display import entries_table
 
-        rows = [
-            {
-                "client": e.client,
-                "key": e.key[:16],
-                "status": e.status,
-                "reviewer": e.reviewer,
-                "approved_at": e.approved_at and f"{e.approved_at:%Y-%m-%d %H:%M}",
-                "runs": e.runs,
-                "last_outcome": e.last_outcome,
-            }
-            for e in self._store().list(self._option(words, "--client"))
-        ]
-        return Table(
-            rows,
-            ["client", "key", "status", "reviewer", "approved_at", "runs", "last_outcome"],
-            "Cached transformations",
-        )
+        return entries_table(self._store().list(self._option(words, "--client")))
 
     def _cmd_show(self, words: list[str]) -> Any:
         from dataeng_magics.display import Text
@@ -476,21 +460,12 @@ class TransformMagics(Magics):
         return Text(head + "\n" + entry.pseudocode + ("\n" + entry.code if entry.code else ""))
 
     def _cmd_invalidate(self, words: list[str]) -> Any:
-        from dataeng_magics.audit import AuditLog
         from dataeng_magics.display import Text
+        from dataeng_magics.workflow import invalidate
 
         if not words:
             raise UsageError("invalidate needs a KEY (or a unique prefix)")
-        store = self._store()
-        reason = " ".join(words[1:])
-        entry = store.invalidate(store.resolve(words[0]), self._reviewer(), reason)
-        AuditLog(self.settings().audit_path).append(
-            "invalidation",
-            actor=self._reviewer(),
-            client=entry.client,
-            key=entry.key,
-            details={"reason": reason},
-        )
+        entry = invalidate(self.settings(), words[0], self._reviewer(), " ".join(words[1:]))
         return Text(f"Invalidated {entry.key[:16]}: replays now need a new approval.")
 
     def _cmd_verify(self, words: list[str]) -> Any:
@@ -508,24 +483,13 @@ class TransformMagics(Magics):
 
     def _cmd_audit(self, words: list[str]) -> Any:
         from dataeng_magics.audit import AuditLog
-        from dataeng_magics.display import Table
+        from dataeng_magics.display import audit_table
 
         client, key = self._option(words, "--client"), self._option(words, "--key")
         limit = int(self._option(words, "--limit") or 50)
-        events = list(AuditLog(self.settings().audit_path).events(client=client, key=key))
-        rows = [
-            {
-                "seq": e.seq,
-                "time": f"{e.time:%Y-%m-%d %H:%M:%S}",
-                "event": e.event,
-                "actor": e.actor,
-                "client": e.client,
-                "key": (e.key or "")[:16],
-                "code": (e.code_sha256 or "")[:12],
-            }
-            for e in events[-limit:]
-        ]
-        return Table(rows, ["seq", "time", "event", "actor", "client", "key", "code"], "Audit log")
+        return audit_table(
+            list(AuditLog(self.settings().audit_path).events(client=client, key=key))[-limit:]
+        )
 
     def _cmd_stats(self, words: list[str]) -> Any:
         from dataeng_magics.audit import AuditLog

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from dataeng_magics import __version__
-from dataeng_magics.display import text_table
+from dataeng_magics.display import audit_table, entries_table, text_table
 from dataeng_magics.errors import DataEngMagicsError, ValidationFailed
 
 EXAMPLE_MAPPING = (
@@ -234,23 +234,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
     settings = _settings(args)
     store = Store(settings.store_path)
     if args.action == "list":
-        rows = [
-            {
-                "client": e.client,
-                "key": e.key[:16],
-                "status": e.status,
-                "reviewer": e.reviewer,
-                "approved_at": e.approved_at and f"{e.approved_at:%Y-%m-%d %H:%M}",
-                "runs": e.runs,
-                "last_outcome": e.last_outcome,
-            }
-            for e in store.list(args.client)
-        ]
-        print(
-            text_table(
-                rows, ["client", "key", "status", "reviewer", "approved_at", "runs", "last_outcome"]
-            )
-        )
+        print(entries_table(store.list(args.client)))
         return 0
     if not args.key:
         raise DataEngMagicsError(f"cache {args.action} needs a KEY", hint="See `cache list`.")
@@ -263,12 +247,9 @@ def cmd_cache(args: argparse.Namespace) -> int:
         if args.code and entry.code:
             print("\n" + entry.code)
         return 0
-    from dataeng_magics.audit import AuditLog
+    from dataeng_magics.workflow import invalidate
 
-    entry = store.invalidate(key, getpass.getuser(), args.reason or "")
-    AuditLog(settings.audit_path).append(
-        "invalidation", client=entry.client, key=entry.key, details={"reason": args.reason or ""}
-    )
+    entry = invalidate(settings, key, reason=args.reason or "")
     print(f"invalidated {entry.key}: replays now need a new approval")
     return 0
 
@@ -299,20 +280,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    events = list(log.events(key=args.key, client=args.client))[-args.limit :]
-    rows = [
-        {
-            "seq": e.seq,
-            "time": f"{e.time:%Y-%m-%d %H:%M:%S}",
-            "event": e.event,
-            "actor": e.actor,
-            "client": e.client,
-            "key": (e.key or "")[:16],
-            "code": (e.code_sha256 or "")[:12],
-        }
-        for e in events
-    ]
-    print(text_table(rows, ["seq", "time", "event", "actor", "client", "key", "code"]))
+    print(audit_table(list(log.events(key=args.key, client=args.client))[-args.limit :]))
     return 0
 
 

@@ -763,7 +763,9 @@ def _table_code(
             if text_source:
                 present = f'F.trim(F.col({py_str(helper)})) != ""'  # null or blank is absent
             lost = py_str("lost:" + column.name)
-            checks.append(f"F.count_if(({present}) & {target}.isNull()).alias({lost})")
+            # Null target first: the AND short-circuits, so the source is only inspected
+            # for the rare rows that came out null.
+            checks.append(f"F.count_if({target}.isNull() & ({present})).alias({lost})")
     for n, (left_key, key_alias) in enumerate(misses, start=1):
         helper = f"_miss_{n}"
         helpers.append(helper)

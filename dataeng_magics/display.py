@@ -74,6 +74,41 @@ class Text:
         return f"<pre>{html.escape(self.text)}</pre>"
 
 
+def entries_table(entries: Sequence[Any]) -> Table:
+    """Store entries as the CLI and ``%transform list`` show them."""
+    rows = [
+        {
+            "client": e.client,
+            "key": e.key[:16],
+            "status": e.status,
+            "reviewer": e.reviewer,
+            "approved_at": e.approved_at and f"{e.approved_at:%Y-%m-%d %H:%M}",
+            "runs": e.runs,
+            "last_outcome": e.last_outcome,
+        }
+        for e in entries
+    ]
+    columns = ["client", "key", "status", "reviewer", "approved_at", "runs", "last_outcome"]
+    return Table(rows, columns, "Cached transformations")
+
+
+def audit_table(events: Sequence[Any]) -> Table:
+    """Audit events as the CLI and ``%transform audit`` show them."""
+    rows = [
+        {
+            "seq": e.seq,
+            "time": f"{e.time:%Y-%m-%d %H:%M:%S}",
+            "event": e.event,
+            "actor": e.actor,
+            "client": e.client,
+            "key": (e.key or "")[:16],
+            "code": (e.code_sha256 or "")[:12],
+        }
+        for e in events
+    ]
+    return Table(rows, ["seq", "time", "event", "actor", "client", "key", "code"], "Audit log")
+
+
 class SummaryView:
     """A run summary as the notebook records it: text, HTML and a JSON record."""
 

@@ -173,6 +173,24 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def audit_entry(audit: AuditLog, event: str, entry: Entry, actor: str | None,
+                **details: Any) -> None:  # fmt: skip
+    """One audit record about an entry, with its client, key and hashes."""
+    audit.append(
+        event, actor=actor, client=entry.client, key=entry.key, plan_sha256=entry.plan_sha256,
+        code_sha256=entry.code_sha256 or None, details=details,
+    )  # fmt: skip
+
+
+def invalidate(settings: Settings, key: str, actor: str | None = None, reason: str = "") -> Entry:
+    """Revoke a cached plan (by key or unique prefix) so replays need a new approval."""
+    actor = actor or getpass.getuser()
+    store = Store(settings.store_path)
+    entry = store.invalidate(store.resolve(key), actor, reason)
+    audit_entry(AuditLog(settings.audit_path), "invalidation", entry, actor, reason=reason)
+    return entry
+
+
 class TransformSession:
     """The workflow for one request. Cheap to create; loads inputs on first use."""
 
@@ -369,21 +387,11 @@ class TransformSession:
             turn = {"role": "planner", "text": text, "planner": planner.name,
                     "usage": usage, "time": _now().isoformat()}  # fmt: skip
             entry = self.store.add_conversation(entry.key, [turn])
-        self.audit.append(
-            "draft",
-            actor=actor,
-            client=entry.client,
-            key=entry.key,
-            plan_sha256=entry.plan_sha256,
-            code_sha256=entry.code_sha256 or None,
-            details={
-                "planner": planner.name,
-                "unresolved": len(plan.unresolved()),
-                "mapping": public_path(str(self.request.mapping)),
-                "replaced": existing.status if existing else None,
-                **usage,
-            },
-        )
+        audit_entry(
+            self.audit, "draft", entry, actor, planner=planner.name,
+            unresolved=len(plan.unresolved()), mapping=public_path(str(self.request.mapping)),
+            replaced=existing.status if existing else None, **usage,
+        )  # fmt: skip
         return entry
 
     def current_draft(self) -> Entry:
@@ -418,29 +426,14 @@ class TransformSession:
         ]
         if changes:
             if entry.status == "approved":
-                self.audit.append(
-                    "revocation",
-                    actor=actor,
-                    client=entry.client,
-                    key=entry.key,
-                    details={"reason": "plan revised after approval"},
-                )
+                audit_entry(self.audit, "revocation", entry, actor,
+                            reason="plan revised after approval")  # fmt: skip
             self.store.put(self._entry_for(revision.plan))
         entry = self.store.add_conversation(entry.key, turns)
-        self.audit.append(
-            "revision",
-            actor=actor,
-            client=entry.client,
-            key=entry.key,
-            plan_sha256=entry.plan_sha256,
-            code_sha256=entry.code_sha256 or None,
-            details={
-                "planner": self.planner.name,
-                "changes": len(changes),
-                "not_understood": len(revision.not_understood),
-                **usage,
-            },
-        )
+        audit_entry(
+            self.audit, "revision", entry, actor, planner=self.planner.name,
+            changes=len(changes), not_understood=len(revision.not_understood), **usage,
+        )  # fmt: skip
         return entry, revision
 
     def approve(self, reviewer: str) -> Entry:
@@ -468,40 +461,16 @@ class TransformSession:
                 hint="Re-draft with --force.",
             )
         entry = self.store.approve(entry.key, reviewer, sha256_text(code))
-        self.audit.append(
-            "approval",
-            actor=reviewer,
-            client=entry.client,
-            key=entry.key,
-            plan_sha256=entry.plan_sha256,
-            code_sha256=entry.code_sha256,
-            details={"reviewer": reviewer},
-        )
+        audit_entry(self.audit, "approval", entry, reviewer, reviewer=reviewer)
         return entry
 
     def reject(self, reviewer: str, reason: str) -> Entry:
         entry = self.store.reject(self.current_draft().key, reviewer, reason)
-        self.audit.append(
-            "rejection",
-            actor=reviewer,
-            client=entry.client,
-            key=entry.key,
-            plan_sha256=entry.plan_sha256,
-            details={"reason": reason},
-        )
+        audit_entry(self.audit, "rejection", entry, reviewer, reason=reason)
         return entry
 
     def invalidate(self, actor: str | None = None, reason: str = "") -> Entry:
-        actor = actor or getpass.getuser()
-        entry = self.store.invalidate(self.current_draft().key, actor, reason)
-        self.audit.append(
-            "invalidation",
-            actor=actor,
-            client=entry.client,
-            key=entry.key,
-            details={"reason": reason},
-        )
-        return entry
+        return invalidate(self.settings, self.current_draft().key, actor, reason)
 
     def parameters(self, output_dir: str, output_format: str, *, relative: bool = False) -> str:
         """The per-run parameters block for these inputs (paths under the working folder
@@ -594,10 +563,7 @@ class TransformSession:
         started_at, started = _now(), time.perf_counter()
         where = {"platform": executor.name, **executor.location(),
                  "output_dir": public_path(out), "format": fmt}  # fmt: skip
-        self.audit.append(
-            "run_start", actor=actor, client=entry.client, key=entry.key,
-            plan_sha256=entry.plan_sha256, code_sha256=entry.code_sha256, details=where,
-        )  # fmt: skip
+        audit_entry(self.audit, "run_start", entry, actor, **where)
         try:
             result = executor.run(job)
         except ExecutionError as exc:
@@ -657,20 +623,7 @@ class TransformSession:
             rows_out=facts.get("rows_out"),
             details={**details, **facts},
         )
-        self.audit.append(
-            "run_end",
-            actor=actor,
-            client=entry.client,
-            key=entry.key,
-            plan_sha256=entry.plan_sha256,
-            code_sha256=entry.code_sha256,
-            details={
-                **details,
-                "outcome": outcome,
-                **{
-                    k: facts[k]
-                    for k in ("rows_in", "rows_out", "checks_failed", "seconds")
-                    if k in facts
-                },
-            },
-        )
+        kept = {
+            k: facts[k] for k in ("rows_in", "rows_out", "checks_failed", "seconds") if k in facts
+        }
+        audit_entry(self.audit, "run_end", entry, actor, **details, outcome=outcome, **kept)

@@ -180,6 +180,9 @@ def test_cancel_stops_the_spark_job(livy: LivyServer) -> None:
     time.sleep(1)
     started = time.monotonic()
     ex.cancel(handle)
+    # Livy cancels asynchronously (cancelling -> cancelled); a client polls for the end.
+    while ex.status(handle).state != "cancelled" and time.monotonic() - started < 20:
+        time.sleep(0.1)
     assert ex.status(handle).state == "cancelled"
     assert time.monotonic() - started < 20
     with pytest.raises(ExecutionError, match="cancelled") as err:
