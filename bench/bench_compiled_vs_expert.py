@@ -53,7 +53,9 @@ def main() -> None:
         started = time.perf_counter()
         generate.write_trades_csv(trades, args.rows)
         size_gb = trades.stat().st_size / 1e9
-        print(f"generated {args.rows:,} rows, {size_gb:.2f} GB in {time.perf_counter() - started:.0f}s")
+        print(
+            f"generated {args.rows:,} rows, {size_gb:.2f} GB in {time.perf_counter() - started:.0f}s"
+        )
 
         settings = load_settings(home=work / "state")
         session = TransformSession(
@@ -71,7 +73,9 @@ def main() -> None:
                 started = time.perf_counter()
                 if name == "compiled":
                     code = render_parameters(paths, str(out), "parquet") + compile_plan(plan)
-                    execute(code, spark, Job(name="bench", client="NORTHWIND", key="bench", code=code))
+                    execute(
+                        code, spark, Job(name="bench", client="NORTHWIND", key="bench", code=code)
+                    )
                 else:
                     expert.expert_trades(spark, paths["trades"], paths["counterparties"],
                                          str(out / "TRADES"))  # fmt: skip

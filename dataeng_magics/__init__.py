@@ -23,3 +23,8 @@ def unload_ipython_extension(ipython: Any) -> None:
     from dataeng_magics._magics import unload_ipython_extension as _unload
 
     _unload(ipython)
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """Where ``jupyter labextension develop --overwrite .`` finds the built extension."""
+    return [{"src": "labextension", "dest": "dataeng-magics"}]

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from spark_servers import azurite, spark_connect_server  # noqa: F401 (shared fixtures)
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_DIR = REPO / "example_notebooks" / "data" / "northwind"

@@ -10,15 +10,17 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from dataeng_magics.widgets.chat import ChatWidget
+    from dataeng_magics.widgets.insert import CellInserter
     from dataeng_magics.widgets.report import text_report
     from dataeng_magics.widgets.review import ApprovedPanel, ReviewPanel
 
-__all__ = ["ApprovedPanel", "ChatWidget", "ReviewPanel", "text_report"]
+__all__ = ["ApprovedPanel", "CellInserter", "ChatWidget", "ReviewPanel", "text_report"]
 
 _WHERE = {
     "ApprovedPanel": "review",
     "ReviewPanel": "review",
     "ChatWidget": "chat",
+    "CellInserter": "insert",
     "text_report": "report",
 }
 

@@ -22,6 +22,7 @@ from dataeng_magics.errors import DataEngMagicsError
 from dataeng_magics.plan import plan_diff
 from dataeng_magics.widgets import _render as render
 from dataeng_magics.widgets.chat import ChatWidget, Message
+from dataeng_magics.widgets.insert import CellInserter, Result
 from dataeng_magics.widgets.report import text_report
 
 if TYPE_CHECKING:
@@ -39,6 +40,10 @@ SAMPLE_ROWS = 10
 PREVIEW_ROWS = 10
 TABS = ("Mapping", "Sample", "Plan", "Preview", "Code", "Chat")
 PREVIEW_RUNNING = "running… (the first preview starts local Spark, about 10 s)"
+INSERTED = {
+    "inserted": "The approved code is inserted as a cell below (read-only until unlocked).",
+    "exists": "The approved cell is already in this notebook.",
+}
 PREVIEW_INTRO = (
     "Runs the plan on the sample rows with local Spark and applies the mapping's checks "
     "(the first preview starts Spark, about 10 s)."
@@ -161,8 +166,9 @@ class ReviewPanel(widgets.VBox):
         )
         self._run_row = widgets.HBox([self.output_dir, self.run_button])
         self.footer = widgets.VBox()
+        self.inserter = CellInserter(on_result=self._inserted)
 
-        self.children = (self.tabs, self.footer, self.run_html, self.status)
+        self.children = (self.tabs, self.footer, self.run_html, self.status, self.inserter)
         self._show_entry(self._entry)
 
     # -- read-only state ---------------------------------------------------------------
@@ -227,6 +233,8 @@ class ReviewPanel(widgets.VBox):
             return None
         self._show_entry(entry)
         self._say(f"Approved by {entry.reviewer}.")
+        cell = self.session.materialised_cell(entry, self.output_dir.value.strip() or None)
+        self.inserter.request(cell, entry.key, entry.code_sha256)  # the lab extension's cue
         if self._on_approved is not None:
             self._on_approved(entry)
         return entry
@@ -298,6 +306,9 @@ class ReviewPanel(widgets.VBox):
 
     def _say(self, text: str, *, error: bool = False) -> None:
         self.status.value = render.status_html(text, error=error)
+
+    def _inserted(self, result: Result) -> None:
+        self._say(f"Approved by {self._entry.reviewer}. {INSERTED[result]}")
 
     def _first_messages(self) -> list[Message]:
         intro = "Ask for changes here, one per line. " + (
@@ -451,6 +462,7 @@ class ApprovedPanel(widgets.VBox):
         self.redraft_button.on_click(lambda _: self.redraft())
         self.result_html = widgets.HTML()
         self.status = widgets.HTML()
+        self.inserter = CellInserter(on_result=lambda result: self._say(INSERTED[result]))
         self.children: tuple[Any, ...] = (
             self.info_html,
             self.plan_html,
@@ -459,6 +471,7 @@ class ApprovedPanel(widgets.VBox):
             ),
             self.result_html,
             self.status,
+            self.inserter,
         )
         self._show()
 
@@ -510,6 +523,7 @@ class ApprovedPanel(widgets.VBox):
             return None
         self.result_html.value = render.materialised_html(cell, MATERIALISE_NOTE)
         self._say("Materialised.")
+        self.inserter.request(cell, self._entry.key, self._entry.code_sha256)
         if self._on_materialise is not None:
             self._on_materialise(cell)
         return cell

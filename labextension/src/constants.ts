@@ -1,0 +1,82 @@
+/**
+ * Names shared by the plugins, and the contract with the Python side.
+ *
+ * The kernel never talks to this extension directly: the review panel's
+ * `CellInserter` anywidget dispatches `MATERIALISE_EVENT` from its element in
+ * the cell's output, and the notebook plugin below handles it. Without this
+ * extension nobody listens, and `%transform materialise` is the way in.
+ */
+
+/** The DOM event the `CellInserter` widget dispatches (bubbling, cancelable). */
+export const MATERIALISE_EVENT = 'dataeng-magics:materialise';
+
+/** Cell metadata naming the approval a materialised cell belongs to. */
+export const METADATA_KEY = 'dataeng_magics';
+
+/** What `event.detail` carries; `result` is written back by the listener. */
+export interface IMaterialiseRequest {
+  cell: string;
+  key: string;
+  code_sha256: string;
+  nonce: number;
+  result?: MaterialiseResult;
+}
+
+export type MaterialiseResult = 'inserted' | 'exists';
+
+/** The cell metadata stored under `METADATA_KEY`. */
+export interface IMaterialisedMeta {
+  key: string;
+  code_sha256: string;
+}
+
+/** A `%%transform` cell (not `%%transform_run`). */
+export const TRANSFORM_LINE = /^%%transform(?=\s|$)/;
+
+/** A materialised cell's guard line. */
+export const RUN_LINE = /^%%transform_run(?=\s|$)/;
+
+export interface IFlag {
+  flag: string;
+  doc: string;
+  values?: readonly string[];
+  repeatable?: boolean;
+}
+
+/** The flags of `%%transform`, as `_magics.TransformMagics.transform` declares them. */
+export const TRANSFORM_FLAGS: readonly IFlag[] = [
+  { flag: '--client', doc: 'client id (part of the cache key)' },
+  { flag: '--mapping', doc: 'mapping workbook (.xlsx or .csv)' },
+  {
+    flag: '--source',
+    doc: 'NAME=PATH: read source NAME from PATH (repeatable)',
+    repeatable: true
+  },
+  { flag: '--output-dir', doc: 'where each target table is written (DIR/<TABLE>/)' },
+  { flag: '--format', doc: 'output format', values: ['parquet', 'csv', 'delta'] },
+  {
+    flag: '--platform',
+    doc: 'where to run: local, or a registered platform',
+    values: ['local', 'notebook', 'connect', 'fabric']
+  },
+  { flag: '--replay', doc: 'run the approved plan with no widgets and no planner' },
+  { flag: '--reviewer', doc: 'name recorded on approval (default: the OS user)' }
+];
+
+export namespace CommandIDs {
+  export const openPanel = 'dataeng-magics:open-panel';
+  export const refreshPanel = 'dataeng-magics:refresh-panel';
+  export const unlockCell = 'dataeng-magics:unlock-cell';
+  export const lockCell = 'dataeng-magics:lock-cell';
+}
+
+/** Parse `--key K --code-sha256 S` out of a materialised cell's guard line. */
+export function guardOf(source: string): IMaterialisedMeta | null {
+  const line = source.split('\n', 1)[0];
+  if (!RUN_LINE.test(line)) {
+    return null;
+  }
+  const key = /\s--key\s+(\S+)/.exec(line);
+  const sha = /\s--code-sha256\s+(\S+)/.exec(line);
+  return key && sha ? { key: key[1], code_sha256: sha[1] } : null;
+}
