@@ -53,9 +53,8 @@ def main() -> None:
         started = time.perf_counter()
         generate.write_trades_csv(trades, args.rows)
         size_gb = trades.stat().st_size / 1e9
-        print(
-            f"generated {args.rows:,} rows, {size_gb:.2f} GB in {time.perf_counter() - started:.0f}s"
-        )
+        took = time.perf_counter() - started
+        print(f"generated {args.rows:,} rows, {size_gb:.2f} GB in {took:.0f}s")
 
         settings = load_settings(home=work / "state")
         session = TransformSession(
