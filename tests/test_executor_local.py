@@ -24,8 +24,11 @@ def job(code: str) -> Job:
 
 def test_progress_reports_spark_tasks_then_success(spark: Any) -> None:
     seen: list[JobStatus] = []
+    # Tasks that each sleep 1.5 s, so the job outlasts several polls on any machine
+    # (executor test code, not a plan: plans may never call reflect).
     code = (
-        'n = spark.range(0, 2 * 10**8, 1, 4).selectExpr("sum(id % 3) AS s").first()[0]\n'
+        "spark.range(0, 4, 1, 4).selectExpr(\n"
+        "    \"reflect('java.lang.Thread', 'sleep', CAST(1500 AS BIGINT))\").collect()\n"
         "run_metrics = {'T': {'rows_written': 1}}\n"
     )
     result = LocalExecutor(progress=seen.append).run(job(code))
