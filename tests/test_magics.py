@@ -248,16 +248,15 @@ def test_settings_from_config_pyproject_and_env(
         ip.run_line_magic("transform_config", "colour=red")
 
 
-def test_replay_cli_marks_missing_approval(example: Path, tmp_path: Path) -> None:
-    """papermill replay, miss: exit 3 and the executed notebook records the error."""
-    pytest.importorskip("papermill")
+def replay_template(client: str, example: Path, tmp_path: Path) -> int:
+    """``dataeng-magics replay`` of the batch template for one client."""
     notebook = Path(__file__).resolve().parents[1] / "example_notebooks" / "02_batch_replay.ipynb"
-    code = main(
+    return main(
         [
             "replay",
             str(notebook),
             "--client",
-            "NOBODY",
+            client,
             "-p",
             "mapping",
             str(example),
@@ -268,6 +267,11 @@ def test_replay_cli_marks_missing_approval(example: Path, tmp_path: Path) -> Non
             str(tmp_path / "nb"),
         ]
     )
+
+
+def test_replay_cli_marks_missing_approval(example: Path, tmp_path: Path) -> None:
+    """papermill replay, miss: exit 3 and the executed notebook records the error."""
+    code = replay_template("NOBODY", example, tmp_path)
     assert code == 3
     executed = json.loads((tmp_path / "nb" / "02_batch_replay-NOBODY.ipynb").read_text())
     outputs = json.dumps([c.get("outputs", []) for c in executed["cells"]])
@@ -280,27 +284,10 @@ def test_replay_cli_runs_approved_clients(
     example: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """papermill replay, hit: the summary is recorded in the executed notebook."""
-    pytest.importorskip("papermill")
     base = ["--client", "NORTHWIND", "--mapping", str(example)]
     main(["draft", *base])
     main(["approve", *base, "--reviewer", "alice"])
-    notebook = Path(__file__).resolve().parents[1] / "example_notebooks" / "02_batch_replay.ipynb"
-    code = main(
-        [
-            "replay",
-            str(notebook),
-            "--client",
-            "NORTHWIND",
-            "-p",
-            "mapping",
-            str(example),
-            "-p",
-            "output_dir",
-            str(tmp_path / "out"),
-            "--output-notebooks",
-            str(tmp_path / "nb"),
-        ]
-    )
+    code = replay_template("NORTHWIND", example, tmp_path)
     assert code == 0, capsys.readouterr()
     assert (tmp_path / "out" / "TRADES").is_dir()
     executed = (tmp_path / "nb" / "02_batch_replay-NORTHWIND.ipynb").read_text()

@@ -178,11 +178,16 @@ class RemoteExecutor(Executor):
         except KeyboardInterrupt:
             self.cancel(handle)
             self.report(JobStatus("cancelled", message="interrupted by the user"))
-            raise ExecutionError(
-                f"{job.name} was interrupted; the {self.name} job was cancelled",
-                hint="Nothing was recorded as a success; run it again when ready.",
-                state="cancelled",
-            ) from None
+            raise interrupted(job, f"the {self.name} job was") from None
+
+
+def interrupted(job: Job, what: str) -> ExecutionError:
+    """The error for Ctrl-C: the job was cancelled where it ran, nothing counts as success."""
+    return ExecutionError(
+        f"{job.name} was interrupted; {what} cancelled",
+        hint="Nothing was recorded as a success; run it again when ready.",
+        state="cancelled",
+    )
 
 
 _registry: dict[str, type[Executor]] = {}

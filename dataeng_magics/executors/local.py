@@ -10,7 +10,14 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from dataeng_magics.errors import ExecutionError
-from dataeng_magics.executors.base import Executor, Job, JobResult, JobStatus, ProgressCallback
+from dataeng_magics.executors.base import (
+    Executor,
+    Job,
+    JobResult,
+    JobStatus,
+    ProgressCallback,
+    interrupted,
+)
 
 if TYPE_CHECKING:
     from dataeng_magics.config import Settings
@@ -150,11 +157,7 @@ class LocalExecutor(Executor):
         except KeyboardInterrupt:
             context.cancelJobGroup(group)
             self.report(JobStatus("cancelled", message="interrupted by the user"))
-            raise ExecutionError(
-                f"{job.name} was interrupted; its Spark jobs were cancelled",
-                hint="Nothing was recorded as a success; run it again when ready.",
-                state="cancelled",
-            ) from None
+            raise interrupted(job, "its Spark jobs were") from None
         except ExecutionError:
             self.report(JobStatus("failed"))
             raise
