@@ -30,7 +30,7 @@ import os
 import re
 import threading
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
@@ -403,8 +403,3 @@ def spark_conf(
 def describe(connections: Mapping[str, StorageConnection]) -> dict[str, str]:
     """Name -> "account (auth)": what may be shown or recorded about connections."""
     return {name: f"{c.account} ({c.auth})" for name, c in connections.items()}
-
-
-def secret_names(connections: Iterable[StorageConnection]) -> list[str]:
-    """The environment variables and vault secrets the connections read (for docs/errors)."""
-    return [c.env or f"{c.vault_url}/{c.secret_name}" for c in connections if c.auth in _WHAT]

@@ -8,7 +8,6 @@ processes at once (WAL mode, ``BEGIN IMMEDIATE`` for every write). Keys are exac
 from __future__ import annotations
 
 import builtins
-import hashlib
 import json
 import os
 import sqlite3
@@ -24,6 +23,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic_core import to_jsonable_python
 
 from dataeng_magics.errors import StoreError
+from dataeng_magics.plan import sha256_text
 
 Status = Literal["draft", "approved", "rejected", "revoked"]
 Outcome = Literal["succeeded", "validation_failed", "failed"]
@@ -78,11 +78,6 @@ CREATE INDEX IF NOT EXISTS runs_by_key ON runs (key, id);
 # Connections inherited through fork() must never be used or closed by the child
 # (SQLite's locks are per process); keeping them referenced stops the GC closing them.
 _INHERITED: list[sqlite3.Connection] = []
-
-
-def sha256_text(text: str) -> str:
-    """Hex sha256 of UTF-8 text: the hash approvals and the audit log compare."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def utcnow() -> datetime:
