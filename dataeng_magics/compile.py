@@ -533,7 +533,10 @@ class _ColumnCompiler:
                     parsed = f"F.try_to_timestamp({text}, F.lit({py_str(java)}))"
                     parsed_kind = "timestamp"
                 else:
-                    parsed, parsed_kind = f"F.try_to_date({text}, {py_str(java)})", "date"
+                    # try_to_timestamp exists in every client from PySpark 3.5 (Databricks
+                    # Connect 16 included); try_to_date only from 4.0.
+                    parsed = f'F.try_to_timestamp({text}, F.lit({py_str(java)})).cast("date")'
+                    parsed_kind = "date"
                 if target == "string" and out:
                     return f"F.date_format({parsed}, {py_str(java_date_pattern(out))})", "string"
                 return parsed, parsed_kind
@@ -882,7 +885,7 @@ _ALLOWED_ATTRIBUTES = frozenset(
         "join", "json", "lit", "lower", "mode", "observe", "option", "options", "otherwise",
         "parquet", "read", "read_excel", "regexp_replace", "round", "save", "schema", "select",
         "substring", "to_spark", "trim", "try_cast", "try_divide", "try_multiply",
-        "try_to_date", "try_to_timestamp", "upper", "when", "where", "write",
+        "try_to_timestamp", "upper", "when", "where", "write",
     }
 )  # fmt: skip
 _PARAMETER_NODES = (ast.Module, ast.Assign, ast.Name, ast.Store, ast.Load, ast.Constant, ast.Dict)

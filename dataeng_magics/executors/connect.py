@@ -281,7 +281,6 @@ class ConnectExecutor(RemoteExecutor):
                 hint="Check DATABRICKS_HOST, DATABRICKS_TOKEN and DATABRICKS_CLUSTER_ID "
                 "(or a profile with cluster_id or serverless).",
             ) from None
-        _add_missing_functions()
         return spark
 
     # -- the job ---------------------------------------------------------------------
@@ -393,19 +392,3 @@ class ConnectExecutor(RemoteExecutor):
             with contextlib.suppress(Exception):
                 self._spark.stop()
             self._spark = None
-
-
-def _add_missing_functions() -> None:
-    """Databricks Connect 16.x ships a PySpark 3.5 client without ``F.try_to_date``
-    (PySpark 4.0), which compiled code uses; the server has the SQL function, so the
-    missing client function is added as a call to it. Existing functions are untouched."""
-    import pyspark.sql.functions as functions
-
-    if hasattr(functions, "try_to_date"):
-        return
-
-    def try_to_date(col: Any, format: str | None = None) -> Any:
-        args = [col] if format is None else [col, functions.lit(format)]
-        return functions.call_function("try_to_date", *args)
-
-    functions.try_to_date = try_to_date
