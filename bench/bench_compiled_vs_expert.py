@@ -38,10 +38,11 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
-    from dataeng_magics.compile import compile_plan, render_parameters
+    from dataeng_magics.compile.cell import render_parameters
+    from dataeng_magics.compile.codegen import compile_plan
     from dataeng_magics.config import load_settings
-    from dataeng_magics.executors.base import Job
-    from dataeng_magics.executors.local import execute, spark_session
+    from dataeng_magics.run.executors.base import Job
+    from dataeng_magics.run.executors.local import execute, spark_session
     from dataeng_magics.workflow import TransformRequest, TransformSession
 
     generate = _load(EXAMPLE / "generate.py", "generate")

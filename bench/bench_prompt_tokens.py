@@ -27,7 +27,7 @@ from dataeng_magics.agent.prompts import (
     draft_prompt,
     revise_prompt,
 )
-from dataeng_magics.models import Mapping, SourceSpec, TargetColumn
+from dataeng_magics.mapping.model import Mapping, SourceSpec, TargetColumn
 
 KINDS = ("id", "date", "amount", "name", "code", "text")
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dataeng_magics.models import SourceFormat, SourceSpec
-from dataeng_magics.sampling import sample
+from dataeng_magics.mapping.model import SourceFormat, SourceSpec
+from dataeng_magics.sources.sampling import sample
 
 MB = 1 << 20
 TARGET = 1.5

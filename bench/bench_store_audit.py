@@ -18,8 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from dataeng_magics.audit import GENESIS_HASH, AuditLog, canonical_json, record_hash
-from dataeng_magics.store import Entry, Store, _entry_to_row, sha256_text
+from dataeng_magics.canonical import canonical_json, sha256_text
+from dataeng_magics.state.audit import GENESIS_HASH, AuditLog, record_hash
+from dataeng_magics.state.store import Entry, Store, _entry_to_row
 
 
 def _percentile(values: list[float], fraction: float) -> float:

@@ -302,7 +302,7 @@ class TransformMagics(Magics):
         Refuses (and runs nothing) if the code below was edited after approval or the
         inputs no longer produce the approved key. The body is plain PySpark.
         """
-        from dataeng_magics.compile import parse_parameters, split_cell
+        from dataeng_magics.compile.cell import parse_parameters, split_cell
 
         args = parse_argstring(self.transform_run, line)
         params = parse_parameters(split_cell(cell)[0])
@@ -437,7 +437,7 @@ class TransformMagics(Magics):
         return Text(entry.code or "(the plan has unresolved steps; nothing to compile yet)")
 
     def _store(self) -> Any:
-        from dataeng_magics.store import Store
+        from dataeng_magics.state.store import Store
 
         return Store(self.settings().store_path)
 
@@ -469,8 +469,8 @@ class TransformMagics(Magics):
         return Text(f"Invalidated {entry.key[:16]}: replays now need a new approval.")
 
     def _cmd_verify(self, words: list[str]) -> Any:
-        from dataeng_magics.audit import AuditLog
         from dataeng_magics.display import Text
+        from dataeng_magics.state.audit import AuditLog
 
         log = AuditLog(self.settings().audit_path)
         result = log.verify()
@@ -482,8 +482,8 @@ class TransformMagics(Magics):
         return Text(f"Audit log intact: {result.count} records ({log.path}).")
 
     def _cmd_audit(self, words: list[str]) -> Any:
-        from dataeng_magics.audit import AuditLog
         from dataeng_magics.display import audit_table
+        from dataeng_magics.state.audit import AuditLog
 
         client, key = self._option(words, "--client"), self._option(words, "--key")
         limit = int(self._option(words, "--limit") or 50)
@@ -492,9 +492,9 @@ class TransformMagics(Magics):
         )
 
     def _cmd_stats(self, words: list[str]) -> Any:
-        from dataeng_magics.audit import AuditLog
         from dataeng_magics.display import Text
-        from dataeng_magics.stats import collect, to_text
+        from dataeng_magics.state.audit import AuditLog
+        from dataeng_magics.state.stats import collect, to_text
 
         settings = self.settings()
         figures = collect(

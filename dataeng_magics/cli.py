@@ -229,7 +229,7 @@ def _summaries(notebook: Path, mime: str) -> list[dict[str, Any]]:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from dataeng_magics.store import Store
+    from dataeng_magics.state.store import Store
 
     settings = _settings(args)
     store = Store(settings.store_path)
@@ -255,9 +255,9 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from dataeng_magics.audit import AuditLog
-    from dataeng_magics.stats import collect, to_text
-    from dataeng_magics.store import Store
+    from dataeng_magics.state.audit import AuditLog
+    from dataeng_magics.state.stats import collect, to_text
+    from dataeng_magics.state.store import Store
 
     settings = _settings(args)
     figures = collect(Store(settings.store_path), AuditLog(settings.audit_path), args.client)
@@ -266,7 +266,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from dataeng_magics.audit import AuditLog
+    from dataeng_magics.state.audit import AuditLog
 
     log = AuditLog(_settings(args).audit_path)
     if args.action == "verify":

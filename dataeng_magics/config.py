@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from dataeng_magics.connections import StorageConnection, validate_connections
 from dataeng_magics.errors import ConfigError
-from dataeng_magics.storage import StorageConnection, validate_connections
 
 ENV_PREFIX = "DATAENG_MAGICS_"
 Mode = Literal["interactive", "replay"]

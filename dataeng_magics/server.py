@@ -27,10 +27,10 @@ import tornado.web
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
-from dataeng_magics.audit import AuditLog
 from dataeng_magics.config import Settings, load_settings
 from dataeng_magics.errors import DataEngMagicsError, StoreError
-from dataeng_magics.store import Entry, Store
+from dataeng_magics.state.audit import AuditLog
+from dataeng_magics.state.store import Entry, Store
 
 API_PREFIX = "dataeng-magics"
 SUMMARY_FIELDS = (

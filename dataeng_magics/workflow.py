@@ -9,7 +9,6 @@ approvals.
 from __future__ import annotations
 
 import getpass
-import re
 import shlex
 import tempfile
 import time
@@ -21,14 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from dataeng_magics.audit import AuditLog
-from dataeng_magics.compile import (
-    compile_plan,
-    parse_parameters,
-    render_parameters,
-    split_cell,
-    used_columns,
-)
+from dataeng_magics.canonical import canonical_json, sha256_text
+from dataeng_magics.compile.cell import parse_parameters, render_parameters, split_cell
+from dataeng_magics.compile.codegen import compile_plan
+from dataeng_magics.compile.lint import used_columns
 from dataeng_magics.config import Settings, load_settings
 from dataeng_magics.errors import (
     ApprovalRequired,
@@ -36,16 +31,19 @@ from dataeng_magics.errors import (
     PlanError,
     StoreError,
 )
-from dataeng_magics.mapping import read_mapping
-from dataeng_magics.models import Mapping
-from dataeng_magics.plan import Plan, canonical_json, plan_diff, render_pseudocode, sha256_text
-from dataeng_magics.store import Entry, Outcome, Store
-from dataeng_magics.validate import ValidationReport, evaluate
+from dataeng_magics.mapping.model import Mapping
+from dataeng_magics.mapping.read import read_mapping
+from dataeng_magics.plan.model import Plan
+from dataeng_magics.plan.render import plan_diff, render_pseudocode
+from dataeng_magics.redact import public_path
+from dataeng_magics.run.validate import ValidationReport, evaluate
+from dataeng_magics.state.audit import AuditLog
+from dataeng_magics.state.store import Entry, Outcome, Store
 
 if TYPE_CHECKING:
     from dataeng_magics.agent import Planner, Revision
-    from dataeng_magics.executors import Executor
-    from dataeng_magics.sampling import Sample
+    from dataeng_magics.run.executors import Executor
+    from dataeng_magics.sources.sampling import Sample
 
 
 class TransformRequest(BaseModel):
@@ -153,12 +151,6 @@ def write_samples(samples: dict[str, Sample], mapping: Mapping, folder: Path) ->
     return paths
 
 
-def public_path(path: str) -> str:
-    """A path without credentials (URL user info or query strings such as SAS tokens)."""
-    path = re.sub(r"(?<=://)[^/@]*@", "", path)
-    return path.split("?", 1)[0]
-
-
 def cache_key(client: str, mapping: Mapping, used: dict[str, dict[str, str]]) -> str:
     """sha256 of client + parsed mapping + names and types of the source columns used.
 
@@ -217,8 +209,8 @@ class TransformSession:
 
     @cached_property
     def samples(self) -> dict[str, Sample]:
-        from dataeng_magics.sampling import sample
-        from dataeng_magics.storage import storage_options
+        from dataeng_magics.connections import storage_options
+        from dataeng_magics.sources.sampling import sample
 
         connections = self.settings.storage
         return {
@@ -550,7 +542,7 @@ class TransformSession:
 
     def _execute(self, entry: Entry, params: str, out: str, fmt: str, executor: Executor | None,
                  actor: str | None) -> RunSummary:  # fmt: skip
-        from dataeng_magics.executors import Job, get_executor
+        from dataeng_magics.run.executors import Job, get_executor
 
         platform = self.request.platform or self.settings.platform  # "auto": notebook or local
         executor = executor or get_executor(platform, settings=self.settings)
@@ -582,8 +574,8 @@ class TransformSession:
 
     def preview(self, plan: Plan | None = None, rows: int = 20) -> Preview:
         """The plan applied to the sample rows on local Spark, with its validation."""
-        from dataeng_magics.executors.base import Job
-        from dataeng_magics.executors.local import execute, spark_session
+        from dataeng_magics.run.executors.base import Job
+        from dataeng_magics.run.executors.local import execute, spark_session
 
         plan = plan or self.plan_of(self.current_draft())
         code = compile_plan(plan)

@@ -26,7 +26,7 @@ def state_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="session")
 def spark() -> Iterator[Any]:
     """The one Spark session of the test run (starting one takes ~10 s)."""
-    from dataeng_magics.executors.local import spark_session
+    from dataeng_magics.run.executors.local import spark_session
 
     session = spark_session()
     yield session

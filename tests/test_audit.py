@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from dataeng_magics.audit import GENESIS_HASH, AuditLog, canonical_json, record_hash
+from dataeng_magics.canonical import canonical_json
 from dataeng_magics.errors import AuditError
+from dataeng_magics.state.audit import GENESIS_HASH, AuditLog, record_hash
 
 
 def filled_log(tmp_path: Path, count: int = 10) -> AuditLog:

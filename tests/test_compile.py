@@ -26,15 +26,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from dataeng_magics import validate
 from dataeng_magics.agent.offline import OfflinePlanner, finalize
-from dataeng_magics.compile import check_generated, compile_plan, render_parameters
+from dataeng_magics.canonical import canonical_json
+from dataeng_magics.compile.cell import render_parameters
+from dataeng_magics.compile.codegen import compile_plan
+from dataeng_magics.compile.safety import check_generated
 from dataeng_magics.errors import PlanError, UnsafePlanError
-from dataeng_magics.executors.base import Job
-from dataeng_magics.executors.local import execute
-from dataeng_magics.mapping import read_mapping
-from dataeng_magics.models import Mapping
-from dataeng_magics.plan import (
+from dataeng_magics.mapping.model import Mapping
+from dataeng_magics.mapping.read import read_mapping
+from dataeng_magics.plan.model import (
     ColumnPlan,
     Multiply,
     ParseDate,
@@ -43,9 +43,11 @@ from dataeng_magics.plan import (
     Sql,
     TablePlan,
     Unresolved,
-    canonical_json,
 )
-from dataeng_magics.sampling import sample
+from dataeng_magics.run import validate
+from dataeng_magics.run.executors.base import Job
+from dataeng_magics.run.executors.local import execute
+from dataeng_magics.sources.sampling import sample
 
 MAPPING_HEADER = [
     "Target Table",
@@ -351,8 +353,8 @@ def test_same_text_in_another_process(sink: tuple[Mapping, Plan, str], tmp_path:
     _, plan, code = sink
     (tmp_path / "plan.json").write_text(plan.model_dump_json())
     script = (
-        "import sys; from dataeng_magics.plan import Plan; "
-        "from dataeng_magics.compile import compile_plan; "
+        "import sys; from dataeng_magics.plan.model import Plan; "
+        "from dataeng_magics.compile.codegen import compile_plan; "
         "sys.stdout.write(compile_plan(Plan.model_validate_json(open(sys.argv[1]).read())))"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}  # set iteration order differs

@@ -36,7 +36,7 @@ SCRIPT = """
 import json, sys
 from pathlib import Path
 from dataeng_magics.config import load_settings
-from dataeng_magics.executors.connect import ConnectExecutor
+from dataeng_magics.run.executors.connect import ConnectExecutor
 from dataeng_magics.workflow import TransformRequest, TransformSession
 
 url, mapping, out = sys.argv[1:4]

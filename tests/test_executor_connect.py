@@ -15,8 +15,9 @@ from spark_servers import Server, start_connect_server, stop
 
 from dataeng_magics.config import load_settings
 from dataeng_magics.errors import ExecutionError
-from dataeng_magics.executors import Job, JobStatus, get_executor
-from dataeng_magics.executors.connect import ConnectExecutor, bounded_retry_policy, public_url
+from dataeng_magics.redact import public_path
+from dataeng_magics.run.executors import Job, JobStatus, get_executor
+from dataeng_magics.run.executors.connect import ConnectExecutor, bounded_retry_policy
 from dataeng_magics.workflow import TransformRequest, TransformSession
 
 pytestmark = pytest.mark.connect
@@ -158,7 +159,7 @@ def test_unreachable_server_fails_fast_with_the_url() -> None:
         executor.run(job("run_metrics = {'T': {'n': spark.range(1).count()}}\n"))
     assert time.monotonic() - started < 30
     assert "SECRET-TOKEN" not in str(err.value) and "127.0.0.1" in str(err.value)
-    assert executor.location() == {"url": public_url(url)} and "token" not in public_url(url)
+    assert executor.location() == {"url": public_path(url)} and "token" not in public_path(url)
 
 
 def test_retry_budget_is_bounded() -> None:

@@ -15,8 +15,13 @@ from livy_server import FakeCredential, LivyServer
 
 from dataeng_magics.config import load_settings
 from dataeng_magics.errors import ConfigError, ExecutionError
-from dataeng_magics.executors import Job, JobStatus, get_executor
-from dataeng_magics.executors.fabric import TRAILER, FabricExecutor, parse_metrics, retry_after
+from dataeng_magics.run.executors import Job, JobStatus, get_executor
+from dataeng_magics.run.executors.fabric import (
+    TRAILER,
+    FabricExecutor,
+    parse_metrics,
+    retry_after,
+)
 from dataeng_magics.workflow import TransformRequest, TransformSession
 
 pytestmark = pytest.mark.fabric

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from dataeng_magics.errors import ExecutionError
-from dataeng_magics.executors import Job, JobStatus, TextProgress
-from dataeng_magics.executors.local import LocalExecutor
+from dataeng_magics.run.executors import Job, JobStatus, TextProgress
+from dataeng_magics.run.executors.local import LocalExecutor
 
 pytestmark = pytest.mark.spark
 

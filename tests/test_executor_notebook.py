@@ -14,10 +14,10 @@ from IPython.core.interactiveshell import InteractiveShell
 
 from dataeng_magics.config import load_settings
 from dataeng_magics.errors import ConfigError
-from dataeng_magics.executors import get_executor
-from dataeng_magics.executors.base import resolve_platform
-from dataeng_magics.executors.local import LocalExecutor
-from dataeng_magics.executors.notebook import NotebookExecutor, detect
+from dataeng_magics.run.executors import get_executor
+from dataeng_magics.run.executors.base import resolve_platform
+from dataeng_magics.run.executors.local import LocalExecutor
+from dataeng_magics.run.executors.notebook import NotebookExecutor, detect
 from dataeng_magics.workflow import TransformRequest, TransformSession
 
 pytestmark = pytest.mark.notebook
@@ -120,7 +120,7 @@ def test_a_spark_connect_notebook_session_runs_through_connect(
     try:
         clean_env.setenv("DATABRICKS_RUNTIME_VERSION", "client.1.13")
         shell.user_ns["spark"] = remote
-        from dataeng_magics.executors import Job
+        from dataeng_magics.run.executors import Job
 
         code = "run_metrics = {'T': {'rows_written': spark.range(11).count()}}\n"
         result = NotebookExecutor().run(Job(name="t", client="T", key="0" * 64, code=code))

@@ -19,7 +19,7 @@ from openpyxl import load_workbook
 from pydantic import Field
 
 from dataeng_magics.agent import LLMPlanner, OfflinePlanner, get_planner
-from dataeng_magics.agent.models import make_model, redact, register_model, unregister_model
+from dataeng_magics.agent.chat_models import make_model, register_model, unregister_model
 from dataeng_magics.agent.prompts import (
     PlanningContext,
     PromptOptions,
@@ -29,7 +29,8 @@ from dataeng_magics.agent.prompts import (
 from dataeng_magics.cli import main
 from dataeng_magics.config import load_settings
 from dataeng_magics.errors import ConfigError, MissingDependency
-from dataeng_magics.models import Mapping, SourceSpec, TargetColumn
+from dataeng_magics.mapping.model import Mapping, SourceSpec, TargetColumn
+from dataeng_magics.redact import redact
 from dataeng_magics.workflow import TransformRequest, TransformSession
 
 KEY = "sk-test-SECRET-0123456789abcdef"

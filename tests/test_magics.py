@@ -14,7 +14,7 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
 from dataeng_magics.cli import main
-from dataeng_magics.store import Store
+from dataeng_magics.state.store import Store
 
 HEAVY = (
     "pyspark",

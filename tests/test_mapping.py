@@ -19,9 +19,9 @@ from openpyxl import Workbook
 
 from dataeng_magics.agent.offline import OfflinePlanner
 from dataeng_magics.errors import MappingError
-from dataeng_magics.mapping import read_mapping
-from dataeng_magics.models import Mapping
-from dataeng_magics.plan import render_pseudocode
+from dataeng_magics.mapping.model import Mapping
+from dataeng_magics.mapping.read import read_mapping
+from dataeng_magics.plan.render import render_pseudocode
 
 Row = list[Any]
 

@@ -6,16 +6,10 @@ from typing import Any
 
 import pytest
 
-from dataeng_magics.plan import (
-    ColumnPlan,
-    Plan,
-    SourceRead,
-    TablePlan,
-    Unresolved,
-    describe_step,
-    render_pseudocode,
-)
-from dataeng_magics.rules import has_time, java_date_pattern, parse_rule
+from dataeng_magics.plan.dates import has_time, java_date_pattern
+from dataeng_magics.plan.model import ColumnPlan, Plan, SourceRead, TablePlan, Unresolved
+from dataeng_magics.plan.render import describe_step, render_pseudocode
+from dataeng_magics.plan.rules import parse_rule
 
 
 def dumps(rule: str | None) -> list[dict[str, Any]]:

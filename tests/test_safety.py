@@ -24,19 +24,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from dataeng_magics.agent.offline import OfflinePlanner
-from dataeng_magics.compile import (
-    check_generated,
-    check_sql,
-    compile_plan,
-    parse_parameters,
-    py_str,
-    render_parameters,
-)
+from dataeng_magics.compile.cell import parse_parameters, render_parameters
+from dataeng_magics.compile.codegen import compile_plan
+from dataeng_magics.compile.safety import check_generated, check_sql, py_str
 from dataeng_magics.errors import DataEngMagicsError, MappingError, PlanError, UnsafePlanError
-from dataeng_magics.executors.base import Job
-from dataeng_magics.executors.local import execute
-from dataeng_magics.mapping import read_mapping
-from dataeng_magics.plan import (
+from dataeng_magics.mapping.read import read_mapping
+from dataeng_magics.plan.model import (
     ColumnPlan,
     Concat,
     Constant,
@@ -49,7 +42,9 @@ from dataeng_magics.plan import (
     Sql,
     TablePlan,
 )
-from dataeng_magics.sampling import sample
+from dataeng_magics.run.executors.base import Job
+from dataeng_magics.run.executors.local import execute
+from dataeng_magics.sources.sampling import sample
 
 # --- hostile text --------------------------------------------------------------------------
 
@@ -776,7 +771,7 @@ def test_check_sql_renders_from_the_parsed_tree(sql: str, canonical: str, refs: 
 
 
 def test_denied_functions_are_refused_in_every_spelling_the_parser_knows() -> None:
-    from dataeng_magics.compile import DENIED_FUNCTIONS
+    from dataeng_magics.compile.safety import DENIED_FUNCTIONS
 
     for name in sorted(DENIED_FUNCTIONS):
         for spelling in (name, name.upper(), name.title()):

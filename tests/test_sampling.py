@@ -22,8 +22,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from dataeng_magics.errors import SourceError
-from dataeng_magics.models import SourceFormat, SourceSpec
-from dataeng_magics.sampling import Sample, sample, spark_type_of
+from dataeng_magics.mapping.model import SourceFormat, SourceSpec
+from dataeng_magics.sources.sampling import Sample, sample, spark_type_of
 
 
 def spec(path: Path | str, fmt: SourceFormat = "csv", **options: Any) -> SourceSpec:

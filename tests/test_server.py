@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from jupyter_servers import JupyterServer, jupyter_server
 
-from dataeng_magics.audit import AuditLog
 from dataeng_magics.config import load_settings
 from dataeng_magics.errors import ApprovalRequired
 from dataeng_magics.server import entry_detail, list_entries
+from dataeng_magics.state.audit import AuditLog
 from dataeng_magics.workflow import TransformRequest, TransformSession
 
 EXAMPLE_DIR = Path(__file__).resolve().parent.parent / "example_notebooks" / "data" / "northwind"

@@ -14,19 +14,18 @@ import pytest
 from spark_servers import CANARY_KEY, Azurite
 
 from dataeng_magics.config import load_settings
-from dataeng_magics.errors import ConfigError, DataEngMagicsWarning, SourceError
-from dataeng_magics.models import SourceSpec
-from dataeng_magics.sampling import sample
-from dataeng_magics.storage import (
+from dataeng_magics.connections import (
     StorageConnection,
     clear_cache,
     connection_for,
-    redact,
-    register_secret,
     resolve_secrets,
     spark_conf,
     storage_options,
 )
+from dataeng_magics.errors import ConfigError, DataEngMagicsWarning, SourceError
+from dataeng_magics.mapping.model import SourceSpec
+from dataeng_magics.redact import redact, register_secret
+from dataeng_magics.sources.sampling import sample
 from dataeng_magics.workflow import TransformRequest, TransformSession
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "example_notebooks" / "data" / "northwind"
@@ -284,8 +283,8 @@ def test_canary_secret_never_appears_anywhere(
             storage_options(f"{root}/nope.csv", settings.storage),
         )
     errors.append(str(missing.value))
-    from dataeng_magics.executors import Job
-    from dataeng_magics.executors.local import LocalExecutor
+    from dataeng_magics.run.executors import Job
+    from dataeng_magics.run.executors.local import LocalExecutor
 
     with pytest.raises(Exception) as failed:
         LocalExecutor().run(

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from dataeng_magics.canonical import sha256_text
 from dataeng_magics.errors import StoreError
-from dataeng_magics.store import Entry, Store, sha256_text
+from dataeng_magics.state.store import Entry, Store
 
 CODE = "df = spark.read.parquet(path)\ndf.write.parquet(out)\n"
 

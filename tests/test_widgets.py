@@ -17,7 +17,7 @@ import pytest
 from IPython.core.formatters import DisplayFormatter
 from openpyxl import load_workbook
 
-from dataeng_magics.store import Entry
+from dataeng_magics.state.store import Entry
 from dataeng_magics.widgets import ApprovedPanel, ChatWidget, ReviewPanel, text_report
 from dataeng_magics.widgets._render import ADDED, MARKED, REMOVED
 from dataeng_magics.widgets.review import MATERIALISE_NOTE

@@ -11,7 +11,6 @@ import pyarrow.parquet as pq
 import pytest
 from openpyxl import load_workbook
 
-from dataeng_magics.audit import AuditLog
 from dataeng_magics.config import load_settings
 from dataeng_magics.errors import (
     ApprovalRequired,
@@ -20,6 +19,7 @@ from dataeng_magics.errors import (
     PlanError,
     StoreError,
 )
+from dataeng_magics.state.audit import AuditLog
 from dataeng_magics.workflow import TransformRequest, TransformSession
 
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 from dataeng_magics.agent.offline import OfflinePlanner, Revision, Schemas
-from dataeng_magics.models import Mapping
-from dataeng_magics.plan import Plan
+from dataeng_magics.mapping.model import Mapping
+from dataeng_magics.plan.model import Plan
 
 if TYPE_CHECKING:
+    from dataeng_magics.agent.chat_models import register_model
     from dataeng_magics.agent.llm import LLMPlanner, LLMRevision
-    from dataeng_magics.agent.models import register_model
     from dataeng_magics.config import Settings
 
 __all__ = [
@@ -30,7 +30,7 @@ __all__ = [
 _LAZY = {
     "LLMPlanner": "dataeng_magics.agent.llm",
     "LLMRevision": "dataeng_magics.agent.llm",
-    "register_model": "dataeng_magics.agent.models",
+    "register_model": "dataeng_magics.agent.chat_models",
 }
 
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import ValidationError
 
-from dataeng_magics.agent.models import CallUsage, Usage, make_model, model_label, redact
+from dataeng_magics.agent.chat_models import CallUsage, Usage, make_model, model_label
 from dataeng_magics.agent.offline import OfflinePlanner, Revision, Schemas, with_read_schemas
 from dataeng_magics.agent.prompts import (
     ColumnChange,
@@ -34,10 +34,21 @@ from dataeng_magics.agent.prompts import (
     repair_messages,
     revise_prompt,
 )
-from dataeng_magics.compile import check_plan, compile_plan, parse_safe_sql
+from dataeng_magics.compile.codegen import compile_plan
+from dataeng_magics.compile.lint import check_plan
+from dataeng_magics.compile.safety import parse_safe_sql
 from dataeng_magics.errors import DataEngMagicsError
-from dataeng_magics.models import Mapping
-from dataeng_magics.plan import Default, FilterPlan, Plan, Sql, Step, TablePlan, Unresolved
+from dataeng_magics.mapping.model import Mapping
+from dataeng_magics.plan.model import (
+    Default,
+    FilterPlan,
+    Plan,
+    Sql,
+    Step,
+    TablePlan,
+    Unresolved,
+)
+from dataeng_magics.redact import redact
 
 if TYPE_CHECKING:
     from dataeng_magics.config import Settings

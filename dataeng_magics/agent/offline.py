@@ -10,10 +10,10 @@ import difflib
 import re
 from dataclasses import dataclass, field
 
-from dataeng_magics.compile import check_plan, used_columns
+from dataeng_magics.compile.lint import check_plan, used_columns
 from dataeng_magics.errors import MappingError
-from dataeng_magics.models import Mapping, TargetColumn
-from dataeng_magics.plan import (
+from dataeng_magics.mapping.model import Mapping, TargetColumn
+from dataeng_magics.plan.model import (
     ColumnPlan,
     Default,
     FilterPlan,
@@ -24,7 +24,7 @@ from dataeng_magics.plan import (
     TablePlan,
     Unresolved,
 )
-from dataeng_magics.rules import parse_rule
+from dataeng_magics.plan.rules import parse_rule
 
 Schemas = dict[str, dict[str, str]]
 
@@ -181,7 +181,7 @@ class OfflinePlanner:
                 )
             )
         for f in mapping.filters:
-            from dataeng_magics.compile import check_sql
+            from dataeng_magics.compile.safety import check_sql
 
             table = next(t for t in tables if t.name == f.table)
             try:

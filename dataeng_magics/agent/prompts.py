@@ -25,9 +25,10 @@ from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from dataeng_magics.models import Mapping
-from dataeng_magics.plan import Plan, Step, describe_step, render_pseudocode
-from dataeng_magics.rules import parse_rule
+from dataeng_magics.mapping.model import Mapping
+from dataeng_magics.plan.model import Plan, Step
+from dataeng_magics.plan.render import describe_step, render_pseudocode
+from dataeng_magics.plan.rules import parse_rule
 
 Role = Literal["system", "human", "ai"]
 Message = tuple[Role, str]
@@ -383,7 +384,7 @@ def relevant_columns(
     """Per source, the columns worth sample values when not all fit: those any of
     ``texts`` (rules, notes, feedback) names, those unresolved columns read, and, when
     ``used``, every column the plan reads."""
-    from dataeng_magics.compile import used_columns
+    from dataeng_magics.compile.lint import used_columns
 
     relevant: dict[str, set[str]] = {name: set() for name in schemas}
     if used:

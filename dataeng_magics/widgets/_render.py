@@ -13,13 +13,13 @@ import html
 from collections.abc import Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from dataeng_magics.plan import describe_step
+from dataeng_magics.plan.render import describe_step
 
 if TYPE_CHECKING:
-    from dataeng_magics.models import Mapping
-    from dataeng_magics.plan import Plan
-    from dataeng_magics.sampling import Sample
-    from dataeng_magics.validate import ValidationReport
+    from dataeng_magics.mapping.model import Mapping
+    from dataeng_magics.plan.model import Plan
+    from dataeng_magics.run.validate import ValidationReport
+    from dataeng_magics.sources.sampling import Sample
     from dataeng_magics.workflow import Preview
 
 MARKED = "background:rgba(207,34,46,0.15)"
@@ -105,7 +105,7 @@ def typed_header(name: str, type_name: str) -> Html:
 
 def mapping_html(mapping: Mapping, plan: Plan) -> Html:
     """The parsed mapping, with each target column's planned steps beside its rule."""
-    from dataeng_magics.workflow import public_path  # source paths may carry SAS tokens
+    from dataeng_magics.redact import public_path  # source paths may carry SAS tokens
 
     columns = {(t.name, c.name): c for t in plan.tables for c in t.columns}
     rows: list[list[object]] = []

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from dataeng_magics.store import Entry
+    from dataeng_magics.state.store import Entry
     from dataeng_magics.workflow import TransformSession
 
 

@@ -19,15 +19,15 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 
 from dataeng_magics.errors import DataEngMagicsError
-from dataeng_magics.plan import plan_diff
+from dataeng_magics.plan.render import plan_diff
 from dataeng_magics.widgets import _render as render
 from dataeng_magics.widgets.chat import ChatWidget, Message
 from dataeng_magics.widgets.insert import CellInserter, Result
 from dataeng_magics.widgets.report import text_report
 
 if TYPE_CHECKING:
-    from dataeng_magics.plan import ColumnPlan, Plan, Unresolved
-    from dataeng_magics.store import Entry
+    from dataeng_magics.plan.model import ColumnPlan, Plan, Unresolved
+    from dataeng_magics.state.store import Entry
     from dataeng_magics.workflow import Preview, RunSummary, TransformSession
 
 __all__ = ["MATERIALISE_NOTE", "ApprovedPanel", "ReviewPanel"]

@@ -33,8 +33,8 @@ from pages import (
     wait_kernel_idle,
 )
 
-from dataeng_magics.audit import AuditLog
-from dataeng_magics.store import Store
+from dataeng_magics.state.audit import AuditLog
+from dataeng_magics.state.store import Store
 
 pytestmark = pytest.mark.browser
 

@@ -24,7 +24,7 @@ from pages import (
     run_all,
 )
 
-from dataeng_magics.store import Store
+from dataeng_magics.state.store import Store
 
 pytestmark = pytest.mark.browser
 

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from dataeng_magics.errors import ConfigError, ExecutionError, MissingDependency
-from dataeng_magics.executors.base import (
+from dataeng_magics.redact import redact, register_secret
+from dataeng_magics.run.executors.base import (
     Job,
     JobResult,
     JobState,
@@ -33,7 +34,6 @@ from dataeng_magics.executors.base import (
     ProgressCallback,
     RemoteExecutor,
 )
-from dataeng_magics.storage import redact, register_secret
 
 if TYPE_CHECKING:
     import requests
@@ -281,7 +281,7 @@ class FabricExecutor(RemoteExecutor):
         if settings is not None:
             values = settings.fabric.model_dump(exclude_none=True)
             if settings.storage and "spark_conf" not in options:
-                from dataeng_magics.storage import spark_conf
+                from dataeng_magics.connections import spark_conf
 
                 values["spark_conf"] = spark_conf(settings.storage)
             options = {**values, **options}

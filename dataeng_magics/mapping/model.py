@@ -32,6 +32,8 @@ SIMPLE_TYPES = {
     "bool": "boolean",
     "decimal": "decimal(38,18)",
 }
+#: Table names become folder names: no separators, control characters or "..".
+UNSAFE_TABLE_NAME = re.compile(r"[/\\\x00-\x1f]|^\.|\.\.")
 DECIMAL_RE = re.compile(r"^(?:decimal|numeric|number)\s*\(\s*(\d{1,2})\s*(?:,\s*(\d{1,2})\s*)?\)$")
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataeng_magics.executors.base import (
+from dataeng_magics.run.executors.base import (
     Executor,
     Job,
     JobResult,

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dataeng_magics.errors import MissingDependency, SourceError
-from dataeng_magics.models import SourceSpec
+from dataeng_magics.mapping.model import SourceSpec
 
 __all__ = ["Sample", "sample", "spark_type_of"]
 

@@ -25,15 +25,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dataeng_magics.errors import ConfigError, ExecutionError, MissingDependency
-from dataeng_magics.executors.base import (
+from dataeng_magics.redact import public_path, redact
+from dataeng_magics.run.executors.base import (
     Job,
     JobResult,
     JobStatus,
     ProgressCallback,
     RemoteExecutor,
 )
-from dataeng_magics.executors.local import first_line
-from dataeng_magics.storage import redact
+from dataeng_magics.run.executors.local import first_line
 
 if TYPE_CHECKING:
     from dataeng_magics.config import Settings
@@ -65,11 +65,6 @@ def _connect_mode() -> Iterator[None]:
             _mode_users -= 1
             if not was_set and _mode_users == 0:
                 os.environ.pop(_MODE_VAR, None)
-
-
-def public_url(url: str) -> str:
-    """An ``sc://`` URL without its parameters (tokens, user ids): safe to record."""
-    return redact(url.split("/;", 1)[0].split(";", 1)[0].rstrip("/"))
 
 
 def bounded_retry_policy(budget_seconds: float) -> Any:
@@ -172,7 +167,7 @@ class ConnectExecutor(RemoteExecutor):
         if settings is not None:
             values = settings.connect.model_dump(exclude_none=True)
             if settings.storage and "spark_conf" not in options:
-                from dataeng_magics.storage import spark_conf
+                from dataeng_magics.connections import spark_conf
 
                 values["spark_conf"] = spark_conf(settings.storage)
             options = {**values, **options}
@@ -196,7 +191,7 @@ class ConnectExecutor(RemoteExecutor):
     def location(self) -> dict[str, str]:
         where: dict[str, str] = {}
         if self.url:
-            where["url"] = public_url(self.url)
+            where["url"] = public_path(self.url)
         if self.uses_databricks:
             where["client"] = "databricks-connect"
             host = os.environ.get("DATABRICKS_HOST")
@@ -237,7 +232,7 @@ class ConnectExecutor(RemoteExecutor):
             )
         if not self.url.startswith("sc://"):
             raise ConfigError(
-                f"{public_url(self.url)!r} is not an sc:// URL",
+                f"{public_path(self.url)!r} is not an sc:// URL",
                 hint="Spark Connect URLs look like sc://host:15002.",
             )
         try:
@@ -248,7 +243,7 @@ class ConnectExecutor(RemoteExecutor):
             return SparkSession.builder.remote(self.url).create()
         except Exception as exc:
             raise ExecutionError(
-                f"cannot open a Spark Connect session at {public_url(self.url)}: "
+                f"cannot open a Spark Connect session at {public_path(self.url)}: "
                 f"{redact(first_line(exc))}",
                 hint="Check that the server is running and reachable.",
             ) from None

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from dataeng_magics.errors import MappingError
-from dataeng_magics.models import (
+from dataeng_magics.mapping.model import (
     SIMPLE_TYPES,
+    UNSAFE_TABLE_NAME,
     FilterSpec,
     Mapping,
     SourceFormat,
@@ -92,7 +93,6 @@ EXTENSIONS: dict[str, SourceFormat] = {
 YES = {"y", "yes", "true", "1", "x", "mandatory", "required", "m", "r"}
 NO = {"", "n", "no", "false", "0", "optional", "o", "-"}
 OLE2_MAGIC = bytes.fromhex("D0CF11E0A1B11AE1")
-UNSAFE_TABLE_NAME = re.compile(r"[/\\\x00-\x1f]|^\.|\.\.")
 
 
 def _norm(text: Any) -> str:

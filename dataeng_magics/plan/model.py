@@ -1,29 +1,19 @@
 """The transformation plan: the only thing planners (rule-based or LLM) may produce.
 
-A plan is plain typed data. It is rendered as readable pseudocode for review and
-compiled, deterministically, to PySpark by ``compile.py``. No field is ever pasted
-into code: names become quoted literals and SQL text is parsed and re-rendered.
+A plan is plain typed data. It is rendered as readable pseudocode for review
+(``render``) and compiled, deterministically, to PySpark (``dataeng_magics.compile``).
+No field is ever pasted into code: names become quoted literals and SQL text is parsed
+and re-rendered.
 """
 
 from __future__ import annotations
 
-import difflib
-import hashlib
-import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from dataeng_magics.models import SourceFormat
-
-
-def canonical_json(data: Any) -> str:
-    """One spelling per value, so hashes are stable across runs and machines."""
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-
-
-def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+from dataeng_magics.canonical import canonical_json, sha256_text
+from dataeng_magics.mapping.model import SourceFormat
 
 
 class _Step(BaseModel):
@@ -147,7 +137,7 @@ Step = Annotated[
 
 #: Steps that produce a value from nothing or from other columns, so the column's own
 #: source column (if any) is not read by them.
-PRODUCERS = (Constant, Concat, Lookup, Sql)
+_PRODUCERS = (Constant, Concat, Lookup, Sql)
 
 
 class ColumnPlan(BaseModel):
@@ -163,6 +153,16 @@ class ColumnPlan(BaseModel):
     @property
     def unresolved(self) -> list[Unresolved]:
         return [s for s in self.steps if isinstance(s, Unresolved)]
+
+    @property
+    def produces_value(self) -> bool:
+        """True when the first step makes the value (constant, concat, lookup, sql)."""
+        return bool(self.steps) and isinstance(self.steps[0], _PRODUCERS)
+
+    @property
+    def reads_source(self) -> bool:
+        """True when the column starts from its own source column."""
+        return bool(self.source_column) and not self.produces_value
 
 
 class FilterPlan(BaseModel):
@@ -221,91 +221,3 @@ class Plan(BaseModel):
             if table.name == name:
                 return table
         raise KeyError(name)
-
-
-# --- pseudocode -------------------------------------------------------------------
-
-
-def _q(text: str) -> str:
-    return json.dumps(text, ensure_ascii=False)
-
-
-def _lit(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def describe_step(step: Step) -> str:
-    """One step as the words a reviewer would use."""
-    match step:
-        case Trim() | Upper() | Lower():
-            return step.op
-        case ParseDate(pattern=p, output_pattern=o):
-            return f"parse date {p}" + (f" as {o}" if o else "")
-        case Multiply(by=n):
-            return f"multiply by {n}"
-        case Divide(by=n):
-            return f"divide by {n}"
-        case Round(digits=d):
-            return f"round to {d}"
-        case Default(value=v):
-            return f"default {_lit(v)} if null"
-        case Constant(value=v):
-            return f"constant {_lit(v)}"
-        case MapValues(pairs=pairs, otherwise=other):
-            text = "map " + ", ".join(f"{_lit(a)}={_lit(b)}" for a, b in pairs)
-            return text + (f", else {_lit(other)}" if other is not None else "")
-        case Concat(columns=cols, separator=sep):
-            return f"concat {', '.join(_q(c) for c in cols)} with {_lit(sep)}"
-        case Substring(start=s, length=n):
-            return f"substring {s}, {n}"
-        case DigitsOnly():
-            return "digits only"
-        case Lookup(column=c, source=src, key=k):
-            return f"lookup {_q(c)} from {src} on {_q(k)}"
-        case Sql(expression=e):
-            return f"sql: {e}"
-        case Unresolved(text=t, reason=r):
-            return f"?? UNRESOLVED {_q(t)} ({r})"
-    raise TypeError(f"unknown step {step!r}")  # pragma: no cover
-
-
-def column_line(column: ColumnPlan) -> str:
-    origin = _q(column.source_column) if column.source_column else "-"
-    steps = ", then ".join(describe_step(s) for s in column.steps) or "copy"
-    if not column.source_column and column.steps and isinstance(column.steps[0], PRODUCERS):
-        origin = "-"
-    flag = " [required]" if column.required else ""
-    return f"{column.name} ({column.type}){flag} <- {origin}: {steps}"
-
-
-def render_pseudocode(plan: Plan) -> str:
-    """The plan as a reviewer reads it: one line per target column."""
-    lines = [f"# client {plan.client}"]
-    if plan.notes:
-        lines.extend(f"# note: {line}" for line in plan.notes.splitlines() if line.strip())
-    for table in plan.tables:
-        read = plan.sources[table.source]
-        lines.append("")
-        lines.append(f"TABLE {table.name}  FROM {table.source} ({read.format})")
-        for f in table.filters:
-            suffix = f"    -- {f.description}" if f.description else ""
-            lines.append(f"  KEEP ROWS WHERE {f.condition}{suffix}")
-        lookups = sorted(
-            {(s.source, s.key) for c in table.columns for s in c.steps if isinstance(s, Lookup)}
-        )
-        for source, key in lookups:
-            lines.append(f"  LEFT JOIN {source} ON {_q(key)}")
-        for column in table.columns:
-            lines.append(f"  {column_line(column)}")
-    return "\n".join(lines) + "\n"
-
-
-def plan_diff(before: Plan, after: Plan) -> list[str]:
-    """What a revision changed, as +/- pseudocode lines (empty when nothing changed)."""
-    old = render_pseudocode(before).splitlines()
-    new = render_pseudocode(after).splitlines()
-    return [
-        line
-        for line in difflib.unified_diff(old, new, lineterm="", n=0)
-        if line[:1] in "+-" and not line.startswith(("+++", "---"))
-    ]

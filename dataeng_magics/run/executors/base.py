@@ -206,7 +206,7 @@ def resolve_platform(name: str) -> str:
     """``auto`` means the notebook's own Spark where there is one, else local Spark."""
     if name != "auto":
         return name
-    from dataeng_magics.executors.notebook import detect
+    from dataeng_magics.run.executors.notebook import detect
 
     return "notebook" if detect() is not None else "local"
 

@@ -37,14 +37,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dataeng_magics.errors import ConfigError, DataEngMagicsWarning, MissingDependency
+from dataeng_magics.redact import redact, register_secret
 
 __all__ = [
     "AuthMode",
     "StorageConnection",
     "account_of",
     "connection_for",
-    "redact",
-    "register_secret",
     "resolve_secrets",
     "spark_conf",
     "storage_options",
@@ -63,7 +62,7 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ACCOUNT = re.compile(r"^[a-z0-9]{3,24}$")
 _URL_ACCOUNT = re.compile(r"^[a-z]+://[^/@]+@([a-z0-9]{3,24})\.(?:dfs|blob)\.", re.IGNORECASE)
 DFS_SUFFIX = "dfs.core.windows.net"
-logger = logging.getLogger("dataeng_magics.storage")
+logger = logging.getLogger("dataeng_magics.connections")
 
 
 class StorageConnection(BaseModel):
@@ -136,75 +135,6 @@ def validate_connections(raw: Mapping[str, Any], environ: Mapping[str, str] | No
                 DataEngMagicsWarning,
                 stacklevel=2,
             )
-
-
-# -- redaction -------------------------------------------------------------------------
-
-_secrets: set[str] = set()
-_secrets_lock = threading.Lock()
-#: Secret-shaped fragments masked even when we never saw the value (a SAS in a URL a
-#: user pasted, a token in an sc:// connection string, a bearer header in an error).
-_PATTERNS = [
-    re.compile(r"(AccountKey=)[^;\s'\"]+", re.IGNORECASE),
-    re.compile(r"(SharedAccessSignature=)[^;\s'\"]+", re.IGNORECASE),
-    re.compile(r"([?&]sig=)[^&\s'\"]+", re.IGNORECASE),
-    re.compile(r"(;token=)[^;/\s'\"]+", re.IGNORECASE),
-    re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE),
-    re.compile(r"(\"access_token\"\s*:\s*\")[^\"]+", re.IGNORECASE),
-]
-MASK = "***"
-
-
-def register_secret(value: str | None) -> None:
-    """Remember a secret so :func:`redact` masks it wherever it turns up."""
-    if value and len(value) >= 6:
-        with _secrets_lock:
-            _secrets.add(value)
-            for part in re.split(r"[;&]", value):  # parts of connection strings and SAS
-                _, _, tail = part.partition("=")
-                if len(tail) >= 12:
-                    _secrets.add(tail)
-
-
-def redact(text: str) -> str:
-    """``text`` with every known secret and secret-shaped fragment replaced by ``***``."""
-    if not text:
-        return text
-    with _secrets_lock:
-        known = sorted(_secrets, key=len, reverse=True)
-    for secret in known:
-        if secret in text:
-            text = text.replace(secret, MASK)
-    for pattern in _PATTERNS:
-        text = pattern.sub(lambda m: m.group(1) + MASK, text)
-    return text
-
-
-class RedactingFilter(logging.Filter):
-    """A logging filter that masks secrets in records (installed on our loggers)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        clean = redact(message)
-        if clean != message:
-            record.msg, record.args = clean, None
-        return True
-
-
-#: Loggers that write what goes over the wire at DEBUG level: py4j logs every command
-#: sent to the JVM (``spark.conf.set`` with an account key included), azure-core and
-#: urllib3 log request headers. A logger's filters apply only to its own records, so
-#: each one gets the filter.
-WIRE_LOGGERS = (
-    "dataeng_magics", "dataeng_magics.storage", "dataeng_magics.executors",
-    "py4j", "py4j.clientserver", "py4j.java_gateway",
-    "azure", "azure.core.pipeline.policies.http_logging_policy", "azure.identity",
-    "urllib3.connectionpool", "requests", "adlfs", "adlfs.spec", "fsspec",
-    "pyspark", "pyspark.sql.connect.logging", "grpc",
-)  # fmt: skip
-_FILTER = RedactingFilter()
-for _name in WIRE_LOGGERS:
-    logging.getLogger(_name).addFilter(_FILTER)
 
 
 # -- resolving secrets -----------------------------------------------------------------

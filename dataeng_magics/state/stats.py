@@ -17,8 +17,8 @@ import statistics
 from datetime import datetime
 from typing import Any
 
-from dataeng_magics.audit import AuditLog
-from dataeng_magics.store import Store
+from dataeng_magics.state.audit import AuditLog
+from dataeng_magics.state.store import Store
 
 _CYCLE_ENDS = {"approval", "rejection", "invalidation", "revocation"}
 

@@ -22,8 +22,8 @@ from filelock import FileLock, Timeout
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic_core import to_jsonable_python
 
+from dataeng_magics.canonical import sha256_text
 from dataeng_magics.errors import StoreError
-from dataeng_magics.plan import sha256_text
 
 Status = Literal["draft", "approved", "rejected", "revoked"]
 Outcome = Literal["succeeded", "validation_failed", "failed"]

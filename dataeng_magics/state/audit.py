@@ -24,6 +24,7 @@ from filelock import FileLock, Timeout
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic_core import to_jsonable_python
 
+from dataeng_magics.canonical import canonical_json, sha256_text
 from dataeng_magics.errors import AuditError
 
 GENESIS_HASH = "0" * 64
@@ -65,17 +66,10 @@ class VerifyResult(BaseModel):
 _FIELDS = frozenset(AuditEvent.model_fields)
 
 
-def canonical_json(record: dict[str, Any]) -> str:
-    """The one serialisation that is hashed and written, so hashes are reproducible."""
-    return json.dumps(
-        record, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
-
-
 def record_hash(record: dict[str, Any]) -> str:
     """sha256 of the canonical JSON of ``record`` without its ``hash`` field."""
     body = {name: value for name, value in record.items() if name != "hash"}
-    return hashlib.sha256(canonical_json(body).encode("utf-8")).hexdigest()
+    return sha256_text(canonical_json(body))
 
 
 def _current_user() -> str:

@@ -13,7 +13,6 @@ log or store.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from importlib import import_module
 from types import ModuleType
@@ -27,17 +26,6 @@ if TYPE_CHECKING:
 PROVIDERS = ("openai", "azure", "openai-compatible")
 AZURE_SCOPE = "https://cognitiveservices.azure.com/.default"
 #: Environment variables whose values are secrets wherever they appear.
-SECRET_ENV = (
-    "OPENAI_API_KEY",
-    "AZURE_OPENAI_API_KEY",
-    "AZURE_OPENAI_AD_TOKEN",
-    "AZURE_CLIENT_SECRET",
-)
-_SECRET_PATTERNS = re.compile(
-    r"sk-[A-Za-z0-9_\-]{8,}"  # OpenAI-style keys
-    r"|(?<=Bearer )[A-Za-z0-9._\-~+/]{8,}=*"  # bearer tokens
-    r"|eyJ[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-.]+"  # JWTs (Entra ID tokens)
-)
 
 _REGISTERED: dict[str, Any] = {}
 
@@ -114,18 +102,6 @@ class Usage:
             split = ", ".join(f"{c.input_tokens:,}/{c.output_tokens:,}" for c in self.calls)
             text += f" ({split})"
         return text + (f", model {self.model}." if self.model else ".")
-
-
-# --- secrets ---------------------------------------------------------------------------
-
-
-def redact(text: str, extra: tuple[str, ...] = ()) -> str:
-    """``text`` with every known secret replaced by ``***``: the values of the key
-    variables, the variable named by ``llm_api_key_env``, and key-shaped strings."""
-    secrets = [os.environ.get(name, "") for name in (*SECRET_ENV, *extra)]
-    for secret in sorted((s for s in secrets if len(s) >= 6), key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return _SECRET_PATTERNS.sub("***", text)
 
 
 # --- the registry ----------------------------------------------------------------------

@@ -10,7 +10,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from dataeng_magics.errors import ExecutionError
-from dataeng_magics.executors.base import (
+from dataeng_magics.run.executors.base import (
     Executor,
     Job,
     JobResult,
@@ -63,7 +63,7 @@ def execute(code: str, spark: Any, job: Job) -> dict[str, dict[str, int]]:
     try:
         exec(compile(code, f"<dataeng-magics {job.key[:12]}>", "exec"), namespace)
     except Exception as exc:
-        from dataeng_magics.storage import redact
+        from dataeng_magics.redact import redact
 
         line = first_line(exc)
         error = ExecutionError(
@@ -131,7 +131,7 @@ class LocalExecutor(Executor):
     @classmethod
     def from_settings(cls, settings: Settings | None = None, **options: Any) -> Executor:
         if settings is not None and settings.storage and "spark_conf" not in options:
-            from dataeng_magics.storage import spark_conf
+            from dataeng_magics.connections import spark_conf
 
             options["spark_conf"] = spark_conf(settings.storage)
         return cls(**options)

@@ -20,8 +20,8 @@ import sys
 from typing import Any, Literal
 
 from dataeng_magics.errors import ConfigError
-from dataeng_magics.executors.base import Job, JobResult
-from dataeng_magics.executors.local import LocalExecutor
+from dataeng_magics.run.executors.base import Job, JobResult
+from dataeng_magics.run.executors.local import LocalExecutor
 
 Notebook = Literal["databricks", "fabric"]
 
@@ -132,7 +132,7 @@ class NotebookExecutor(LocalExecutor):
         spark = self.session()
         if not _is_connect(spark):
             return super().run(job)
-        from dataeng_magics.executors.connect import ConnectExecutor
+        from dataeng_magics.run.executors.connect import ConnectExecutor
 
         for key, value in self.spark_conf.items():  # secrets reach the session, not the code
             spark.conf.set(key, value)

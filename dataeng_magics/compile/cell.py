@@ -1,0 +1,58 @@
+"""The materialised cell's format: a parameters block of literals, then the approved body.
+
+Paths and the output folder change from run to run; the approved body does not. So
+the cell is split at ``CODE_MARKER`` (the compiled body's first line): the approval
+hash covers the body, and the parameters are checked to hold literals and nothing else.
+"""
+
+from __future__ import annotations
+
+import ast
+
+from dataeng_magics.compile.safety import PARAMETERS, check_generated, py_str
+from dataeng_magics.errors import UnsafePlanError
+
+CODE_MARKER = "# dataeng-magics: plan "
+
+
+def render_parameters(source_paths: dict[str, str], output_dir: str, output_format: str) -> str:
+    """The per-run parameters block: literals only, checked like the body."""
+    items = ", ".join(f"{py_str(k)}: {py_str(v)}" for k, v in sorted(source_paths.items()))
+    code = (
+        f"source_paths = {{{items}}}\n"
+        f"output_dir = {py_str(output_dir.rstrip('/') or '/')}\n"
+        f"output_format = {py_str(output_format)}\n"
+    )
+    check_generated(code, parameters=True)
+    return code
+
+
+def split_cell(body: str) -> tuple[str, str]:
+    """A materialised cell's body -> (parameters block, approved code)."""
+    index = body.find("\n" + CODE_MARKER)
+    if body.startswith(CODE_MARKER):
+        return "", body
+    if index < 0:
+        raise UnsafePlanError(
+            "this cell has no approved code in it (its '# dataeng-magics: plan' line is gone)",
+            hint="Materialise the approved plan again.",
+        )
+    return body[: index + 1], body[index + 1 :]
+
+
+def parse_parameters(text: str) -> dict[str, object]:
+    """The parameters block's values; it may hold literal assignments and nothing else."""
+    check_generated(text, parameters=True)
+    values: dict[str, object] = {}
+    for node in ast.parse(text).body:
+        assert isinstance(node, ast.Assign)
+        for target in node.targets:
+            if isinstance(target, ast.Name):
+                try:
+                    values[target.id] = ast.literal_eval(node.value)
+                except ValueError:
+                    raise UnsafePlanError(f"parameter {target.id!r} must be a literal") from None
+    missing = [p for p in PARAMETERS if p not in values]
+    if missing:
+        raise UnsafePlanError(f"the parameters block does not set {', '.join(missing)}")
+    return values

@@ -1,0 +1,2 @@
+"""The plan: its model, how it reads (``render``), the rule vocabulary (``rules``) and
+date patterns (``dates``)."""
