@@ -63,6 +63,16 @@ def _user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+if TYPE_CHECKING:
+    # ``@line_magic("name")`` as it behaves: returns its function. IPython 9 annotates
+    # this named form as a decorator of ``Never`` (IPython 8 does not annotate it).
+    def _named_line_magic(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """The named form of ``IPython.core.magic.line_magic``."""
+
+else:
+    _named_line_magic = line_magic
+
+
 @magics_class
 class TransformMagics(Magics):
     """Configure with ``%config TransformMagics.<name> = value`` or ``%transform_config``.
@@ -237,6 +247,11 @@ class TransformMagics(Magics):
         In replay mode (--replay, DATAENG_MAGICS_MODE=replay, `dataeng-magics replay`) it
         runs the approved plan or fails with "approval required"; it never asks a planner.
         """
+        return self._transform(line, cell)
+
+    # The magics delegate to plain methods, which the other magics call: IPython 9 types
+    # a decorated magic as a union with its decorator, which is not callable as a method.
+    def _transform(self, line: str, cell: str) -> Any:
         args = parse_argstring(self.transform, line)
         session = self._session(
             args.client,
@@ -323,7 +338,7 @@ class TransformMagics(Magics):
 
     # -- %transform <command> -------------------------------------------------------
 
-    @line_magic("transform")
+    @_named_line_magic("transform")
     @_user_errors
     def transform_line(self, line: str) -> Any:
         """%transform COMMAND [args]: the current transformation and the store.
@@ -339,7 +354,7 @@ class TransformMagics(Magics):
         if not words:
             raise UsageError(self.transform_line.__doc__ or "")
         if words[0].startswith("-"):  # %transform --client ... : the review with no notes
-            return self.transform(line, "")
+            return self._transform(line, "")
         command, rest = words[0], words[1:]
         handlers: dict[str, Callable[[list[str]], Any]] = {
             "approve": self._cmd_approve,
@@ -357,7 +372,7 @@ class TransformMagics(Magics):
             "verify": self._cmd_verify,
             "audit": self._cmd_audit,
             "stats": self._cmd_stats,
-            "config": lambda _: self.transform_config(""),
+            "config": lambda _: self._transform_config(""),
         }
         if command not in handlers:
             raise UsageError(f"unknown command {command!r}; one of: {', '.join(handlers)}")
@@ -508,6 +523,9 @@ class TransformMagics(Magics):
     @_user_errors
     def transform_config(self, line: str) -> Any:
         """%transform_config [name=value ...]: show settings, or set them for this kernel."""
+        return self._transform_config(line)
+
+    def _transform_config(self, line: str) -> Any:
         from dataeng_magics.display import Table
 
         for word in shlex.split(line):
