@@ -115,7 +115,7 @@ def main() -> int:
     args = parser.parse_args()
 
     mapping, schemas, sample = wide_client(args.columns, args.rows)
-    plan = OfflinePlanner().draft("WIDE", mapping, schemas)
+    plan = OfflinePlanner().draft("WIDE", mapping, schemas).plan
     context = PlanningContext(
         samples={"positions": sample},
         conversation=[{"role": "user", "text": "amounts are in thousands"}] * 4,

@@ -12,7 +12,7 @@ import getpass
 import shlex
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -41,7 +41,7 @@ from dataeng_magics.state.audit import AuditLog
 from dataeng_magics.state.store import Entry, Outcome, Store
 
 if TYPE_CHECKING:
-    from dataeng_magics.agent import Planner, Revision
+    from dataeng_magics.agent import Planner, PlanningContext, PlanResult
     from dataeng_magics.run.executors import Executor
     from dataeng_magics.sources.sampling import Sample
 
@@ -227,7 +227,7 @@ class TransformSession:
         """The rule-based reading of the mapping: what the key's used columns come from."""
         from dataeng_magics.agent import OfflinePlanner
 
-        return OfflinePlanner().draft(self.request.client, self.mapping, self.schemas)
+        return OfflinePlanner().draft(self.request.client, self.mapping, self.schemas).plan
 
     @cached_property
     def key(self) -> str:
@@ -249,20 +249,16 @@ class TransformSession:
             self._planner = get_planner(self.settings)
         return self._planner
 
-    def _ask_planner(self, method: str, *args: Any, entry: Entry | None = None) -> Any:
-        """Call ``draft``/``revise``; planners that take context (the LLM planner) also get
-        the samples, the chat so far and the last run's failed checks."""
-        planner: Any = self.planner
-        if not getattr(planner, "accepts_context", False):
-            return getattr(planner, method)(*args)
-        from dataeng_magics.agent.prompts import PlanningContext
+    def _context(self, entry: Entry | None = None) -> PlanningContext:
+        """What the planner may use beyond the plan: the samples and, for a revision of
+        ``entry``, the chat so far and the last run's failed checks."""
+        from dataeng_magics.agent import PlanningContext
 
-        context = PlanningContext(
+        return PlanningContext(
             samples={name: smp.frame for name, smp in self.samples.items()},
             conversation=list(entry.conversation) if entry else [],
             failures=self.last_failures(entry.key) if entry else [],
         )
-        return getattr(planner, method)(*args, context=context)
 
     def last_failures(self, key: str) -> list[str]:
         """The last run's failed checks (or its error), in words, for the planner."""
@@ -286,18 +282,19 @@ class TransformSession:
             f"{sum(o for _, o in spent):,} out."
         )
 
-    def _record_usage(self, key: str, answer: Any) -> dict[str, Any]:
-        """Tokens an LLM answer cost, added to the store; the facts for the audit log."""
-        usage = getattr(answer, "usage", None)
+    def _record_usage(self, key: str, result: PlanResult) -> dict[str, Any]:
+        """Tokens a model's answer cost, added to the store; the facts for the audit log
+        (none when no model was involved)."""
+        usage = result.usage
         if usage is None:
             return {}
         if usage.calls:
             self.store.add_tokens(key, usage.input_tokens, usage.output_tokens)
         return {
             **usage.to_dict(),
-            "repaired": getattr(answer, "repaired", False),
-            "refused": [str(r)[:300] for r in getattr(answer, "refused", [])][:10],
-            **getattr(answer, "prompt", {}),
+            "repaired": result.repaired,
+            "refused": [r[:300] for r in result.refused][:10],
+            **result.prompt,
         }
 
     # -- state ----------------------------------------------------------------------
@@ -364,18 +361,13 @@ class TransformSession:
         if existing is not None and not force and existing.status in ("draft", "approved"):
             return existing
         planner = self.planner
-        plan = (
-            self.baseline
-            if planner.name == "offline" and not self.request.notes
-            else self._ask_planner(
-                "draft", self.request.client, self.mapping, self.schemas, self.request.notes
-            )
-        )
+        result = planner.draft(self.request.client, self.mapping, self.schemas,
+                               self.request.notes, context=self._context())  # fmt: skip
+        plan = result.plan
         entry = self.store.put(self._entry_for(plan))
-        report = getattr(planner, "last_draft", None)  # the LLM planner's account of it
-        usage = self._record_usage(entry.key, report)
-        if report is not None:
-            text = report.reply + (self._client_tokens(entry.client) if usage.get("calls") else "")
+        usage = self._record_usage(entry.key, result)
+        if result.reply:  # the planner's account of the draft (the LLM planner's)
+            text = result.reply + (self._client_tokens(entry.client) if usage.get("calls") else "")
             turn = {"role": "planner", "text": text, "planner": planner.name,
                     "usage": usage, "time": _now().isoformat()}  # fmt: skip
             entry = self.store.add_conversation(entry.key, [turn])
@@ -395,16 +387,15 @@ class TransformSession:
             )
         return entry
 
-    def revise(self, feedback: str, *, actor: str | None = None) -> tuple[Entry, Revision]:
+    def revise(self, feedback: str, *, actor: str | None = None) -> tuple[Entry, PlanResult]:
         """Apply chat feedback to the current draft; the conversation is kept with it."""
         entry = self.current_draft()
         before = self.plan_of(entry)
-        revision: Revision = self._ask_planner("revise", before, feedback, self.schemas,
-                                               entry=entry)  # fmt: skip
+        revision = self.planner.revise(before, feedback, self.schemas, context=self._context(entry))
         changes = plan_diff(before, revision.plan)
         usage = self._record_usage(entry.key, revision)
         if usage.get("calls"):
-            revision.reply += self._client_tokens(entry.client)
+            revision = replace(revision, reply=revision.reply + self._client_tokens(entry.client))
         turns: list[dict[str, Any]] = [
             {"role": "user", "text": feedback, "time": _now().isoformat()},
             {

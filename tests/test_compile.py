@@ -101,7 +101,7 @@ def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
 def draft(mapping_path: Path, client: str = "ACME") -> tuple[Mapping, Plan]:
     mapping = read_mapping(mapping_path)
     schemas = {name: sample(spec).schema for name, spec in mapping.sources.items()}
-    return mapping, OfflinePlanner().draft(client, mapping, schemas)
+    return mapping, OfflinePlanner().draft(client, mapping, schemas).plan
 
 
 def run_plan(spark: Any, plan: Plan, mapping: Mapping, out: Path) -> dict[str, dict[str, int]]:

@@ -18,10 +18,9 @@ from langchain_core.messages import AIMessage, BaseMessage
 from openpyxl import load_workbook
 from pydantic import Field
 
-from dataeng_magics.agent import LLMPlanner, OfflinePlanner, get_planner
+from dataeng_magics.agent import LLMPlanner, OfflinePlanner, PlanningContext, get_planner
 from dataeng_magics.agent.chat_models import make_model, register_model, unregister_model
 from dataeng_magics.agent.prompts import (
-    PlanningContext,
     PromptOptions,
     draft_prompt,
     estimate_tokens,
@@ -129,7 +128,7 @@ def test_draft_resolves_what_the_vocabulary_could_not(unresolved: Path) -> None:
     plan = s.plan_of(entry)
     assert not plan.unresolved() and entry.code  # compiled: approvable
     assert 'DESK (string) [required] <- "Desk Code": substring 1, 3, then upper' in entry.pseudocode
-    offline = OfflinePlanner().draft("NORTHWIND", s.mapping, s.schemas)
+    offline = OfflinePlanner().draft("NORTHWIND", s.mapping, s.schemas).plan
     kept = [c for t in offline.tables for c in t.columns if c.name != "DESK"]
     assert all(c in [x for t in plan.tables for x in t.columns] for c in kept)
     assert model.calls == 1
@@ -395,6 +394,29 @@ def test_revise_sees_the_conversation_and_the_last_runs_failures(example: Path) 
     assert entry.conversation[-1]["changes"]  # what changed, for the chat
 
 
+def test_both_planners_answer_from_python_with_the_plan_and_its_account(example: Path) -> None:
+    """``Planner.draft``/``revise`` give the plan with what was understood, what the model
+    said and what it cost; the offline planner takes the same context and reports no usage."""
+    s = session(example)
+    context = PlanningContext(samples={name: smp.frame for name, smp in s.samples.items()})
+    offline = OfflinePlanner()
+    drafted = offline.draft("NORTHWIND", s.mapping, s.schemas, context=context)
+    assert drafted.plan == s.baseline and drafted.usage is None and not drafted.reply
+    revised = offline.revise(drafted.plan, "DESK: upper\nmake it nicer", s.schemas, context=context)
+    assert revised.understood == ["DESK: upper"] and len(revised.not_understood) == 1
+    assert revised.usage is None and "Not understood" in revised.reply
+
+    model = ScriptedModel(responses=[GOOD_DESK])
+    answered = LLMPlanner(model).revise(drafted.plan, "desk: 3 letters", s.schemas, context=context)
+    desk_steps = next(c for c in answered.plan.table("TRADES").columns if c.name == "DESK").steps
+    assert [step.op for step in desk_steps][:2] == ["substring", "upper"]
+    assert answered.understood == ["TRADES.DESK"] and not answered.not_understood
+    assert answered.explanation == "Desk: first 3 letters, upper."
+    assert answered.usage is not None and answered.usage.input_tokens == 1200
+    assert not answered.refused and not answered.repaired
+    assert answered.prompt["sample_rows_sent"]["trades"] == 20  # the context's samples went
+
+
 # --- the whole cycle on Spark, and replay -------------------------------------------------
 
 
@@ -655,7 +677,7 @@ def wide_client(columns: int = 60, rows: int = 100) -> tuple[Mapping, dict[str, 
         {n: f"value {r:03d} of {n.lower()} ACC-{r * 7919 % 100000:05d}" for n in names}
         for r in range(rows)
     ]
-    plan = OfflinePlanner().draft("WIDE", mapping, schemas)
+    plan = OfflinePlanner().draft("WIDE", mapping, schemas).plan
     return mapping, schemas, (plan, {"src": sample})
 
 
@@ -691,3 +713,50 @@ def test_the_agent_package_and_offline_planning_import_no_langchain() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_the_offline_planner_and_the_prompt_builder_never_load_the_code_generator() -> None:
+    """They check plans with the plan linter; only the compiler (and the LLM planner's
+    check of a candidate answer) loads the code generator."""
+    code = """if True:
+        import sys
+        from dataeng_magics.agent import OfflinePlanner, PlanningContext
+        from dataeng_magics.agent.prompts import PromptOptions, draft_prompt, revise_prompt
+        from dataeng_magics.mapping.model import Mapping, SourceSpec, TargetColumn
+
+        targets = [
+            TargetColumn(table="T", name="A", type="string", source="src", source_column="a",
+                         rule="trim, upper"),
+            TargetColumn(table="T", name="B", type="string", source="src", source_column="b",
+                         rule="whatever the desk says"),
+        ]
+        mapping = Mapping(file="m.xlsx", targets=targets,
+                          sources={"src": SourceSpec(name="src", path="s.csv", format="csv")})
+        schemas = {"src": {"a": "string", "b": "string"}}
+        context = PlanningContext(samples={"src": [{"a": " x ", "b": "y"}]})
+        draft = OfflinePlanner().draft("C", mapping, schemas, context=context)
+        OfflinePlanner().revise(draft.plan, "A: lower", schemas, context=context)
+        draft_prompt(draft.plan, mapping, schemas, "notes", context, PromptOptions())
+        revise_prompt(draft.plan, "B: upper", schemas, context, PromptOptions())
+        print(sorted(m for m in sys.modules if m.startswith("dataeng_magics.compile.")))
+    """
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = done.stdout.strip()
+    assert "dataeng_magics.compile.lint" in loaded and "codegen" not in loaded, loaded
+
+
+def test_planners_reach_the_code_generator_only_through_the_public_compile_plan() -> None:
+    import ast
+
+    import dataeng_magics.agent as agent
+    import dataeng_magics.agent.llm as llm
+    from dataeng_magics.compile import compile_plan
+
+    for path in Path(agent.__file__).parent.glob("*.py"):
+        imported = {
+            node.module
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+            if isinstance(node, ast.ImportFrom)
+        }
+        assert "dataeng_magics.compile.codegen" not in imported, path.name
+    assert llm.compile_plan is compile_plan

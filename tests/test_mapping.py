@@ -1022,7 +1022,7 @@ def test_planner_accepts_source_columns_in_the_header(tmp_path: Path) -> None:
         target("ORDERS", "ORDER_ID", "string", "orders", "order id", "trim"),  # any case
         target(None, "AMOUNT", "decimal(18,2)", None, "Amount", "multiply by 1000"),
     )
-    plan = OfflinePlanner().draft("ACME", mapping, ORDERS_SCHEMA)
+    plan = OfflinePlanner().draft("ACME", mapping, ORDERS_SCHEMA).plan
     assert [c.name for c in plan.table("ORDERS").columns] == ["ORDER_ID", "AMOUNT"]
 
 
@@ -1058,7 +1058,7 @@ def test_unresolved_rule_from_a_workbook_shows_in_the_pseudocode(tmp_path: Path)
         target("ORDERS", "ORDER_ID", "string", "orders", "Order ID", "trim"),
         target(None, "AMOUNT", "string", None, "Amount", "trim and convert to local currency"),
     )
-    plan = OfflinePlanner().draft("ACME", mapping, ORDERS_SCHEMA)
+    plan = OfflinePlanner().draft("ACME", mapping, ORDERS_SCHEMA).plan
     [line] = [ln for ln in render_pseudocode(plan).splitlines() if "AMOUNT" in ln]
     assert "UNRESOLVED" in line
     assert '"convert to local currency"' in line

@@ -316,7 +316,7 @@ def build(folder: Path, location: str | None = None, text: str = "") -> Path:
 def draft(path: Path) -> Plan:
     mapping = read_mapping(path)
     schemas = {name: sample(spec).schema for name, spec in mapping.sources.items()}
-    return OfflinePlanner().draft("CLIENT", mapping, schemas)
+    return OfflinePlanner().draft("CLIENT", mapping, schemas).plan
 
 
 def skeleton(code: str) -> str:

@@ -1,35 +1,40 @@
 """Planners: they draft and revise plans, never code.
 
 The offline planner is always available; the LLM planner (langchain) is imported
-only when configured.
+only when configured. Both follow ``Planner`` (``agent.protocol``).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from dataeng_magics.agent.offline import OfflinePlanner, Revision, Schemas
-from dataeng_magics.mapping.model import Mapping
-from dataeng_magics.plan.model import Plan
+from dataeng_magics.agent.offline import OfflinePlanner
+from dataeng_magics.agent.protocol import (
+    Planner,
+    PlanningContext,
+    PlanResult,
+    Schemas,
+    Usage,
+)
 
 if TYPE_CHECKING:
     from dataeng_magics.agent.chat_models import register_model
-    from dataeng_magics.agent.llm import LLMPlanner, LLMRevision
+    from dataeng_magics.agent.llm import LLMPlanner
     from dataeng_magics.config import Settings
 
 __all__ = [
     "LLMPlanner",
-    "LLMRevision",
     "OfflinePlanner",
+    "PlanResult",
     "Planner",
-    "Revision",
+    "PlanningContext",
     "Schemas",
+    "Usage",
     "get_planner",
     "register_model",
 ]
 _LAZY = {
     "LLMPlanner": "dataeng_magics.agent.llm",
-    "LLMRevision": "dataeng_magics.agent.llm",
     "register_model": "dataeng_magics.agent.chat_models",
 }
 
@@ -41,14 +46,6 @@ def __getattr__(name: str) -> Any:
 
         return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-class Planner(Protocol):
-    name: str
-
-    def draft(self, client: str, mapping: Mapping, schemas: Schemas, notes: str = "") -> Plan: ...
-
-    def revise(self, plan: Plan, feedback: str, schemas: Schemas) -> Revision: ...
 
 
 def get_planner(settings: Settings, model: Any = None) -> Planner:

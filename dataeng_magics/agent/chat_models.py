@@ -13,7 +13,6 @@ log or store.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from importlib import import_module
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -25,83 +24,8 @@ if TYPE_CHECKING:
 
 PROVIDERS = ("openai", "azure", "openai-compatible")
 AZURE_SCOPE = "https://cognitiveservices.azure.com/.default"
-#: Environment variables whose values are secrets wherever they appear.
 
 _REGISTERED: dict[str, Any] = {}
-
-
-# --- token accounting -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CallUsage:
-    """One model call: what it cost and how long it took."""
-
-    input_tokens: int
-    output_tokens: int
-    seconds: float = 0.0
-    model: str = ""
-    estimated: bool = False  # the server reported no usage; counted with our estimator
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "input_tokens": self.input_tokens,
-            "output_tokens": self.output_tokens,
-            "seconds": round(self.seconds, 3),
-            "model": self.model,
-            "estimated": self.estimated,
-        }
-
-
-@dataclass
-class Usage:
-    """The calls one draft or revision made, so cost is visible per call and in total."""
-
-    calls: list[CallUsage] = field(default_factory=list)
-
-    @property
-    def input_tokens(self) -> int:
-        return sum(c.input_tokens for c in self.calls)
-
-    @property
-    def output_tokens(self) -> int:
-        return sum(c.output_tokens for c in self.calls)
-
-    @property
-    def estimated(self) -> bool:
-        return any(c.estimated for c in self.calls)
-
-    @property
-    def model(self) -> str:
-        return next((c.model for c in reversed(self.calls) if c.model), "")
-
-    def add(self, call: CallUsage) -> None:
-        self.calls.append(call)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "calls": len(self.calls),
-            "tokens_in": self.input_tokens,
-            "tokens_out": self.output_tokens,
-            "estimated": self.estimated,
-            "per_call": [c.to_dict() for c in self.calls],
-        }
-
-    def to_text(self) -> str:
-        """One line for the chat: totals, then the split per call when there were several."""
-        if not self.calls:
-            return "Tokens: none counted."
-        approx = "~" if self.estimated else ""
-        calls = len(self.calls)
-        text = (
-            f"Tokens: {approx}{self.input_tokens:,} in / {approx}{self.output_tokens:,} out "
-            f"in {calls} call{'s' if calls > 1 else ''}"
-        )
-        if calls > 1:
-            split = ", ".join(f"{c.input_tokens:,}/{c.output_tokens:,}" for c in self.calls)
-            text += f" ({split})"
-        return text + (f", model {self.model}." if self.model else ".")
 
 
 # --- the registry ----------------------------------------------------------------------

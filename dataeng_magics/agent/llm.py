@@ -13,19 +13,18 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from dataeng_magics.agent.chat_models import CallUsage, Usage, make_model, model_label
-from dataeng_magics.agent.offline import OfflinePlanner, Revision, Schemas, with_read_schemas
+from dataeng_magics.agent.chat_models import make_model, model_label
+from dataeng_magics.agent.offline import OfflinePlanner, with_read_schemas
 from dataeng_magics.agent.prompts import (
     ColumnChange,
     FilterChange,
     Message,
     PlanEdit,
-    PlanningContext,
     Prompt,
     PromptOptions,
     draft_prompt,
@@ -34,7 +33,14 @@ from dataeng_magics.agent.prompts import (
     repair_messages,
     revise_prompt,
 )
-from dataeng_magics.compile.codegen import compile_plan
+from dataeng_magics.agent.protocol import (
+    CallUsage,
+    PlanningContext,
+    PlanResult,
+    Schemas,
+    Usage,
+)
+from dataeng_magics.compile import compile_plan
 from dataeng_magics.compile.lint import check_plan
 from dataeng_magics.compile.safety import parse_safe_sql
 from dataeng_magics.errors import DataEngMagicsError
@@ -57,17 +63,6 @@ MAX_SHOWN_PROBLEMS = 5
 
 
 @dataclass
-class LLMRevision(Revision):
-    """A revision (or a draft) by the model, with what it cost and whether it stuck."""
-
-    usage: Usage = field(default_factory=Usage)
-    explanation: str = ""
-    refused: list[str] = field(default_factory=list)  # why the answer was not applied
-    repaired: bool = False  # the repair round was used
-    prompt: dict[str, Any] = field(default_factory=dict)  # sizes of the first prompt
-
-
-@dataclass
 class _Outcome:
     plan: Plan | None
     edit: PlanEdit | None
@@ -80,8 +75,6 @@ class _Outcome:
 
 class LLMPlanner:
     """A ``Planner`` backed by any langchain chat model that supports tool calling."""
-
-    accepts_context: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -96,7 +89,6 @@ class LLMPlanner:
         self.name = name or f"llm:{self.model_name}"
         self.options = options or PromptOptions()
         self.calls = 0  # model calls made through this planner
-        self.last_draft: LLMRevision | None = None
         self._secret_env = secret_env
         self._runnable: Any = None
 
@@ -129,17 +121,17 @@ class LLMPlanner:
         notes: str = "",
         *,
         context: PlanningContext | None = None,
-    ) -> Plan:
+    ) -> PlanResult:
         """The rule-based draft, with what it could not resolve (and the notes) handed to
         the model. No unresolved rows and no notes: no call at all."""
         context = context or PlanningContext()
-        base = OfflinePlanner().draft(client, mapping, schemas, notes)
+        base = OfflinePlanner().draft(client, mapping, schemas, notes).plan
         if not base.unresolved() and not notes.strip():
-            self.last_draft = LLMRevision(
+            return PlanResult(
                 base,
                 "Every rule is in the rule vocabulary, so the draft needed no model call.",
+                usage=Usage(),
             )
-            return base
         prompt = draft_prompt(base, mapping, schemas, notes, context, self.options)
         defaults = {(c.table, c.name): c.default for c in mapping.targets if c.default is not None}
 
@@ -149,12 +141,10 @@ class LLMPlanner:
             )
 
         outcome = self._ask(prompt, validate)
-        plan = outcome.plan or base
-        left = len(plan.unresolved())
+        left = len((outcome.plan or base).unresolved())
         status = f"{left} column(s) still unresolved." if left else "Every column is resolved."
         kept = f"the draft is the rule-based one ({len(base.unresolved())} column(s) unresolved)"
-        self.last_draft = self._revision(base, outcome, prompt, status, kept)
-        return plan
+        return self._result(base, outcome, prompt, status, kept)
 
     def revise(
         self,
@@ -163,7 +153,7 @@ class LLMPlanner:
         schemas: Schemas,
         *,
         context: PlanningContext | None = None,
-    ) -> LLMRevision:
+    ) -> PlanResult:
         """A new plan from plain-English feedback; the old plan if the answer is refused."""
         context = context or PlanningContext()
         prompt = revise_prompt(plan, feedback[:4000], schemas, context, self.options)
@@ -172,7 +162,7 @@ class LLMPlanner:
             return apply_edit(plan, edit, schemas, context.samples, drafting=False)
 
         outcome = self._ask(prompt, validate)
-        return self._revision(plan, outcome, prompt, "", "the plan is unchanged")
+        return self._result(plan, outcome, prompt, "", "the plan is unchanged")
 
     # -- calling the model -------------------------------------------------------------
 
@@ -242,16 +232,16 @@ class LLMPlanner:
                 messages = repair_messages(prompt, _answer_text(result.get("raw")), problems)
         return _Outcome(None, None, [], problems, usage, True)
 
-    def _revision(
+    def _result(
         self, before: Plan, outcome: _Outcome, prompt: Prompt, status: str, kept: str
-    ) -> LLMRevision:
+    ) -> PlanResult:
         """What the chat shows: the explanation, what changed, and the tokens spent; or,
         when the answer was not used, why, and what plan stands (``kept``)."""
         usage_line = outcome.usage.to_text()
         facts = prompt.to_dict()
         if outcome.error:
             reply = f"The model could not be asked ({outcome.error}), so {kept}. {usage_line}"
-            return LLMRevision(
+            return PlanResult(
                 before,
                 reply,
                 [],
@@ -269,7 +259,7 @@ class LLMPlanner:
                 f"Why: {why}. {usage_line}"
             )
             problems = [redact(p, self._secret_env) for p in outcome.problems]
-            return LLMRevision(
+            return PlanResult(
                 before,
                 _one_line(redact(reply, self._secret_env)),
                 [],
@@ -294,7 +284,7 @@ class LLMPlanner:
             parts.append(f"(Prompt: {prompt.trimmed[0]}.)")
         parts.append(usage_line)
         reply = " ".join(p.strip() for p in parts if p.strip())
-        return LLMRevision(
+        return PlanResult(
             outcome.plan,
             reply,
             list(outcome.summary),

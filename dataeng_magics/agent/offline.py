@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass, field
 
+from dataeng_magics.agent.protocol import PlanningContext, PlanResult, Schemas
 from dataeng_magics.compile.lint import check_plan, used_columns
 from dataeng_magics.errors import MappingError
 from dataeng_magics.mapping.model import Mapping, TargetColumn
@@ -25,18 +25,6 @@ from dataeng_magics.plan.model import (
     Unresolved,
 )
 from dataeng_magics.plan.rules import parse_rule
-
-Schemas = dict[str, dict[str, str]]
-
-
-@dataclass
-class Revision:
-    """A planner's answer to feedback: the new plan and what it says about it."""
-
-    plan: Plan
-    reply: str
-    understood: list[str] = field(default_factory=list)
-    not_understood: list[str] = field(default_factory=list)
 
 
 def _driving_source(columns: list[TargetColumn]) -> str | None:
@@ -151,11 +139,20 @@ def finalize(plan: Plan, schemas: Schemas) -> Plan:
 
 
 class OfflinePlanner:
-    """Drafts and revises plans from the rule vocabulary alone."""
+    """Drafts and revises plans from the rule vocabulary alone; it uses no context and
+    reports no usage (no model is involved)."""
 
     name = "offline"
 
-    def draft(self, client: str, mapping: Mapping, schemas: Schemas, notes: str = "") -> Plan:
+    def draft(
+        self,
+        client: str,
+        mapping: Mapping,
+        schemas: Schemas,
+        notes: str = "",
+        *,
+        context: PlanningContext | None = None,
+    ) -> PlanResult:
         tables = []
         for table_name, columns in mapping.tables().items():
             driving = _driving_source(columns)
@@ -206,9 +203,16 @@ class OfflinePlanner:
             for name, s in mapping.sources.items()
         }
         plan = Plan(client=client, sources=sources, tables=tables, notes=notes.strip())
-        return finalize(plan, schemas)
+        return PlanResult(finalize(plan, schemas))
 
-    def revise(self, plan: Plan, feedback: str, schemas: Schemas) -> Revision:
+    def revise(
+        self,
+        plan: Plan,
+        feedback: str,
+        schemas: Schemas,
+        *,
+        context: PlanningContext | None = None,
+    ) -> PlanResult:
         """Apply feedback written in the rule vocabulary, one instruction per line:
 
         ``COLUMN: <rule>`` sets that column's rule; ``filter: <condition>`` (or
@@ -272,4 +276,4 @@ class OfflinePlanner:
         reply = "; ".join(understood) if understood else "No change."
         if not_understood:
             reply += " Not understood: " + "; ".join(not_understood)
-        return Revision(new_plan, reply, understood, not_understood)
+        return PlanResult(new_plan, reply, understood, not_understood)

@@ -25,6 +25,7 @@ from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from dataeng_magics.agent.protocol import PlanningContext
 from dataeng_magics.mapping.model import Mapping
 from dataeng_magics.plan.model import Plan, Step
 from dataeng_magics.plan.render import describe_step, render_pseudocode
@@ -150,17 +151,7 @@ def _slim(schema: Any) -> Any:
     }
 
 
-# --- what the planner knows beyond the plan ----------------------------------------------
-
-
-@dataclass
-class PlanningContext:
-    """Inputs a model needs that the ``Planner`` protocol does not carry: the sample rows
-    (pandas frames or lists of row dicts), the chat so far and the last run's failures."""
-
-    samples: dict[str, Any] = field(default_factory=dict)
-    conversation: list[dict[str, Any]] = field(default_factory=list)
-    failures: list[str] = field(default_factory=list)
+# --- the prompt and how it is fitted -----------------------------------------------------
 
 
 @dataclass(frozen=True)
