@@ -183,6 +183,23 @@ def invalidate(settings: Settings, key: str, actor: str | None = None, reason: s
     return entry
 
 
+def approval_blocker(plan: Plan) -> PlanError | None:
+    """Why ``plan`` cannot be approved yet (its first unresolved step), or None: what
+    ``approve`` raises and what a front end shows before anyone clicks Approve."""
+    blocking = plan.unresolved()
+    if not blocking:
+        return None
+    table, column, step = blocking[0]
+    more = f" (and {len(blocking) - 1} more)" if len(blocking) > 1 else ""
+    return PlanError(
+        f"cannot approve: {table}.{column.name} has an unresolved rule {step.text!r} "
+        f"({step.reason}){more}",
+        hint="Revise it (dataeng-magics revise / the chat), then approve.",
+        table=table,
+        target_column=column.name,
+    )
+
+
 class TransformSession:
     """The workflow for one request. Cheap to create; loads inputs on first use."""
 
@@ -425,17 +442,9 @@ class TransformSession:
         if entry.status == "approved":
             return entry
         plan = self.plan_of(entry)
-        blocking = plan.unresolved()
-        if blocking:
-            table, column, step = blocking[0]
-            more = f" (and {len(blocking) - 1} more)" if len(blocking) > 1 else ""
-            raise PlanError(
-                f"cannot approve: {table}.{column.name} has an unresolved rule {step.text!r} "
-                f"({step.reason}){more}",
-                hint="Revise it (dataeng-magics revise / the chat), then approve.",
-                table=table,
-                target_column=column.name,
-            )
+        blocker = approval_blocker(plan)
+        if blocker is not None:
+            raise blocker
         code = compile_plan(plan)  # the code approved is the code compiled from this plan
         if code != entry.code:
             raise StoreError(

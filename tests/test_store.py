@@ -288,33 +288,6 @@ def test_conversation_and_tokens_accumulate(store: Store) -> None:
         store.add_tokens("a" * 64, -1, 0)
 
 
-def test_stats(store: Store) -> None:
-    assert store.stats()["entries"] == 0 and store.stats()["mean_run_seconds"] is None
-    store.put(make_entry("1" * 64))
-    store.put(make_entry("2" * 64))
-    store.put(make_entry("3" * 64))
-    store.approve("1" * 64, "alice", sha256_text(CODE))
-    store.reject("2" * 64, "bob", "no")
-    store.add_tokens("1" * 64, 10, 1)
-    store.add_tokens("3" * 64, 5, 2)
-    t0 = datetime(2025, 1, 1, tzinfo=UTC)
-    for seconds, outcome in [(10, "succeeded"), (20, "succeeded"), (60, "failed")]:
-        store.record_run(
-            "1" * 64,
-            outcome=outcome,  # type: ignore[arg-type]
-            started_at=t0,
-            finished_at=t0 + timedelta(seconds=seconds),
-            platform="local",
-        )
-    stats = store.stats()
-    assert stats["entries"] == 3
-    assert stats["by_status"] == {"draft": 1, "approved": 1, "rejected": 1, "revoked": 0}
-    assert stats["runs"] == 3
-    assert stats["outcomes"] == {"succeeded": 2, "validation_failed": 0, "failed": 1}
-    assert (stats["tokens_in"], stats["tokens_out"]) == (15, 3)
-    assert stats["mean_run_seconds"] == pytest.approx(30.0)
-
-
 def test_unusable_path_is_a_store_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")

@@ -72,11 +72,15 @@ def describe_step(step: Step) -> str:
     raise TypeError(f"unknown step {step!r}")  # pragma: no cover
 
 
+def column_steps(column: ColumnPlan) -> str:
+    """A column's steps in order, as a reviewer reads them ("copy" when there are none)."""
+    return ", then ".join(describe_step(s) for s in column.steps) or "copy"
+
+
 def column_line(column: ColumnPlan) -> str:
     origin = _q(column.source_column) if column.source_column else "-"
-    steps = ", then ".join(describe_step(s) for s in column.steps) or "copy"
     flag = " [required]" if column.required else ""
-    return f"{column.name} ({column.type}){flag} <- {origin}: {steps}"
+    return f"{column.name} ({column.type}){flag} <- {origin}: {column_steps(column)}"
 
 
 def render_pseudocode(plan: Plan) -> str:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
 from filelock import FileLock, Timeout
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
@@ -128,7 +128,7 @@ class Entry(BaseModel):
 
 
 class RunRecord(BaseModel):
-    """One execution of an entry's code, kept so `cache stats` can say how it went."""
+    """One execution of an entry's code, kept so `dataeng-magics stats` can say how it went."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -332,28 +332,6 @@ class Store:
             RunRecord.model_validate({**dict(row), "details": json.loads(row["details"])})
             for row in rows
         ]
-
-    def stats(self) -> dict[str, Any]:
-        """Summary figures for `cache stats`: entries by status, runs by outcome, tokens."""
-        by_status: dict[str, int] = dict.fromkeys(get_args(Status), 0)
-        for status, count in self._read("SELECT status, COUNT(*) FROM entries GROUP BY status"):
-            by_status[status] = count
-        outcomes: dict[str, int] = dict.fromkeys(get_args(Outcome), 0)
-        for outcome, count in self._read("SELECT outcome, COUNT(*) FROM runs GROUP BY outcome"):
-            outcomes[outcome] = count
-        tokens_in, tokens_out = self._read(
-            "SELECT COALESCE(SUM(tokens_in), 0), COALESCE(SUM(tokens_out), 0) FROM entries"
-        )[0]
-        total_runs, mean_seconds = self._read("SELECT COUNT(*), AVG(seconds) FROM runs")[0]
-        return {
-            "entries": sum(by_status.values()),
-            "by_status": by_status,
-            "runs": total_runs,
-            "outcomes": outcomes,
-            "tokens_in": tokens_in,
-            "tokens_out": tokens_out,
-            "mean_run_seconds": mean_seconds,
-        }
 
     # -- writes ------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import html
 from collections.abc import Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from dataeng_magics.plan.render import describe_step
+from dataeng_magics.plan.render import column_steps
 
 if TYPE_CHECKING:
     from dataeng_magics.mapping.model import Mapping
@@ -115,13 +115,12 @@ def mapping_html(mapping: Mapping, plan: Plan) -> Html:
         planned = columns.get((target.table, target.name))
         if planned is None:
             steps = "(not in the plan)"
-        elif planned.unresolved:
-            marked.add(len(rows))
-            reasons = "; ".join(f"{s.text!r}: {s.reason}" for s in planned.unresolved)
-            titles[len(rows)] = f"unresolved: {reasons}"
-            steps = f"UNRESOLVED {reasons}"
         else:
-            steps = ", then ".join(describe_step(s) for s in planned.steps) or "copy"
+            steps = column_steps(planned)  # the Plan tab's words for the same steps
+            if planned.unresolved:
+                marked.add(len(rows))
+                reasons = "; ".join(f"{s.text!r}: {s.reason}" for s in planned.unresolved)
+                titles[len(rows)] = f"unresolved: {reasons}"
         rows.append(
             [
                 target.table,

@@ -13,7 +13,8 @@ if TYPE_CHECKING:
     from dataeng_magics.workflow import TransformSession
 
 
-def _when(value: object) -> str:
+def when(value: object) -> str:
+    """A stored timestamp as the panels and this report show it."""
     return f"{value:%Y-%m-%d %H:%M} UTC" if value is not None else "never"
 
 
@@ -26,7 +27,7 @@ def text_report(session: TransformSession, entry: Entry) -> str:
         f"mapping: {entry.mapping_file}",
     ]
     if entry.status == "approved":
-        lines.append(f"status: approved by {entry.reviewer} at {_when(entry.approved_at)}")
+        lines.append(f"status: approved by {entry.reviewer} at {when(entry.approved_at)}")
         lines.append(f"code sha256: {entry.code_sha256}")
     elif entry.status == "rejected":
         lines.append(f"status: rejected by {entry.reviewer}: {entry.reason}")
@@ -39,7 +40,7 @@ def text_report(session: TransformSession, entry: Entry) -> str:
         f"  {table}.{column.name}: {step.text!r} ({step.reason})"
         for table, column, step in unresolved
     )
-    last = f"; last run {_when(entry.last_run_at)} ({entry.last_outcome})" if entry.runs else ""
+    last = f"; last run {when(entry.last_run_at)} ({entry.last_outcome})" if entry.runs else ""
     lines.append(f"runs: {entry.runs}{last}")
     if entry.status != "approved":
         lines.append(

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 
 from dataeng_magics.errors import DataEngMagicsError
-from dataeng_magics.plan.render import plan_diff
 from dataeng_magics.widgets import _render as render
 from dataeng_magics.widgets.chat import ChatWidget, Message
 from dataeng_magics.widgets.insert import CellInserter, Result
-from dataeng_magics.widgets.report import text_report
+from dataeng_magics.widgets.report import text_report, when
+from dataeng_magics.workflow import approval_blocker
 
 if TYPE_CHECKING:
     from dataeng_magics.plan.model import ColumnPlan, Plan, Unresolved
@@ -84,11 +84,80 @@ def _short(digest: str) -> str:
     return digest[:16]
 
 
-def _when(value: object) -> str:
-    return f"{value:%Y-%m-%d %H:%M} UTC" if value is not None else "never"
+class _Panel(widgets.VBox):
+    """What both panels share: the Output dir field and Run, the one-line status, the
+    cell inserter and the text fallback. A subclass names who acts (``_actor``), where a
+    run's summary shows (``_run_view``) and what else a finished run updates (``_ran``)."""
+
+    _entry: Entry
+    _run_view: widgets.HTML
+
+    def __init__(
+        self, session: TransformSession, *, on_run: Callable[[RunSummary], object] | None
+    ) -> None:
+        super().__init__()
+        self.session = session
+        self._on_run = on_run
+        self.output_dir = widgets.Text(
+            value=session.request.output_dir or "",
+            description="Output dir",
+            placeholder="where the run writes its tables",
+            layout=widgets.Layout(width="420px"),
+        )
+        self.run_button = widgets.Button(description="Run", icon="play")
+        self.run_button.on_click(lambda _: self.run())
+        self.status = widgets.HTML()
+        self.inserter = CellInserter(on_result=self._inserted)
+
+    @property
+    def entry(self) -> Entry:
+        """The stored entry as of the last action."""
+        return self._entry
+
+    def run(self, output_dir: str | None = None) -> RunSummary | None:
+        """Run the approved code (default output: the Output dir field)."""
+        if output_dir is not None:
+            self.output_dir.value = output_dir
+        try:
+            with _running(self._run_view, self.run_button, "running…"):
+                summary = self.session.run(output_dir=self._output_dir(), actor=self._actor())
+        except DataEngMagicsError as exc:
+            self._run_view.value = ""
+            self._say(str(exc), error=True)
+            return None
+        finally:
+            self.run_button.disabled = self._entry.status != "approved"
+        self._run_view.value = render.pre(
+            summary.to_text(), render.ADDED if summary.outcome == "succeeded" else render.REMOVED
+        )
+        self._ran(summary)
+        self._say(f"Run {summary.outcome.replace('_', ' ')}.", error=not summary.report.passed)
+        if self._on_run is not None:
+            self._on_run(summary)
+        return summary
+
+    def _actor(self) -> str | None:
+        raise NotImplementedError
+
+    def _ran(self, summary: RunSummary) -> None:
+        raise NotImplementedError
+
+    def _output_dir(self) -> str | None:
+        return self.output_dir.value.strip() or None
+
+    def _say(self, text: str, *, error: bool = False) -> None:
+        self.status.value = render.status_html(text, error=error)
+
+    def _inserted(self, result: Result) -> None:
+        self._say(INSERTED[result])
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return _with_text(
+            super()._repr_mimebundle_(**kwargs), text_report(self.session, self.entry)
+        )
 
 
-class ReviewPanel(widgets.VBox):
+class ReviewPanel(_Panel):
     """Mapping, sample, plan, preview, code and chat tabs, and the approval controls.
 
     Shown when no approved plan matches the inputs. Uses the session's current draft
@@ -103,10 +172,8 @@ class ReviewPanel(widgets.VBox):
         on_approved: Callable[[Entry], object] | None = None,
         on_run: Callable[[RunSummary], object] | None = None,
     ) -> None:
-        super().__init__()
-        self.session = session
+        super().__init__(session, on_run=on_run)
         self._on_approved = on_approved
-        self._on_run = on_run
         self._entry = session.draft(actor=reviewer)
         self._plan = session.plan_of(self._entry)
         self._last_revision: tuple[list[str], str] | None = None
@@ -150,33 +217,18 @@ class ReviewPanel(widgets.VBox):
             description="Reject", button_style="danger", icon="times"
         )
         self.reject_button.on_click(lambda _: self.reject())
-        self.output_dir = widgets.Text(
-            value=session.request.output_dir or "",
-            description="Output dir",
-            placeholder="where the run writes its tables",
-            layout=widgets.Layout(width="420px"),
-        )
-        self.run_button = widgets.Button(description="Run", icon="play")
-        self.run_button.on_click(lambda _: self.run())
         self.approved_html = widgets.HTML()
-        self.run_html = widgets.HTML()
-        self.status = widgets.HTML()
+        self.run_html = self._run_view = widgets.HTML()
         self._review_row = widgets.HBox(
             [self.reviewer, self.approve_button, self.reason, self.reject_button]
         )
         self._run_row = widgets.HBox([self.output_dir, self.run_button])
         self.footer = widgets.VBox()
-        self.inserter = CellInserter(on_result=self._inserted)
 
         self.children = (self.tabs, self.footer, self.run_html, self.status, self.inserter)
         self._show_entry(self._entry)
 
     # -- read-only state ---------------------------------------------------------------
-
-    @property
-    def entry(self) -> Entry:
-        """The stored entry as of the last action."""
-        return self._entry
 
     @property
     def plan(self) -> Plan:
@@ -201,18 +253,17 @@ class ReviewPanel(widgets.VBox):
         if not text:
             self._say("Type a change first, e.g. 'COLUMN: rule'.", error=True)
             return None
-        before = self._plan
         self.chat.add_message("user", text)
         self.chat.busy = True
         try:
-            entry, revision = self.session.revise(text, actor=self._reviewer_name())
+            entry, revision = self.session.revise(text, actor=self._actor())
         except DataEngMagicsError as exc:
             self.chat.add_message("system", str(exc))
             self._say(str(exc), error=True)
             return None
         finally:
             self.chat.busy = False
-        changes = plan_diff(before, self.session.plan_of(entry))
+        changes = [str(line) for line in entry.conversation[-1].get("changes", [])]
         self._last_revision = (changes, revision.reply)
         self._show_entry(entry)
         self.chat.add_message("planner", revision.reply, changes)
@@ -233,7 +284,7 @@ class ReviewPanel(widgets.VBox):
             return None
         self._show_entry(entry)
         self._say(f"Approved by {entry.reviewer}.")
-        cell = self.session.materialised_cell(entry, self.output_dir.value.strip() or None)
+        cell = self.session.materialised_cell(entry, self._output_dir())
         self.inserter.request(cell, entry.key, entry.code_sha256)  # the lab extension's cue
         if self._on_approved is not None:
             self._on_approved(entry)
@@ -251,34 +302,6 @@ class ReviewPanel(widgets.VBox):
         self._show_entry(entry)
         self._say(f"Rejected by {entry.reviewer}: {entry.reason}")
         return entry
-
-    def run(self, output_dir: str | None = None) -> RunSummary | None:
-        """Run the approved code (default output: the Output dir field)."""
-        if output_dir is not None:
-            self.output_dir.value = output_dir
-        try:
-            with _running(self.run_html, self.run_button, "running…"):
-                summary = self.session.run(
-                    output_dir=self.output_dir.value.strip() or None, actor=self._reviewer_name()
-                )
-        except DataEngMagicsError as exc:
-            self.run_html.value = ""
-            self._say(str(exc), error=True)
-            return None
-        finally:
-            self.run_button.disabled = self._entry.status != "approved"
-        self.run_html.value = render.pre(
-            summary.to_text(), render.ADDED if summary.outcome == "succeeded" else render.REMOVED
-        )
-        self._entry = self.session.entry() or self._entry
-        self._say(f"Run {summary.outcome.replace('_', ' ')}.", error=not summary.report.passed)
-        if not summary.report.passed:
-            self.chat.add_message(
-                "system", f"The run failed checks: {render.failures_text(summary.report)}"
-            )
-        if self._on_run is not None:
-            self._on_run(summary)
-        return summary
 
     def refresh_preview(self) -> Preview | None:
         """Apply the current plan to the samples on local Spark and show the result."""
@@ -301,11 +324,15 @@ class ReviewPanel(widgets.VBox):
 
     # -- rendering ---------------------------------------------------------------------
 
-    def _reviewer_name(self) -> str | None:
+    def _actor(self) -> str | None:
         return self.reviewer.value.strip() or None
 
-    def _say(self, text: str, *, error: bool = False) -> None:
-        self.status.value = render.status_html(text, error=error)
+    def _ran(self, summary: RunSummary) -> None:
+        self._entry = self.session.entry() or self._entry
+        if not summary.report.passed:
+            self.chat.add_message(
+                "system", f"The run failed checks: {render.failures_text(summary.report)}"
+            )
 
     def _inserted(self, result: Result) -> None:
         self._say(f"Approved by {self._entry.reviewer}. {INSERTED[result]}")
@@ -367,14 +394,10 @@ class ReviewPanel(widgets.VBox):
         who approved it, the materialised cell and Run once approved."""
         unresolved = self.unresolved
         approved = entry.status == "approved"
-        self.approve_button.disabled = bool(unresolved) or entry.status != "draft"
-        if unresolved:
-            table, column, step = unresolved[0]
-            more = f" and {len(unresolved) - 1} more" if len(unresolved) > 1 else ""
-            self.approve_button.tooltip = (
-                f"Cannot approve: {table}.{column.name} has an unresolved rule {step.text!r}"
-                f"{more}. Revise it in the Chat tab."
-            )
+        blocker = approval_blocker(self._plan)
+        self.approve_button.disabled = blocker is not None or entry.status != "draft"
+        if blocker is not None:
+            self.approve_button.tooltip = str(blocker)  # what a click would be told
         elif entry.status != "draft":
             self.approve_button.tooltip = f"The plan is {entry.status}."
         else:
@@ -385,10 +408,10 @@ class ReviewPanel(widgets.VBox):
         self.run_button.tooltip = "Run the approved code." if approved else "Approve first."
 
         if approved:
-            cell = self.session.materialised_cell(entry, self.output_dir.value.strip() or None)
+            cell = self.session.materialised_cell(entry, self._output_dir())
             self.code_html.value = render.materialised_html(cell, MATERIALISE_NOTE)
             self.approved_html.value = render.status_html(
-                f"✔ Approved by {entry.reviewer} at {_when(entry.approved_at)}; "
+                f"✔ Approved by {entry.reviewer} at {when(entry.approved_at)}; "
                 f"code sha256 {_short(entry.code_sha256)}"
             )
             self.footer.children = (self.approved_html, self._run_row)
@@ -404,13 +427,8 @@ class ReviewPanel(widgets.VBox):
             else:
                 self.footer.children = (self._review_row, self._run_row)
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return _with_text(
-            super()._repr_mimebundle_(**kwargs), text_report(self.session, self._entry)
-        )
 
-
-class ApprovedPanel(widgets.VBox):
+class ApprovedPanel(_Panel):
     """Shown when an approved plan already matches: who approved it, its runs, and
     Run / Materialise / Re-draft. Re-draft replaces this panel's content with a
     ``ReviewPanel`` for a fresh draft."""
@@ -426,28 +444,18 @@ class ApprovedPanel(widgets.VBox):
         reviewer: str | None = None,
         on_approved: Callable[[Entry], object] | None = None,
     ) -> None:
-        super().__init__()
-        self.session = session
+        super().__init__(session, on_run=on_run)
         self._entry = entry
         self._on_materialise = on_materialise
         self._on_redraft = on_redraft
-        self._on_run = on_run
         self._on_approved = on_approved
         self._reviewer = reviewer
         self.review_panel: ReviewPanel | None = None
 
         self.info_html = widgets.HTML()
         self.plan_html = widgets.HTML()
-        self.output_dir = widgets.Text(
-            value=session.request.output_dir or "",
-            description="Output dir",
-            placeholder="where the run writes its tables",
-            layout=widgets.Layout(width="420px"),
-        )
-        self.run_button = widgets.Button(
-            description="Run", button_style="primary", icon="play", tooltip="Run the approved code."
-        )
-        self.run_button.on_click(lambda _: self.run())
+        self.run_button.button_style = "primary"
+        self.run_button.tooltip = "Run the approved code."
         self.materialise_button = widgets.Button(
             description="Materialise",
             icon="file-code-o",
@@ -460,9 +468,7 @@ class ApprovedPanel(widgets.VBox):
             tooltip="Draft a new plan; it replaces this approval and must be approved again.",
         )
         self.redraft_button.on_click(lambda _: self.redraft())
-        self.result_html = widgets.HTML()
-        self.status = widgets.HTML()
-        self.inserter = CellInserter(on_result=lambda result: self._say(INSERTED[result]))
+        self.result_html = self._run_view = widgets.HTML()
         self.children: tuple[Any, ...] = (
             self.info_html,
             self.plan_html,
@@ -488,36 +494,12 @@ class ApprovedPanel(widgets.VBox):
         self._show()
         return self._entry
 
-    def run(self, output_dir: str | None = None) -> RunSummary | None:
-        """Run the approved code (default output: the Output dir field)."""
-        if output_dir is not None:
-            self.output_dir.value = output_dir
-        try:
-            with _running(self.result_html, self.run_button, "running…"):
-                summary = self.session.run(
-                    output_dir=self.output_dir.value.strip() or None, actor=self._reviewer
-                )
-        except DataEngMagicsError as exc:
-            self.result_html.value = ""
-            self._say(str(exc), error=True)
-            return None
-        self.result_html.value = render.pre(
-            summary.to_text(), render.ADDED if summary.outcome == "succeeded" else render.REMOVED
-        )
-        self.refresh()
-        self._say(f"Run {summary.outcome.replace('_', ' ')}.", error=not summary.report.passed)
-        if self._on_run is not None:
-            self._on_run(summary)
-        return summary
-
     def materialise(self, output_dir: str | None = None) -> str | None:
         """The approved code as a notebook cell; ``on_materialise`` receives its text."""
         if output_dir is not None:
             self.output_dir.value = output_dir
         try:
-            cell = self.session.materialised_cell(
-                self._entry, self.output_dir.value.strip() or None
-            )
+            cell = self.session.materialised_cell(self._entry, self._output_dir())
         except DataEngMagicsError as exc:
             self._say(str(exc), error=True)
             return None
@@ -547,19 +529,22 @@ class ApprovedPanel(widgets.VBox):
             self._on_redraft(entry)
         return panel
 
-    def _say(self, text: str, *, error: bool = False) -> None:
-        self.status.value = render.status_html(text, error=error)
+    def _actor(self) -> str | None:
+        return self._reviewer
+
+    def _ran(self, summary: RunSummary) -> None:
+        self.refresh()
 
     def _show(self) -> None:
         entry = self._entry
-        last = f"{_when(entry.last_run_at)} ({entry.last_outcome})" if entry.runs else "never"
+        last = f"{when(entry.last_run_at)} ({entry.last_outcome})" if entry.runs else "never"
         self.info_html.value = render.Html(
             render.heading(f"✔ Approved plan for client {entry.client}")
             + render.fields_html(
                 [
                     ("status", entry.status),
                     ("approved by", entry.reviewer),
-                    ("approved at", _when(entry.approved_at)),
+                    ("approved at", when(entry.approved_at)),
                     ("runs", entry.runs),
                     ("last run", last),
                     ("key", entry.key),
@@ -572,10 +557,3 @@ class ApprovedPanel(widgets.VBox):
             + render.pseudocode_html(entry.pseudocode)
             + "</details>"
         )
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        if self.review_panel is not None:
-            text = text_report(self.session, self.review_panel.entry)
-        else:
-            text = text_report(self.session, self._entry)
-        return _with_text(super()._repr_mimebundle_(**kwargs), text)

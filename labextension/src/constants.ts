@@ -43,7 +43,11 @@ export interface IFlag {
   repeatable?: boolean;
 }
 
-/** The flags of `%%transform`, as `_magics.TransformMagics.transform` declares them. */
+/**
+ * The flags of `%%transform`, as `_magics.TransformMagics.transform` declares them
+ * (tests/test_labextension.py compares the two, and `--platform`'s values with the
+ * executors the package registers).
+ */
 export const TRANSFORM_FLAGS: readonly IFlag[] = [
   { flag: '--client', doc: 'client id (part of the cache key)' },
   { flag: '--mapping', doc: 'mapping workbook (.xlsx or .csv)' },
@@ -59,7 +63,10 @@ export const TRANSFORM_FLAGS: readonly IFlag[] = [
     doc: 'where to run: local, or a registered platform',
     values: ['local', 'notebook', 'connect', 'fabric']
   },
-  { flag: '--replay', doc: 'run the approved plan with no widgets and no planner' },
+  {
+    flag: '--replay',
+    doc: 'run the approved plan with no widgets and no planner (batch mode)'
+  },
   { flag: '--reviewer', doc: 'name recorded on approval (default: the OS user)' }
 ];
 
