@@ -138,3 +138,19 @@ def test_quick_start_demo_in_a_fresh_process(tmp_path: Path, state_home: Path) -
         json.loads(line)["event"] for line in (state_home / "audit.jsonl").read_text().splitlines()
     ]
     assert events == ["draft", "approval", "run_start", "run_end"]
+
+
+def test_stats_counts_every_approval_including_those_after_a_revise(
+    example: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["draft", *args(example)])
+    main(["approve", *args(example), "--reviewer", "alice"])
+    main(["revise", *args(example), "DESK: first 3 characters, upper"])
+    main(["approve", *args(example), "--reviewer", "bob"])
+    main(["revise", *args(example), "DESK: first 4 characters, upper"])
+    main(["approve", *args(example), "--reviewer", "carol"])
+    capsys.readouterr()
+    assert main(["audit", "show"]) == 0
+    assert capsys.readouterr().out.count("approval") == 3
+    assert main(["stats"]) == 0
+    assert "draft to approval: 3 approval(s)" in capsys.readouterr().out
