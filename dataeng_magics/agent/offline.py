@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from dataeng_magics.compile.lint import check_plan, used_columns
 from dataeng_magics.errors import MappingError
@@ -26,6 +27,9 @@ from dataeng_magics.plan.model import (
 )
 from dataeng_magics.plan.rules import parse_rule
 
+if TYPE_CHECKING:
+    from dataeng_magics.state.store import Revoked
+
 Schemas = dict[str, dict[str, str]]
 
 
@@ -37,6 +41,7 @@ class Revision:
     reply: str
     understood: list[str] = field(default_factory=list)
     not_understood: list[str] = field(default_factory=list)
+    revoked: Revoked | None = None  # set by the workflow when applying it took an approval
 
 
 def _driving_source(columns: list[TargetColumn]) -> str | None:

@@ -73,7 +73,9 @@ def describe_step(step: Step) -> str:
 
 
 def column_line(column: ColumnPlan) -> str:
-    origin = _q(column.source_column) if column.source_column else "-"
+    """``NAME (type) [required] <- "Source Column": steps``; a column computed from no
+    source column (a constant) says ``<- (no source)``."""
+    origin = _q(column.source_column) if column.source_column else "(no source)"
     steps = ", then ".join(describe_step(s) for s in column.steps) or "copy"
     flag = " [required]" if column.required else ""
     return f"{column.name} ({column.type}){flag} <- {origin}: {steps}"
