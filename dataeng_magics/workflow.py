@@ -105,13 +105,14 @@ class RunSummary:
 
     def to_text(self) -> str:
         passed, failed = self.report.counts()
+        base = self.output_dir.rstrip("/")
+        folders = [f"{base}/{t.table}/" for t in self.report.tables] or [f"{base}/"]
         head = [
             f"client {self.client}  key {self.key[:16]}  code {self.code_sha256[:16]}",
             f"{self.outcome.upper()} on {self.platform} in {self.seconds:.1f}s: "
             f"{self.rows_in} rows read, {self.rows_out} written, "
             f"{passed} checks passed, {failed} failed",
-            f"output ({self.output_format}): "
-            + ", ".join(f"{self.output_dir.rstrip('/')}/{t.table}/" for t in self.report.tables),
+            f"output ({self.output_format}): {', '.join(folders)}",
         ]
         return "\n".join([*head, self.report.to_text()])
 
