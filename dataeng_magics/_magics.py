@@ -347,7 +347,7 @@ class TransformMagics(Magics):
 
         Session: approve [--reviewer R] | reject REASON | revise FEEDBACK | materialise
                  [--output-dir D] | run [--output-dir D] | preview | code | plan
-        Store:   list [--client C] | show KEY | invalidate KEY [REASON] | verify |
+        Store:   list [--client C] | show KEY | revoke KEY [REASON] | verify |
                  audit [--client C] [--key K] [--limit N] | stats [--client C] | config
         """
         words = shlex.split(line)
@@ -368,7 +368,8 @@ class TransformMagics(Magics):
             "code": self._cmd_code,
             "list": self._cmd_list,
             "show": self._cmd_show,
-            "invalidate": self._cmd_invalidate,
+            "revoke": self._cmd_revoke,
+            "invalidate": self._cmd_revoke,  # the old name
             "verify": self._cmd_verify,
             "audit": self._cmd_audit,
             "stats": self._cmd_stats,
@@ -390,12 +391,15 @@ class TransformMagics(Magics):
         return None
 
     def _cmd_approve(self, words: list[str]) -> Any:
-        session = self._require_current()
-        entry = session.approve(self._reviewer(self._option(words, "--reviewer")))
-        self._materialise(session)
-        self._refresh_panel()
         from dataeng_magics.display import Text
 
+        session = self._require_current()
+        approval = session.approve(self._reviewer(self._option(words, "--reviewer")))
+        entry = approval.entry
+        if not approval.recorded:
+            return Text(f"{approval.to_text()}. `%transform materialise` inserts its cell.")
+        self._materialise(session)
+        self._refresh_panel()
         return Text(
             f"Approved by {entry.reviewer}: key {entry.key[:16]}, code "
             f"{entry.code_sha256[:16]}. The approved code is inserted as a cell below."
@@ -416,7 +420,8 @@ class TransformMagics(Magics):
         entry, revision = self._require_current().revise(" ".join(words), actor=self._reviewer())
         self._refresh_panel()
         changes = entry.conversation[-1].get("changes", []) if entry.conversation else []
-        return Text("\n".join([revision.reply, *changes, "", entry.pseudocode]))
+        revoked = [str(revision.revoked)] if revision.revoked else []
+        return Text("\n".join([revision.reply, *revoked, *changes, "", entry.pseudocode]))
 
     def _cmd_materialise(self, words: list[str]) -> Any:
         from dataeng_magics.display import Text
@@ -459,7 +464,8 @@ class TransformMagics(Magics):
     def _cmd_list(self, words: list[str]) -> Any:
         from dataeng_magics.display import entries_table
 
-        return entries_table(self._store().list(self._option(words, "--client")))
+        client = self._option(words, "--client")
+        return entries_table(self._store().list(client), client)
 
     def _cmd_show(self, words: list[str]) -> Any:
         from dataeng_magics.display import Text
@@ -474,14 +480,14 @@ class TransformMagics(Magics):
         )
         return Text(head + "\n" + entry.pseudocode + ("\n" + entry.code if entry.code else ""))
 
-    def _cmd_invalidate(self, words: list[str]) -> Any:
+    def _cmd_revoke(self, words: list[str]) -> Any:
         from dataeng_magics.display import Text
-        from dataeng_magics.workflow import invalidate
+        from dataeng_magics.workflow import revoke
 
         if not words:
-            raise UsageError("invalidate needs a KEY (or a unique prefix)")
-        entry = invalidate(self.settings(), words[0], self._reviewer(), " ".join(words[1:]))
-        return Text(f"Invalidated {entry.key[:16]}: replays now need a new approval.")
+            raise UsageError("revoke needs a KEY (or a unique prefix)")
+        entry = revoke(self.settings(), words[0], self._reviewer(), " ".join(words[1:]))
+        return Text(f"Revoked {entry.key[:16]}: replays now need a new approval.")
 
     def _cmd_verify(self, words: list[str]) -> Any:
         from dataeng_magics.display import Text
@@ -498,13 +504,12 @@ class TransformMagics(Magics):
 
     def _cmd_audit(self, words: list[str]) -> Any:
         from dataeng_magics.display import audit_table
-        from dataeng_magics.state.audit import AuditLog
+        from dataeng_magics.workflow import audit_events
 
         client, key = self._option(words, "--client"), self._option(words, "--key")
         limit = int(self._option(words, "--limit") or 50)
-        return audit_table(
-            list(AuditLog(self.settings().audit_path).events(client=client, key=key))[-limit:]
-        )
+        events = audit_events(self.settings(), client=client, key=key)
+        return audit_table(events[-limit:], client, key)
 
     def _cmd_stats(self, words: list[str]) -> Any:
         from dataeng_magics.display import Text

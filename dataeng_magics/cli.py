@@ -1,8 +1,5 @@
 """``dataeng-magics``: the whole workflow from a terminal, on the same store and audit log
-as the notebook.
-
-Exit codes: 0 success; 2 bad input or a plan that cannot be approved; 3 approval
-required (nothing ran); 4 output failed validation; 5 execution failed.
+as the notebook. ``dataeng-magics --help`` lists the commands and the exit codes.
 """
 
 from __future__ import annotations
@@ -18,6 +15,16 @@ from typing import Any
 from dataeng_magics import __version__
 from dataeng_magics.display import audit_table, entries_table, text_table
 from dataeng_magics.errors import DataEngMagicsError, ValidationFailed
+
+EXIT_CODES = """\
+exit codes:
+  0  success (also a step that changed nothing, such as approving an approved plan)
+  1  audit verify: the audit log is broken (the first bad line is named)
+  2  bad input, or a plan that cannot be approved (one line naming file, sheet, row, column)
+  3  approval required: no approved plan for these inputs; nothing ran
+  4  the output was written but failed validation
+  5  execution failed (nothing recorded as a success)
+"""
 
 EXAMPLE_MAPPING = (
     Path(__file__).resolve().parent.parent
@@ -81,14 +88,15 @@ def cmd_draft(args: argparse.Namespace) -> int:
 def cmd_revise(args: argparse.Namespace) -> int:
     entry, revision = _session(args).revise(args.feedback)
     print(revision.reply)
+    if revision.revoked:
+        print(revision.revoked)
     print()
     _print_entry(entry)
     return 0
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
-    entry = _session(args).approve(args.reviewer)
-    print(f"approved key {entry.key} by {entry.reviewer}; code sha256 {entry.code_sha256}")
+    print(_session(args).approve(args.reviewer).to_text())
     return 0
 
 
@@ -234,7 +242,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
     settings = _settings(args)
     store = Store(settings.store_path)
     if args.action == "list":
-        print(entries_table(store.list(args.client)))
+        print(entries_table(store.list(args.client), args.client))
         return 0
     if not args.key:
         raise DataEngMagicsError(f"cache {args.action} needs a KEY", hint="See `cache list`.")
@@ -247,10 +255,12 @@ def cmd_cache(args: argparse.Namespace) -> int:
         if args.code and entry.code:
             print("\n" + entry.code)
         return 0
-    from dataeng_magics.workflow import invalidate
+    from dataeng_magics.workflow import revoke
 
-    entry = invalidate(settings, key, reason=args.reason or "")
-    print(f"invalidated {entry.key}: replays now need a new approval")
+    if args.action == "invalidate":
+        print("note: `cache invalidate` is now `cache revoke`", file=sys.stderr)
+    entry = revoke(settings, key, reason=args.reason or "")
+    print(f"revoked {entry.key}: replays now need a new approval")
     return 0
 
 
@@ -267,8 +277,10 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from dataeng_magics.state.audit import AuditLog
+    from dataeng_magics.workflow import audit_events
 
-    log = AuditLog(_settings(args).audit_path)
+    settings = _settings(args)
+    log = AuditLog(settings.audit_path)
     if args.action == "verify":
         result = log.verify()
         if result.ok:
@@ -280,22 +292,62 @@ def cmd_audit(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    print(audit_table(list(log.events(key=args.key, client=args.client))[-args.limit :]))
+    events = audit_events(settings, client=args.client, key=args.key)
+    print(audit_table(events[-args.limit :], args.client, args.key))
     return 0
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """An option's help ends with its default when it has one worth saying (not None,
+    not a flag's False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help
+        default = action.default
+        if (
+            text
+            and text != argparse.SUPPRESS
+            and "%(default)" not in text
+            and action.option_strings
+            and default not in (None, argparse.SUPPRESS)
+            and default is not False
+        ):
+            text += " (default: %(default)s)"
+        return text
+
+
+class _TopHelpFormatter(argparse.RawDescriptionHelpFormatter, _HelpFormatter):
+    """The top-level help: its epilog (the exit codes) keeps its lines."""
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dataeng-magics",
         description="Onboard client data: mapping -> approved plan -> PySpark.",
+        epilog=EXIT_CODES,
+        formatter_class=_TopHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=__version__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def keyed(
-        name: str, func: Callable[[argparse.Namespace], int], help: str
+    def command(
+        name: str, func: Callable[[argparse.Namespace], int], help: str, description: str = ""
     ) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help)
+        p = sub.add_parser(
+            name, help=help, description=description or help, formatter_class=_HelpFormatter
+        )
+        p.set_defaults(func=func)
+        return p
+
+    def home(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--home", help="state directory: store and audit log (default $DATAENG_MAGICS_HOME)"
+        )
+
+    def keyed(
+        name: str, func: Callable[[argparse.Namespace], int], help: str, description: str = ""
+    ) -> argparse.ArgumentParser:
+        p = command(name, func, help, description)
         p.add_argument("--client", required=True, help="client id, part of the cache key")
         p.add_argument("--mapping", required=True, help="mapping workbook (.xlsx or .csv)")
         p.add_argument(
@@ -303,46 +355,86 @@ def build_parser() -> argparse.ArgumentParser:
             action="append",
             type=_source_pair,
             metavar="NAME=PATH",
-            help="read source NAME from PATH instead (repeatable)",
+            help="read source NAME from PATH instead (repeatable); the key does not change",
         )
-        p.add_argument("--home", help="state directory (default $DATAENG_MAGICS_HOME)")
-        p.set_defaults(func=func)
+        home(p)
         return p
 
     planner_help = "offline, openai, azure, openai-compatible (default: setting 'planner')"
-    p = keyed("draft", cmd_draft, "draft a plan and print it with its cache key")
+    p = keyed(
+        "draft",
+        cmd_draft,
+        "draft a plan and print it with its cache key",
+        "Draft a plan from the mapping and the first rows of each source, and print it as "
+        "pseudocode with its cache key. An existing draft or approval is shown, not replaced.",
+    )
     p.add_argument("--notes", default="", help="plain-English notes for the planner")
-    p.add_argument("--force", action="store_true", help="replace an existing draft or approval")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing draft or approval (an approval is revoked, and audited)",
+    )
     p.add_argument("--planner", help=planner_help)
-    p = keyed("revise", cmd_revise, "revise the draft with feedback ('COL: rule', 'filter: cond')")
-    p.add_argument("feedback")
+    p = keyed(
+        "revise",
+        cmd_revise,
+        "revise the draft with feedback ('COL: rule', 'filter: cond')",
+        "Revise the current plan with feedback, one instruction per line. Changing an "
+        "approved plan revokes its approval: it must be approved again.",
+    )
+    p.add_argument("feedback", help="'COLUMN: rule', 'filter: condition' or 'drop filters'")
     p.add_argument("--planner", help=planner_help)
-    p = keyed("approve", cmd_approve, "approve the draft (recorded in the audit log)")
-    p.add_argument("--reviewer", required=True)
+    p = keyed(
+        "approve",
+        cmd_approve,
+        "approve the draft (recorded in the audit log)",
+        "Approve the current plan and its compiled code (by hash), recorded in the audit "
+        "log. A plan that is already approved stays as it is; nothing is recorded.",
+    )
+    p.add_argument("--reviewer", required=True, help="the name recorded on the approval")
     p = keyed("reject", cmd_reject, "reject the draft with a reason")
-    p.add_argument("--reviewer", required=True)
-    p.add_argument("--reason", required=True)
-    p = keyed("run", cmd_run, "run the approved plan, write and validate each target table")
-    p.add_argument("--output-dir", required=True)
-    p.add_argument("--format", choices=["parquet", "csv", "delta"])
+    p.add_argument("--reviewer", required=True, help="the name recorded on the rejection")
+    p.add_argument("--reason", required=True, help="why, recorded in the audit log")
+    p = keyed(
+        "run",
+        cmd_run,
+        "run the approved plan, write and validate each target table",
+        "Run the approved code (never re-planned) and write each target table to "
+        "OUTPUT_DIR/<TABLE>/, then validate it. Exit 3 if there is no approval, 4 if the "
+        "output fails validation, 5 if the run fails.",
+    )
+    p.add_argument("--output-dir", required=True, help="folder (or URL) for the target tables")
+    p.add_argument(
+        "--format",
+        choices=["parquet", "csv", "delta"],
+        help="output format (default: setting 'output_format', parquet)",
+    )
     p.add_argument("--platform", help="where to run (default: setting 'platform', local)")
     p.add_argument("--json", action="store_true", help="also print the summary as JSON")
 
-    p = sub.add_parser("demo", help="onboard the bundled example client end to end")
-    p.add_argument("--client", default="NORTHWIND")
+    p = command(
+        "demo",
+        cmd_demo,
+        "onboard the bundled example client end to end",
+        "Draft, approve and run the bundled example client (example_notebooks/data/"
+        "northwind/) on local Spark, printing each step's command.",
+    )
+    p.add_argument("--client", default="NORTHWIND", help="client id for the example")
     p.add_argument("--mapping", help=argparse.SUPPRESS)
-    p.add_argument("--output-dir", default="out")
-    p.add_argument("--reviewer", default=getpass.getuser())
-    p.add_argument("--home")
-    p.set_defaults(func=cmd_demo)
+    p.add_argument("--output-dir", default="out", help="folder for the target tables")
+    p.add_argument(
+        "--reviewer", default=getpass.getuser(), help="the name recorded on the approval"
+    )
+    home(p)
 
-    p = sub.add_parser(
+    p = command(
         "replay",
-        help="run a notebook with papermill in replay mode, once per --client",
-        description="Batch re-runs: each client's approved plan runs with no LLM and no "
+        cmd_replay,
+        "run a notebook with papermill in replay mode, once per --client",
+        "Batch re-runs: each client's approved plan runs with no LLM and no "
         "widgets; a client without an approved plan fails with exit code 3 and runs nothing.",
     )
-    p.add_argument("notebook")
+    p.add_argument("notebook", help="the template notebook (with a 'parameters' cell)")
     p.add_argument(
         "--client",
         action="append",
@@ -359,33 +451,49 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--output-notebooks", help="folder for executed notebooks (default replayed/)")
     p.add_argument("--kernel", help="kernel name (default: the notebook's)")
-    p.add_argument("--home")
-    p.set_defaults(func=cmd_replay)
+    home(p)
 
-    p = sub.add_parser("cache", help="list, show or invalidate cached plans")
-    p.add_argument("action", choices=["list", "show", "invalidate"])
-    p.add_argument("key", nargs="?", help="a key or a unique prefix (8+ characters)")
-    p.add_argument("--client")
-    p.add_argument("--code", action="store_true", help="with show: print the code too")
-    p.add_argument("--reason")
-    p.add_argument("--home")
-    p.set_defaults(func=cmd_cache)
-
-    p = sub.add_parser("audit", help="verify or show the audit log")
-    p.add_argument("action", choices=["verify", "show"])
-    p.add_argument("--client")
-    p.add_argument("--key")
-    p.add_argument("--limit", type=int, default=50)
-    p.add_argument("--home")
-    p.set_defaults(func=cmd_audit)
-
-    p = sub.add_parser(
-        "stats", help="cache hit rate, tokens, time from draft to approval, runs and outcomes"
+    p = command(
+        "cache",
+        cmd_cache,
+        "list, show or revoke cached plans",
+        "List the cached plans, show one (by key or a unique prefix of 8+ characters), or "
+        "revoke one so replays need a new approval (recorded in the audit log).",
     )
-    p.add_argument("--client", help="only this client")
+    # `invalidate` is the old name of `revoke`: accepted, not offered.
+    p.add_argument(
+        "action",
+        choices=["list", "show", "revoke", "invalidate"],
+        metavar="{list,show,revoke}",
+        help="what to do",
+    )
+    p.add_argument("key", nargs="?", help="with show, revoke: a key or a unique prefix (8+)")
+    p.add_argument("--client", help="with list: only this client (any case)")
+    p.add_argument("--code", action="store_true", help="with show: print the code too")
+    p.add_argument("--reason", help="with revoke: why, recorded in the audit log")
+    home(p)
+
+    p = command(
+        "audit",
+        cmd_audit,
+        "verify or show the audit log",
+        "verify: check the audit log's hash chain and name the first edited line (exit 1). "
+        "show: the latest records, optionally for one client or key.",
+    )
+    p.add_argument("action", choices=["verify", "show"], help="what to do")
+    p.add_argument("--client", help="with show: only this client (any case)")
+    p.add_argument("--key", help="with show: only this key, or a unique prefix (8+)")
+    p.add_argument("--limit", type=int, default=50, help="with show: the latest N records")
+    home(p)
+
+    p = command(
+        "stats",
+        cmd_stats,
+        "cache hit rate, tokens, time from draft to approval, runs and outcomes",
+    )
+    p.add_argument("--client", help="only this client (any case)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
-    p.add_argument("--home")
-    p.set_defaults(func=cmd_stats)
+    home(p)
     return parser
 
 

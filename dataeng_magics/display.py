@@ -38,12 +38,17 @@ class Table:
     rows: list[dict[str, Any]]
     columns: list[str]
     title: str = ""
+    empty: str = "(none)"  # said instead of an empty table: what matched nothing
 
     def __repr__(self) -> str:
+        if not self.rows:
+            return self.empty
         body = text_table(self.rows, self.columns)
         return f"{self.title}\n{body}" if self.title else body
 
     def _repr_html_(self) -> str:
+        if not self.rows:
+            return f"<p>{html.escape(self.empty)}</p>"
         head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)
         body = "".join(
             "<tr>"
@@ -74,8 +79,15 @@ class Text:
         return f"<pre>{html.escape(self.text)}</pre>"
 
 
-def entries_table(entries: Sequence[Any]) -> Table:
-    """Store entries as the CLI and ``%transform list`` show them."""
+def _nothing(what: str, **filters: str | None) -> str:
+    """What an empty listing says: "no audit records for client X and key K"."""
+    given = [f"{name} {value}" for name, value in filters.items() if value]
+    return f"no {what} for {' and '.join(given)}" if given else f"no {what} yet"
+
+
+def entries_table(entries: Sequence[Any], client: str | None = None) -> Table:
+    """Store entries as the CLI and ``%transform list`` show them (``client``: the
+    filter they were listed with, named when nothing matched)."""
     rows = [
         {
             "client": e.client,
@@ -89,11 +101,12 @@ def entries_table(entries: Sequence[Any]) -> Table:
         for e in entries
     ]
     columns = ["client", "key", "status", "reviewer", "approved_at", "runs", "last_outcome"]
-    return Table(rows, columns, "Cached transformations")
+    return Table(rows, columns, "Cached transformations", _nothing("cached plans", client=client))
 
 
-def audit_table(events: Sequence[Any]) -> Table:
-    """Audit events as the CLI and ``%transform audit`` show them."""
+def audit_table(events: Sequence[Any], client: str | None = None, key: str | None = None) -> Table:
+    """Audit events as the CLI and ``%transform audit`` show them (old logs' event
+    "invalidation" is shown as recorded: the chain forbids rewriting it)."""
     rows = [
         {
             "seq": e.seq,
@@ -106,7 +119,8 @@ def audit_table(events: Sequence[Any]) -> Table:
         }
         for e in events
     ]
-    return Table(rows, ["seq", "time", "event", "actor", "client", "key", "code"], "Audit log")
+    columns = ["seq", "time", "event", "actor", "client", "key", "code"]
+    return Table(rows, columns, "Audit log", _nothing("audit records", client=client, key=key))
 
 
 class SummaryView:

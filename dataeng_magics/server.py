@@ -7,9 +7,10 @@ server's own authentication (``@tornado.web.authenticated``; a POST also passes 
 XSRF check), and are enabled by ``jupyter-config/.../dataeng_magics.json``, which the
 wheel installs into ``etc/jupyter/jupyter_server_config.d/``.
 
-    GET  entries[?client=C]        every entry (newest first) and every client
+    GET  entries[?client=C]        every entry (newest first; C in any case) and every client
     GET  entries/KEY               one entry, its runs and its audit events
-    POST entries/KEY/invalidate    {"reason": "..."}: revoke it, audited
+    POST entries/KEY/revoke        {"reason": "..."}: revoke it, audited ("revocation")
+         (``entries/KEY/invalidate``, the old path, does the same)
 
 The functions below the handlers do the work and know nothing of tornado.
 """
@@ -104,7 +105,8 @@ def list_entries(settings: Settings, client: str | None = None) -> dict[str, Any
     with Store(settings.store_path) as store:
         everything = store.list()
     clients = sorted({entry.client for entry in everything})
-    shown = [e for e in everything if client is None or e.client == client]
+    wanted = None if client is None else client.casefold()  # as Store.list matches it
+    shown = [e for e in everything if wanted is None or e.client.casefold() == wanted]
     return {
         "entries": [_fields(e, SUMMARY_FIELDS) for e in shown],
         "clients": clients,
@@ -127,9 +129,9 @@ def entry_detail(settings: Settings, key: str) -> dict[str, Any]:
     }
 
 
-def invalidate_entry(settings: Settings, key: str, actor: str, reason: str = "") -> dict[str, Any]:
+def revoke_entry(settings: Settings, key: str, actor: str, reason: str = "") -> dict[str, Any]:
     """Revoke an entry and audit it, by the path the CLI and ``%transform`` take."""
-    from dataeng_magics.workflow import invalidate  # heavier than the reads: only here
+    from dataeng_magics.workflow import revoke  # heavier than the reads: only here
 
     if not settings.store_path.exists():
         raise NotFound(f"no cached plan with key {key!r}")
@@ -138,7 +140,7 @@ def invalidate_entry(settings: Settings, key: str, actor: str, reason: str = "")
     if entry.status == "revoked":
         raise Conflict(f"the plan {entry.key[:16]} is already revoked (by {entry.revoked_by})")
     try:
-        entry = invalidate(settings, entry.key, actor, reason)
+        entry = revoke(settings, entry.key, actor, reason)
     except StoreError as exc:  # revoked meanwhile by someone else
         raise Conflict(str(exc)) from None
     return {"entry": _fields(entry, DETAIL_FIELDS)}
@@ -185,7 +187,7 @@ class EntryHandler(_Handler):
         await self._call(entry_detail, key)
 
 
-class InvalidateHandler(_Handler):
+class RevokeHandler(_Handler):
     @tornado.web.authenticated
     async def post(self, key: str) -> None:
         try:
@@ -195,7 +197,7 @@ class InvalidateHandler(_Handler):
         reason = body.get("reason", "") if isinstance(body, dict) else ""
         if not isinstance(reason, str):
             raise tornado.web.HTTPError(400, "reason must be a string")
-        await self._call(invalidate_entry, key, _actor(self.current_user), reason.strip())
+        await self._call(revoke_entry, key, _actor(self.current_user), reason.strip())
 
 
 def _jupyter_server_extension_points() -> list[dict[str, str]]:
@@ -211,7 +213,8 @@ def _load_jupyter_server_extension(server_app: Any) -> None:
         [
             (url_path_join(base, "entries"), EntriesHandler),
             (url_path_join(base, "entries", key), EntryHandler),
-            (url_path_join(base, "entries", key, "invalidate"), InvalidateHandler),
+            (url_path_join(base, "entries", key, "revoke"), RevokeHandler),
+            (url_path_join(base, "entries", key, "invalidate"), RevokeHandler),  # the old path
         ],
     )
     server_app.log.info("dataeng_magics: Transformations API at %s", base)

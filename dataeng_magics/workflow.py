@@ -37,8 +37,8 @@ from dataeng_magics.plan.model import Plan
 from dataeng_magics.plan.render import plan_diff, render_pseudocode
 from dataeng_magics.redact import public_path
 from dataeng_magics.run.validate import ValidationReport, evaluate
-from dataeng_magics.state.audit import AuditLog
-from dataeng_magics.state.store import Entry, Outcome, Store
+from dataeng_magics.state.audit import AuditEvent, AuditLog
+from dataeng_magics.state.store import Entry, Outcome, Revoked, Store
 
 if TYPE_CHECKING:
     from dataeng_magics.agent import Planner, PlanningContext, PlanResult
@@ -105,14 +105,37 @@ class RunSummary:
 
     def to_text(self) -> str:
         passed, failed = self.report.counts()
+        base = self.output_dir.rstrip("/")
+        folders = [f"{base}/{t.table}/" for t in self.report.tables] or [f"{base}/"]
         head = [
             f"client {self.client}  key {self.key[:16]}  code {self.code_sha256[:16]}",
             f"{self.outcome.upper()} on {self.platform} in {self.seconds:.1f}s: "
             f"{self.rows_in} rows read, {self.rows_out} written, "
             f"{passed} checks passed, {failed} failed",
-            f"output: {self.output_dir}/<TABLE>/ ({self.output_format})",
+            f"output ({self.output_format}): {', '.join(folders)}",
         ]
         return "\n".join([*head, self.report.to_text()])
+
+
+@dataclass(frozen=True)
+class Approval:
+    """What ``approve`` did: the approved entry, and whether this call approved it."""
+
+    entry: Entry
+    reviewer: str  # who asked to approve
+    recorded: bool  # False: it was approved already; nothing changed, nothing audited
+
+    def to_text(self) -> str:
+        entry = self.entry
+        if self.recorded:
+            return f"approved key {entry.key} by {entry.reviewer}; code sha256 {entry.code_sha256}"
+        text = (
+            f"already approved by {entry.reviewer} at {entry.approved_at:%Y-%m-%d %H:%M} UTC; "
+            "nothing changed"
+        )
+        if self.reviewer != entry.reviewer:
+            text += f" (an approval names one reviewer; {self.reviewer} was not recorded)"
+        return text
 
 
 @dataclass
@@ -174,12 +197,19 @@ def audit_entry(audit: AuditLog, event: str, entry: Entry, actor: str | None,
     )  # fmt: skip
 
 
-def invalidate(settings: Settings, key: str, actor: str | None = None, reason: str = "") -> Entry:
+def _audit_revocation(audit: AuditLog, entry: Entry, actor: str | None, reason: str) -> None:
+    """The one "revocation" record, whether a person revoked the plan or a revise or a
+    forced re-draft replaced an approved one (logs before this named it "invalidation")."""
+    approved_by = entry.reviewer if entry.approved_at is not None else None
+    audit_entry(audit, "revocation", entry, actor, reason=reason, approved_by=approved_by)
+
+
+def revoke(settings: Settings, key: str, actor: str | None = None, reason: str = "") -> Entry:
     """Revoke a cached plan (by key or unique prefix) so replays need a new approval."""
     actor = actor or getpass.getuser()
     store = Store(settings.store_path)
-    entry = store.invalidate(store.resolve(key), actor, reason)
-    audit_entry(AuditLog(settings.audit_path), "invalidation", entry, actor, reason=reason)
+    entry = store.revoke(store.resolve(key), actor, reason)
+    _audit_revocation(AuditLog(settings.audit_path), entry, actor, reason)
     return entry
 
 
@@ -198,6 +228,20 @@ def approval_blocker(plan: Plan) -> PlanError | None:
         table=table,
         target_column=column.name,
     )
+
+
+def audit_events(
+    settings: Settings, *, client: str | None = None, key: str | None = None
+) -> list[AuditEvent]:
+    """The audit records for a client (any case) and a key or key prefix, as ``cache
+    show`` takes it (8+ characters); a full key no longer in the store still matches."""
+    if key is not None:
+        try:
+            key = Store(settings.store_path).resolve(key)
+        except StoreError:
+            if len(key) != 64:
+                raise
+    return list(AuditLog(settings.audit_path).events(client=client, key=key))
 
 
 class TransformSession:
@@ -373,10 +417,13 @@ class TransformSession:
     # -- steps ----------------------------------------------------------------------
 
     def draft(self, *, force: bool = False, actor: str | None = None) -> Entry:
-        """A new draft, unless one already exists (``force`` replaces it, even if approved)."""
+        """A new draft, unless one already exists (``force`` replaces it; an approval it
+        replaces is revoked, and audited as a revise would)."""
         existing = self.entry()
         if existing is not None and not force and existing.status in ("draft", "approved"):
             return existing
+        if existing is not None and existing.status == "approved":
+            _audit_revocation(self.audit, existing, actor, "the plan was re-drafted")
         planner = self.planner
         result = planner.draft(self.request.client, self.mapping, self.schemas,
                                self.request.notes, context=self._context())  # fmt: skip
@@ -405,7 +452,8 @@ class TransformSession:
         return entry
 
     def revise(self, feedback: str, *, actor: str | None = None) -> tuple[Entry, PlanResult]:
-        """Apply chat feedback to the current draft; the conversation is kept with it."""
+        """Apply chat feedback to the current draft; the conversation is kept with it.
+        A change to an approved plan revokes the approval: ``result.revoked`` says whose."""
         entry = self.current_draft()
         before = self.plan_of(entry)
         revision = self.planner.revise(before, feedback, self.schemas, context=self._context(entry))
@@ -426,8 +474,9 @@ class TransformSession:
         ]
         if changes:
             if entry.status == "approved":
-                audit_entry(self.audit, "revocation", entry, actor,
-                            reason="plan revised after approval")  # fmt: skip
+                revoked = Revoked(entry.reviewer or "", "the plan changed")
+                revision = replace(revision, revoked=revoked)
+                _audit_revocation(self.audit, entry, actor, revoked.reason)
             self.store.put(self._entry_for(revision.plan))
         entry = self.store.add_conversation(entry.key, turns)
         audit_entry(
@@ -436,11 +485,12 @@ class TransformSession:
         )  # fmt: skip
         return entry, revision
 
-    def approve(self, reviewer: str) -> Entry:
-        """Record an explicit approval; refuses plans with unresolved steps."""
+    def approve(self, reviewer: str) -> Approval:
+        """Record an explicit approval; refuses plans with unresolved steps. Approving an
+        approved plan changes and records nothing, whoever asks (``recorded`` is False)."""
         entry = self.current_draft()
         if entry.status == "approved":
-            return entry
+            return Approval(entry, reviewer, recorded=False)
         plan = self.plan_of(entry)
         blocker = approval_blocker(plan)
         if blocker is not None:
@@ -454,15 +504,15 @@ class TransformSession:
             )
         entry = self.store.approve(entry.key, reviewer, sha256_text(code))
         audit_entry(self.audit, "approval", entry, reviewer, reviewer=reviewer)
-        return entry
+        return Approval(entry, reviewer, recorded=True)
 
     def reject(self, reviewer: str, reason: str) -> Entry:
         entry = self.store.reject(self.current_draft().key, reviewer, reason)
         audit_entry(self.audit, "rejection", entry, reviewer, reason=reason)
         return entry
 
-    def invalidate(self, actor: str | None = None, reason: str = "") -> Entry:
-        return invalidate(self.settings, self.current_draft().key, actor, reason)
+    def revoke(self, actor: str | None = None, reason: str = "") -> Entry:
+        return revoke(self.settings, self.current_draft().key, actor, reason)
 
     def parameters(self, output_dir: str, output_format: str, *, relative: bool = False) -> str:
         """The per-run parameters block for these inputs (paths under the working folder

@@ -76,6 +76,7 @@ def test_events_filter_by_key_and_client(tmp_path: Path) -> None:
     assert [e.seq for e in log.events(key="key1")] == [2, 5, 8]
     assert [e.seq for e in log.events(client="NORTHWIND")] == [2, 4, 6, 8]
     assert [e.seq for e in log.events(key="key1", client="NORTHWIND")] == [2, 8]
+    assert [e.seq for e in log.events(client="northWind")] == [2, 4, 6, 8]  # as the store
     assert list(AuditLog(tmp_path / "none.jsonl").events()) == []
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 from openpyxl import load_workbook
 
-from dataeng_magics.cli import main
+from dataeng_magics.cli import build_parser, main
 
 
 def args(mapping: Path, *extra: str) -> list[str]:
@@ -23,6 +24,7 @@ def test_draft_prints_pseudocode_and_key(example: Path, capsys: pytest.CaptureFi
     assert main(["draft", *args(example)]) == 0
     out = capsys.readouterr().out
     assert 'TRADE_DATE (date) [required] <- "Trade Date": parse date MM/DD/YYYY' in out
+    assert "SOURCE_SYSTEM (string) [required] <- (no source): constant 'NORTHWIND-OMS'" in out
     key = next(line.split()[1] for line in out.splitlines() if line.startswith("key:"))
     assert len(key) == 64
     assert main(["cache", "show", key[:12]]) == 0
@@ -101,20 +103,122 @@ def test_audit_verify_detects_an_edit(
     assert "line 2" in capsys.readouterr().err
 
 
-def test_cache_invalidate_requires_a_new_approval(
+def key_of(out: str) -> str:
+    """The cache key the last command printed."""
+    return [line.split()[1] for line in out.splitlines() if line.startswith("key:")][-1]
+
+
+def test_cache_revoke_requires_a_new_approval(
     example: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     main(["draft", *args(example)])
     main(["approve", *args(example), "--reviewer", "alice"])
-    key = next(
-        line.split()[1] for line in capsys.readouterr().out.splitlines() if line.startswith("key:")
-    )
-    assert main(["cache", "invalidate", key[:10], "--reason", "mapping v4"]) == 0
+    key = key_of(capsys.readouterr().out)
+    assert main(["cache", "revoke", key[:10], "--reason", "mapping v4"]) == 0
+    assert capsys.readouterr().out == f"revoked {key}: replays now need a new approval\n"
     assert main(["run", *args(example), "--output-dir", str(tmp_path / "o")]) == 3
     assert main(["cache", "list"]) == 0
     assert "revoked" in capsys.readouterr().out
     assert main(["audit", "show"]) == 0
-    assert "invalidation" in capsys.readouterr().out
+    assert "revocation" in capsys.readouterr().out
+    # the old name still works, says the same, and is not offered
+    main(["draft", *args(example), "--force"])
+    capsys.readouterr()
+    assert main(["cache", "invalidate", key[:10], "--reason", "again"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == f"revoked {key}: replays now need a new approval\n"
+    assert "now `cache revoke`" in captured.err
+    assert main(["cache", "show", key[:10]]) == 0
+    assert "status: revoked" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["cache", "--help"])
+    assert "invalidate" not in capsys.readouterr().out
+
+
+def test_approve_twice_says_nothing_changed_and_records_nothing(
+    example: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["draft", *args(example)])
+    capsys.readouterr()
+    assert main(["approve", *args(example), "--reviewer", "alice"]) == 0
+    assert capsys.readouterr().out.startswith("approved key ")
+    assert main(["approve", *args(example), "--reviewer", "alice"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("already approved by alice at ") and "UTC; nothing changed" in out
+    assert main(["approve", *args(example), "--reviewer", "bob"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("already approved by alice at ") and "bob was not recorded" in out
+    assert main(["audit", "show"]) == 0
+    assert capsys.readouterr().out.count("approval") == 1
+
+
+def test_revise_and_forced_draft_of_an_approval_say_it_is_revoked(
+    example: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["draft", *args(example)])
+    main(["approve", *args(example), "--reviewer", "alice"])
+    capsys.readouterr()
+    assert main(["revise", *args(example), "DESK: first 3 characters, upper"]) == 0
+    out = capsys.readouterr().out
+    assert "approval by alice revoked: the plan changed" in out and "status: draft" in out
+    main(["approve", *args(example), "--reviewer", "bob"])
+    assert main(["draft", *args(example), "--force"]) == 0
+    capsys.readouterr()
+    assert main(["audit", "show"]) == 0
+    events = [line.split()[3] for line in capsys.readouterr().out.splitlines()[3:]]
+    assert events == [
+        "draft", "approval", "revocation", "revision", "approval", "revocation", "draft"
+    ]  # fmt: skip
+
+
+def test_audit_show_takes_key_prefixes_and_any_case_of_client(
+    example: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["draft", *args(example)])
+    main(["draft", "--client", "ACME", "--mapping", str(example)])
+    key = key_of(capsys.readouterr().out)  # ACME's, the last one printed
+    assert main(["audit", "show", "--key", key[:8]]) == 0
+    rows = capsys.readouterr().out.splitlines()[3:]
+    assert len(rows) == 1 and "ACME" in rows[0] and key[:16] in rows[0]
+    assert main(["audit", "show", "--key", key[:7]]) == 2
+    assert "too short" in capsys.readouterr().err
+    assert main(["audit", "show", "--client", "acme"]) == 0
+    rows = capsys.readouterr().out.splitlines()[3:]
+    assert len(rows) == 1 and "ACME" in rows[0]
+    assert main(["cache", "list", "--client", "Acme"]) == 0
+    assert "ACME" in capsys.readouterr().out
+    assert main(["stats", "--client", "acme"]) == 0
+    assert "entries: 1 (draft 1)" in capsys.readouterr().out
+    # a filter that matches nothing says so
+    assert main(["audit", "show", "--client", "NOBODY"]) == 0
+    assert capsys.readouterr().out == "no audit records for client NOBODY\n"
+    assert main(["cache", "list", "--client", "NOBODY"]) == 0
+    assert capsys.readouterr().out == "no cached plans for client NOBODY\n"
+
+
+def test_every_command_and_option_has_help_and_the_exit_codes_are_listed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    parser = build_parser()
+    [commands] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert set(commands.choices) >= {"draft", "revise", "approve", "run", "cache", "audit"}
+    for name, sub in commands.choices.items():
+        assert sub.description, f"{name} has no description"
+        for action in sub._actions:
+            assert action.help, f"{name} {action.dest} has no help"
+        with pytest.raises(SystemExit):
+            main([name, "--help"])
+        text = capsys.readouterr().out
+        assert "(default: None)" not in text and "(default: False)" not in text
+    with pytest.raises(SystemExit):
+        main(["audit", "--help"])
+    assert "the latest N records (default: 50)" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    top = capsys.readouterr().out
+    for code in ("0", "1", "2", "3", "4", "5"):
+        assert f"\n  {code}  " in top, f"exit code {code} is not listed"
+    assert "approval required" in top
 
 
 @pytest.mark.slow
@@ -138,3 +242,19 @@ def test_quick_start_demo_in_a_fresh_process(tmp_path: Path, state_home: Path) -
         json.loads(line)["event"] for line in (state_home / "audit.jsonl").read_text().splitlines()
     ]
     assert events == ["draft", "approval", "run_start", "run_end"]
+
+
+def test_stats_counts_every_approval_including_those_after_a_revise(
+    example: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["draft", *args(example)])
+    main(["approve", *args(example), "--reviewer", "alice"])
+    main(["revise", *args(example), "DESK: first 3 characters, upper"])
+    main(["approve", *args(example), "--reviewer", "bob"])
+    main(["revise", *args(example), "DESK: first 4 characters, upper"])
+    main(["approve", *args(example), "--reviewer", "carol"])
+    capsys.readouterr()
+    assert main(["audit", "show"]) == 0
+    assert capsys.readouterr().out.count("approval") == 3
+    assert main(["stats"]) == 0
+    assert "draft to approval: 3 approval(s)" in capsys.readouterr().out

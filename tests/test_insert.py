@@ -65,7 +65,7 @@ def test_approval_asks_the_front_end_for_the_cell(example: Path, tmp_path: Path)
 def test_materialise_asks_again_with_a_new_nonce(example: Path) -> None:
     session = session_for(example)
     session.draft()
-    entry = session.approve("dave")
+    entry = session.approve("dave").entry
     cells: list[str] = []
     panel = ApprovedPanel(session, entry, on_materialise=cells.append)
     assert panel.inserter in panel.children

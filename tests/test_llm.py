@@ -510,7 +510,7 @@ def test_stats_reports_hits_tokens_approval_time_and_runs(
     s = session(unresolved, model)
     s.draft()
     s.revise("only trades above 100 units")
-    entry = s.approve("alice")
+    entry = s.approve("alice").entry
     from datetime import UTC, datetime, timedelta
 
     now = datetime.now(UTC)

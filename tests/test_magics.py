@@ -221,12 +221,40 @@ def test_store_and_audit_line_magics(ip: Shell, example: Path) -> None:
     shown = ip.run_line_magic("transform", f"show {key}")
     assert "TABLE TRADES" in repr(shown) and "spark.read" in repr(shown)
     assert "intact: 2 records" in repr(ip.run_line_magic("transform", "verify"))
-    ip.run_line_magic("transform", f"invalidate {key} mapping v4")
+    revoked = ip.run_line_magic("transform", f"revoke {key} mapping v4")
+    assert repr(revoked) == f"Revoked {key}: replays now need a new approval."
     assert ip.run_line_magic("transform", "list").rows[0]["status"] == "revoked"
-    events = [r["event"] for r in ip.run_line_magic("transform", "audit").rows]
-    assert events == ["draft", "approval", "invalidation"]
+    events = [r["event"] for r in ip.run_line_magic("transform", f"audit --key {key}").rows]
+    assert events == ["draft", "approval", "revocation"]
+    assert ip.run_line_magic("transform", "audit --client northwind").rows  # any case
+    nobody = ip.run_line_magic("transform", "audit --client NOBODY")
+    assert repr(nobody) == "no audit records for client NOBODY"
+    assert "no audit records" in nobody._repr_html_()
+    assert repr(ip.run_line_magic("transform", "list --client NOBODY")) == (
+        "no cached plans for client NOBODY"
+    )
+    ip.run_line_magic("transform", "revise DESK: first 3 characters, upper")
+    ip.run_line_magic("transform", f"invalidate {key} the old name still works")
+    assert ip.run_line_magic("transform", "list").rows[0]["status"] == "revoked"
     with pytest.raises(UsageError, match="unknown command"):
         ip.run_line_magic("transform", "frobnicate")
+
+
+def test_approve_twice_and_revise_say_what_happened_to_the_approval(
+    ip: Shell, example: Path
+) -> None:
+    ip.run_cell(transform(example))
+    approved = ip.run_line_magic("transform", "approve --reviewer alice")
+    assert repr(approved).startswith("Approved by alice")
+    ip.rl_next_input = None
+    again = ip.run_line_magic("transform", "approve --reviewer bob")
+    assert repr(again).startswith("already approved by alice at ")
+    assert "nothing changed" in repr(again) and "bob was not recorded" in repr(again)
+    assert ip.rl_next_input is None  # no second cell inserted
+    revised = ip.run_line_magic("transform", "revise DESK: first 3 characters, upper")
+    assert "approval by alice revoked: the plan changed" in repr(revised)
+    events = [r["event"] for r in ip.run_line_magic("transform", "audit").rows]
+    assert events == ["draft", "approval", "revocation", "revision"]
 
 
 def test_settings_from_config_pyproject_and_env(

@@ -69,6 +69,7 @@ def test_both_extensions_are_enabled_by_pip_install() -> None:
     [
         ("GET", "dataeng-magics/entries"),
         ("GET", "dataeng-magics/entries/0123456789abcdef"),
+        ("POST", "dataeng-magics/entries/0123456789abcdef/revoke"),
         ("POST", "dataeng-magics/entries/0123456789abcdef/invalidate"),
     ],
 )
@@ -107,6 +108,9 @@ def test_list_and_filter_by_client(server: JupyterServer, keys: dict[str, str]) 
     assert [row["client"] for row in reply["entries"]] == ["ACME"]
     assert reply["clients"] == ["ACME", "NORTHWIND"]  # the filter still offers every client
     assert server.request("GET", "dataeng-magics/entries?client=NOBODY")[1]["entries"] == []
+    # any case, as the CLI's --client and the store match it
+    status, reply = server.request("GET", "dataeng-magics/entries?client=acme")
+    assert [row["client"] for row in reply["entries"]] == ["ACME"]
 
 
 def test_detail_has_plan_code_runs_and_audit_history(
@@ -130,11 +134,9 @@ def test_detail_has_plan_code_runs_and_audit_history(
     assert status == 404 and "ffffffffffffffff" in reply["message"]
 
 
-def test_invalidate_revokes_audits_and_blocks_replay(
-    server: JupyterServer, keys: dict[str, str]
-) -> None:
+def test_revoke_audits_and_blocks_replay(server: JupyterServer, keys: dict[str, str]) -> None:
     key = keys["NORTHWIND"]
-    path = f"dataeng-magics/entries/{key}/invalidate"
+    path = f"dataeng-magics/entries/{key}/revoke"
     assert server.request("POST", path, b"not json")[0] == 400
     status, reply = server.request("POST", path, {"reason": "  mapping v2 arrived "})
     assert status == 200
@@ -144,8 +146,8 @@ def test_invalidate_revokes_audits_and_blocks_replay(
     assert revoked_by  # the OS user behind a shared-token login, as the CLI records
 
     event = list(AuditLog(server.home / "audit.jsonl").events(key=key))[-1]
-    assert event.event == "invalidation" and event.actor == revoked_by
-    assert event.details == {"reason": "mapping v2 arrived"}
+    assert event.event == "revocation" and event.actor == revoked_by
+    assert event.details == {"reason": "mapping v2 arrived", "approved_by": "alice"}
     assert event.code_sha256 == reply["entry"]["code_sha256"]
     assert AuditLog(server.home / "audit.jsonl").verify().ok
 
@@ -156,11 +158,16 @@ def test_invalidate_revokes_audits_and_blocks_replay(
 
     status, reply = server.request("POST", path, {"reason": "again"})
     assert status == 409 and "already revoked" in reply["message"]
-    unknown = "dataeng-magics/entries/ffffffffffffffff/invalidate"
+    unknown = "dataeng-magics/entries/ffffffffffffffff/revoke"
     assert server.request("POST", unknown, {})[0] == 404
-    # ACME is untouched
-    acme = server.request("GET", f"dataeng-magics/entries/{keys['ACME']}")[1]["entry"]
-    assert acme["status"] == "draft"
+    # ACME was untouched; the old path still revokes (a panel built before the rename)
+    acme = f"dataeng-magics/entries/{keys['ACME']}"
+    assert server.request("GET", acme)[1]["entry"]["status"] == "draft"
+    status, reply = server.request("POST", f"{acme}/invalidate", {"reason": "old panel"})
+    assert status == 200 and reply["entry"]["status"] == "revoked"
+    event = list(AuditLog(server.home / "audit.jsonl").events(key=keys["ACME"]))[-1]
+    assert event.event == "revocation"
+    assert event.details == {"reason": "old panel", "approved_by": None}
 
 
 def test_reading_an_empty_state_directory_creates_nothing(tmp_path: Path) -> None:

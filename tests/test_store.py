@@ -149,15 +149,15 @@ def test_status_transitions(store: Store) -> None:
     with pytest.raises(StoreError, match="cannot reject"):
         store.reject(key, "bob", "late")
 
-    revoked = store.invalidate(key, "carol", "mapping changed")
+    revoked = store.revoke(key, "carol", "mapping changed")
     assert (revoked.status, revoked.reason, revoked.revoked_by) == (
         "revoked",
         "mapping changed",
         "carol",
     )
     assert revoked.reviewer == "alice"  # who approved it stays on record
-    with pytest.raises(StoreError, match="cannot invalidate"):
-        store.invalidate(key, "carol")
+    with pytest.raises(StoreError, match="cannot revoke"):
+        store.revoke(key, "carol")
 
 
 def test_reject_needs_a_reason(store: Store) -> None:
@@ -171,7 +171,7 @@ def test_reject_needs_a_reason(store: Store) -> None:
     [
         lambda s, k: s.approve(k, "alice", sha256_text(CODE)),
         lambda s, k: s.reject(k, "bob", "no"),
-        lambda s, k: s.invalidate(k, "carol"),
+        lambda s, k: s.revoke(k, "carol"),
         lambda s, k: s.add_tokens(k, 1, 1),
         lambda s, k: s.add_conversation(k, []),
         lambda s, k: s.runs(k),
@@ -286,6 +286,17 @@ def test_conversation_and_tokens_accumulate(store: Store) -> None:
     assert (entry.tokens_in, entry.tokens_out) == (101, 22)
     with pytest.raises(StoreError, match="negative"):
         store.add_tokens("a" * 64, -1, 0)
+
+
+def test_list_matches_a_client_ignoring_case(store: Store) -> None:
+    """As the audit log, stats and the side panel match it (Unicode case folding)."""
+    store.put(make_entry("1" * 64, client="NORTHWIND"))
+    store.put(make_entry("2" * 64, client="Straße"))
+    store.put(make_entry("3" * 64, client="ACME"))
+    assert [e.key for e in store.list("northwind")] == ["1" * 64]
+    assert [e.key for e in store.list("STRASSE")] == ["2" * 64]
+    assert store.list("NOBODY") == []
+    assert len(store.list()) == 3
 
 
 def test_unusable_path_is_a_store_error(tmp_path: Path) -> None:

@@ -258,7 +258,7 @@ def test_text_fallback_where_widgets_cannot_render(unresolved: Path) -> None:
 
 def test_text_report_of_an_approved_entry(example: Path) -> None:
     session = make_session(example)
-    entry = session.approve("carol")
+    entry = session.approve("carol").entry
     text = text_report(session, entry)
     assert "status: approved by carol at" in text
     assert entry.code_sha256 in text and "runs: 0" in text and "unresolved steps: 0" in text

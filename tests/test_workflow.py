@@ -130,6 +130,59 @@ def test_revision_resolves_and_is_recorded_with_the_conversation(example: Path) 
     assert [e.event for e in s.audit.events()] == ["draft", "revision", "approval"]
 
 
+def test_approving_an_approved_plan_changes_and_records_nothing(example: Path) -> None:
+    s = session(example)
+    s.draft()
+    first = s.approve("alice")
+    assert first.recorded and first.entry.reviewer == "alice"
+    again = s.approve("alice")
+    when = f"{first.entry.approved_at:%Y-%m-%d %H:%M} UTC"
+    assert not again.recorded
+    assert again.to_text() == f"already approved by alice at {when}; nothing changed"
+    other = s.approve("bob")  # someone else: still a no-op, and it says bob was not recorded
+    assert not other.recorded and other.entry == first.entry
+    assert other.to_text().startswith(f"already approved by alice at {when}; nothing changed")
+    assert "bob was not recorded" in other.to_text()
+    assert [e.event for e in s.audit.events()] == ["draft", "approval"]
+
+
+def test_revising_an_approved_plan_revokes_the_approval_and_says_whose(example: Path) -> None:
+    s = session(example)
+    s.draft()
+    s.approve("alice")
+    entry, unchanged = s.revise("DESK: first 4 characters, upper")  # the rule it already has
+    assert unchanged.revoked is None and entry.status == "approved"
+    entry, revision = s.revise("DESK: first 3 characters, upper", actor="bob")
+    assert revision.revoked is not None and revision.revoked.reviewer == "alice"
+    assert str(revision.revoked) == "approval by alice revoked: the plan changed"
+    assert entry.status == "draft" and entry.reviewer is None
+    events = list(s.audit.events())
+    assert [e.event for e in events] == ["draft", "approval", "revision", "revocation", "revision"]
+    revocation = events[3]
+    assert revocation.actor == "bob"
+    assert revocation.details == {"reason": "the plan changed", "approved_by": "alice"}
+    # a plan that was never approved is revised with no revocation
+    entry, revision = s.revise("DESK: first 2 characters, upper")
+    assert revision.revoked is None and [e.event for e in s.audit.events()][-1] == "revision"
+
+
+def test_forced_redraft_over_an_approval_records_the_revocation_a_revise_does(
+    example: Path,
+) -> None:
+    s = session(example)
+    s.draft()
+    s.approve("alice")
+    assert s.draft(actor="bob").status == "approved"  # no --force: the approval stays
+    entry = s.draft(force=True, actor="bob")
+    assert entry.status == "draft"
+    events = list(s.audit.events())
+    assert [e.event for e in events] == ["draft", "approval", "revocation", "draft"]
+    assert events[2].actor == "bob"
+    assert events[2].details == {"reason": "the plan was re-drafted", "approved_by": "alice"}
+    s.draft(force=True)  # over a draft: nothing is revoked
+    assert [e.event for e in s.audit.events()].count("revocation") == 1
+
+
 def test_expired_approval_needs_a_new_one(example: Path) -> None:
     s = session(example, settings=load_settings(ttl_days=1e-9))
     s.draft()
@@ -174,6 +227,8 @@ def test_approved_plan_runs_writes_validates_and_records(
     assert schema.names == mapping_order
     assert str(schema.field("AMOUNT").type) == "decimal128(18, 2)"
     assert str(schema.field("TRADE_DATE").type) == "date32[day]"
+    text = summary.to_text()  # the real folders, one per target table
+    assert f"output (parquet): {out}/TRADES/, {out}/COUNTERPARTIES/" in text
     entry = s.entry()
     assert entry is not None and entry.runs == 1 and entry.last_outcome == "succeeded"
     events = [e.event for e in s.audit.events()]

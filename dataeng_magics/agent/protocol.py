@@ -9,10 +9,13 @@ revision the same way, whichever planner made it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dataeng_magics.mapping.model import Mapping
 from dataeng_magics.plan.model import Plan
+
+if TYPE_CHECKING:
+    from dataeng_magics.state.store import Revoked
 
 Schemas = dict[str, dict[str, str]]
 
@@ -123,6 +126,7 @@ class PlanResult:
     refused: list[str] = field(default_factory=list)
     repaired: bool = False  # the repair round was used
     prompt: dict[str, Any] = field(default_factory=dict)  # sizes of the first prompt
+    revoked: Revoked | None = None  # set by the workflow when applying it took an approval
 
 
 class Planner(Protocol):

@@ -78,7 +78,9 @@ def column_steps(column: ColumnPlan) -> str:
 
 
 def column_line(column: ColumnPlan) -> str:
-    origin = _q(column.source_column) if column.source_column else "-"
+    """``NAME (type) [required] <- "Source Column": steps``; a column computed from no
+    source column (a constant) says ``<- (no source)``."""
+    origin = _q(column.source_column) if column.source_column else "(no source)"
     flag = " [required]" if column.required else ""
     return f"{column.name} ({column.type}){flag} <- {origin}: {column_steps(column)}"
 

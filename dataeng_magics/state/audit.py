@@ -41,7 +41,7 @@ class AuditEvent(BaseModel):
 
     seq: int = Field(ge=1)
     time: UtcDatetime
-    event: str = Field(min_length=1)  # draft, revision, approval, rejection, run_start, ...
+    event: str = Field(min_length=1)  # draft, revision, approval, revocation, run_start, ...
     actor: str
     client: str | None
     key: str | None
@@ -80,7 +80,7 @@ def _current_user() -> str:
 
 
 class AuditLog:
-    """The audit trail of approvals, rejections, runs and invalidations."""
+    """The audit trail of drafts, approvals, rejections, revocations and runs."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path).expanduser()
@@ -182,7 +182,9 @@ class AuditLog:
             raise AuditError(f"cannot write the audit log: {exc}", file=str(self.path)) from exc
 
     def events(self, *, key: str | None = None, client: str | None = None) -> Iterator[AuditEvent]:
-        """Events in order, optionally for one key or client; streams the file."""
+        """Events in order, optionally for one key or one client (matched ignoring case,
+        as the store matches it); streams the file."""
+        wanted = None if client is None else client.casefold()
         try:
             file = self.path.open("rb")
         except FileNotFoundError:
@@ -193,7 +195,7 @@ class AuditLog:
                     record = json.loads(line)
                     if key is not None and record["key"] != key:
                         continue
-                    if client is not None and record["client"] != client:
+                    if wanted is not None and (record["client"] or "").casefold() != wanted:
                         continue
                     yield AuditEvent.model_validate(record)
                 except (ValueError, TypeError, KeyError):

@@ -6,8 +6,9 @@ figures cover every path (CLI, notebook, papermill) and need no counters of thei
 - cache hit rate: of the times a transformation was needed, the share served by an
   approved cached plan with no planner (runs) rather than planned afresh (drafts);
 - tokens: in and out, in total, per client, per LLM draft and revision, per model call;
-- time from draft to approval: from the first draft of a cycle (after the key's last
-  approval, rejection or invalidation) to its approval;
+- time from draft to approval: every approval, timed from the start of its cycle: the
+  key's first draft, or first revision that changed the plan, after its last approval,
+  rejection or revocation (so an approval after a ``revise`` counts too);
 - runs: how many, their outcomes and how long they took.
 """
 
@@ -20,7 +21,8 @@ from typing import Any
 from dataeng_magics.state.audit import AuditLog
 from dataeng_magics.state.store import Store
 
-_CYCLE_ENDS = {"approval", "rejection", "invalidation", "revocation"}
+# "invalidation" is what logs written before the revoke vocabulary call a revocation.
+_CYCLE_ENDS = {"approval", "rejection", "revocation", "invalidation"}
 
 
 def _spread(values: list[float]) -> dict[str, float | None]:
@@ -69,16 +71,19 @@ def collect(store: Store, audit: AuditLog, client: str | None = None) -> dict[st
         spent["tokens_out"] += entry.tokens_out
 
     started: dict[str, datetime] = {}
+    approvals = 0
     waits: list[float] = []
     for event in events:
         if event.key is None:
             continue
-        if event.event == "draft":
+        if event.event == "draft" or (event.event == "revision" and event.details.get("changes")):
             started.setdefault(event.key, event.time)
-        elif event.event == "approval" and event.key in started:
-            waits.append((event.time - started.pop(event.key)).total_seconds())
         elif event.event in _CYCLE_ENDS:
-            started.pop(event.key, None)
+            begun = started.pop(event.key, None)
+            if event.event == "approval":
+                approvals += 1
+                if begun is not None:  # None only when the log starts mid-cycle
+                    waits.append((event.time - begun).total_seconds())
 
     outcomes: dict[str, int] = {}
     for run in runs:
@@ -101,7 +106,7 @@ def collect(store: Store, audit: AuditLog, client: str | None = None) -> dict[st
             "revisions": revision_tokens,
             "per_client": per_client,
         },
-        "draft_to_approval_seconds": {"count": len(waits), **_spread(waits)},
+        "draft_to_approval_seconds": {"count": approvals, **_spread(waits)},
         "runs": {
             "count": len(runs),
             "outcomes": outcomes,

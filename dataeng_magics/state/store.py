@@ -14,6 +14,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -127,6 +128,18 @@ class Entry(BaseModel):
         return (now or utcnow()) - self.approved_at > timedelta(days=ttl_days)
 
 
+@dataclass(frozen=True)
+class Revoked:
+    """An approval a step took away (a revision, a re-draft, a revocation): whose, and
+    why. Steps return it so every front end says the same thing, never works it out."""
+
+    reviewer: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"approval by {self.reviewer} revoked: {self.reason}"
+
+
 class RunRecord(BaseModel):
     """One execution of an entry's code, kept so `dataeng-magics stats` can say how it went."""
 
@@ -161,6 +174,11 @@ def _entry_to_row(entry: Entry) -> dict[str, Any]:
             data[name] = _ts(data[name])
     data["conversation"] = _json(entry.conversation)
     return data
+
+
+def _casefold(text: str | None) -> str | None:
+    """Python's Unicode case folding for SQL (SQLite's own lower() folds ASCII only)."""
+    return None if text is None else text.casefold()
 
 
 def _wrong_status(key: str, action: str, status: str, allowed: tuple[Status, ...]) -> StoreError:
@@ -214,6 +232,7 @@ class Store:
         conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA busy_timeout = 30000")
+        conn.create_function("casefold", 1, _casefold, deterministic=True)
         self._local.conn, self._local.pid = conn, os.getpid()
         return conn
 
@@ -311,12 +330,14 @@ class Store:
         return str(rows[0][0])
 
     def list(self, client: str | None = None) -> list[Entry]:
-        """Entries, most recently updated first."""
+        """Entries, most recently updated first; ``client`` matches ignoring case, as
+        everywhere a client is a filter (the audit log, stats, the side panel)."""
         if client is None:
             rows = self._read("SELECT * FROM entries ORDER BY updated_at DESC, key")
         else:
             rows = self._read(
-                "SELECT * FROM entries WHERE client = ? ORDER BY updated_at DESC, key", (client,)
+                "SELECT * FROM entries WHERE casefold(client) = ? ORDER BY updated_at DESC, key",
+                (client.casefold(),),
             )
         return [_row_to_entry(row) for row in rows]
 
@@ -344,7 +365,7 @@ class Store:
         if entry.status != "draft":
             raise StoreError(
                 f"put() stores drafts only, got status {entry.status!r}",
-                hint="Use approve(), reject() or invalidate() to change a status.",
+                hint="Use approve(), reject() or revoke() to change a status.",
                 key=entry.key,
             )
         if entry.code and entry.code_sha256 != sha256_text(entry.code):
@@ -401,11 +422,11 @@ class Store:
             key, "reject", ("draft",), "rejected", reviewer=reviewer, reason=reason
         )
 
-    def invalidate(self, key: str, actor: str, reason: str = "") -> Entry:
+    def revoke(self, key: str, actor: str, reason: str = "") -> Entry:
         """Revoke an entry so replay stops using it; a new draft must be approved again."""
         return self._transition(
             key,
-            "invalidate",
+            "revoke",
             ("draft", "approved", "rejected"),
             "revoked",
             reason=reason or None,

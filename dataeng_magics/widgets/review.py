@@ -278,7 +278,7 @@ class ReviewPanel(_Panel):
         if reviewer is not None:
             self.reviewer.value = reviewer
         try:
-            entry = self.session.approve(self.reviewer.value.strip())
+            entry = self.session.approve(self.reviewer.value.strip()).entry
         except DataEngMagicsError as exc:
             self._say(str(exc), error=True)
             return None

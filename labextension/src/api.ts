@@ -101,8 +101,8 @@ export function getEntry(key: string): Promise<IDetailReply> {
   return request<IDetailReply>(`entries/${encodeURIComponent(key)}`);
 }
 
-export function invalidateEntry(key: string, reason: string): Promise<{ entry: IEntryDetail }> {
-  return request(`entries/${encodeURIComponent(key)}/invalidate`, {
+export function revokeEntry(key: string, reason: string): Promise<{ entry: IEntryDetail }> {
+  return request(`entries/${encodeURIComponent(key)}/revoke`, {
     method: 'POST',
     body: JSON.stringify({ reason })
   });

@@ -21,8 +21,8 @@ import {
   IListReply,
   IRunRecord,
   getEntry,
-  invalidateEntry,
-  listEntries
+  listEntries,
+  revokeEntry
 } from './api';
 import { CommandIDs, MATERIALISE_EVENT } from './constants';
 import { transformIcon } from './icon';
@@ -87,26 +87,26 @@ function statusBadge(status: string): HTMLElement {
   return el('span', `dem-Status dem-Status-${status}`, status);
 }
 
-/** The body of the invalidation dialog: what happens, and a reason for the audit log. */
-class InvalidateBody extends Widget implements Dialog.IBodyWidget<string> {
+/** The body of the revoke dialog: what happens, and a reason for the audit log. */
+class RevokeBody extends Widget implements Dialog.IBodyWidget<string> {
   constructor(entry: IEntrySummary) {
     super();
-    this.addClass('dem-InvalidateBody');
+    this.addClass('dem-RevokeBody');
     this.node.append(
       el(
         'p',
         undefined,
-        `Invalidate the ${entry.status} plan of client ${entry.client} ` +
+        `Revoke the ${entry.status} plan of client ${entry.client} ` +
           `(key ${short(entry.key, 16)})?`
       ),
       el(
         'p',
         undefined,
         'Replays of this client then fail with "approval required" until a new plan ' +
-          'is approved. The invalidation is recorded in the audit log.'
+          'is approved. The revocation is recorded in the audit log.'
       )
     );
-    this._reason = el('input', 'jp-mod-styled dem-InvalidateBody-reason');
+    this._reason = el('input', 'jp-mod-styled dem-RevokeBody-reason');
     this._reason.placeholder = 'reason (recorded in the audit log)';
     this.node.append(this._reason);
   }
@@ -273,13 +273,13 @@ export class TransformationsPanel extends Widget {
     const back = el('button', 'jp-mod-styled dem-Detail-back', '← All');
     back.title = 'Back to every transformation';
     back.addEventListener('click', () => void this.open(null));
-    const invalidate = el('button', 'jp-mod-styled jp-mod-warn dem-Detail-invalidate', 'Invalidate…');
-    invalidate.disabled = entry.status === 'revoked';
-    invalidate.title =
+    const revoke = el('button', 'jp-mod-styled jp-mod-warn dem-Detail-revoke', 'Revoke…');
+    revoke.disabled = entry.status === 'revoked';
+    revoke.title =
       entry.status === 'revoked'
-        ? `Already invalidated by ${entry.revoked_by ?? 'someone'}.`
+        ? `Already revoked by ${entry.revoked_by ?? 'someone'}.`
         : 'Revoke this plan: replays need a new approval.';
-    invalidate.addEventListener('click', () => void this._invalidate(entry));
+    revoke.addEventListener('click', () => void this._revoke(entry));
 
     const heading = el('h3', 'dem-Detail-title');
     heading.append(`${entry.client} `, statusBadge(entry.status));
@@ -301,7 +301,7 @@ export class TransformationsPanel extends Widget {
     detail.dataset.key = entry.key;
     detail.dataset.status = entry.status;
     const actions = el('div', 'dem-Detail-actions');
-    actions.append(back, invalidate);
+    actions.append(back, revoke);
     detail.append(
       actions,
       heading,
@@ -360,24 +360,24 @@ export class TransformationsPanel extends Widget {
     return node;
   }
 
-  private async _invalidate(entry: IEntrySummary): Promise<void> {
+  private async _revoke(entry: IEntrySummary): Promise<void> {
     const result = await showDialog({
-      title: 'Invalidate transformation',
-      body: new InvalidateBody(entry),
-      buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Invalidate' })],
+      title: 'Revoke transformation',
+      body: new RevokeBody(entry),
+      buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Revoke' })],
       focusNodeSelector: 'input'
     });
     if (!result.button.accept) {
       return;
     }
     try {
-      await invalidateEntry(entry.key, result.value ?? '');
+      await revokeEntry(entry.key, result.value ?? '');
     } catch (error) {
-      this._say(`Could not invalidate: ${(error as Error).message}`, true);
+      this._say(`Could not revoke: ${(error as Error).message}`, true);
       return;
     }
     await this.refresh();
-    this._say(`Invalidated ${entry.client}: replays now need a new approval.`);
+    this._say(`Revoked ${entry.client}: replays now need a new approval.`);
   }
 
   private _body: HTMLDivElement;

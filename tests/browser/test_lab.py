@@ -4,7 +4,7 @@ Notebook 01 (without its headless-only cells) runs and shows the review panel; t
 Sample and Plan tabs read; a chat revision (offline planner) changes the plan; Approve
 inserts the approved cell below, badged and read-only; it runs and shows the summary;
 the editor marks %%transform cells and completes their flags; the Transformations side
-panel lists the entry and invalidates it; then a replay fails with "approval required".
+panel lists the entry and revokes it; then a replay fails with "approval required".
 """
 
 from __future__ import annotations
@@ -246,7 +246,7 @@ def test_side_panel_lists_the_approved_entry(page: Any, lab: JupyterServer, shot
     shots(page, "side-panel-list")
 
 
-def test_side_panel_detail_and_invalidation(page: Any, lab: JupyterServer, shots: Any) -> None:
+def test_side_panel_detail_and_revoke(page: Any, lab: JupyterServer, shots: Any) -> None:
     panel = page.locator(".dem-TransformationsPanel")
     panel.locator(".dem-EntryRow[data-client='NORTHWIND']").click()
     detail = panel.locator(".dem-Detail[data-status='approved']")
@@ -259,21 +259,25 @@ def test_side_panel_detail_and_invalidation(page: Any, lab: JupyterServer, shots
     assert events[0] == "draft" and "revision" in events and "approval" in events
     shots(page, "side-panel-detail")
 
-    detail.locator(".dem-Detail-invalidate").click()
+    revoke = detail.locator(".dem-Detail-revoke")
+    assert revoke.inner_text() == "Revoke…"
+    revoke.click()
     dialog = page.locator(".jp-Dialog")
-    dialog.locator(".dem-InvalidateBody-reason").fill("new mapping from the client")
-    shots(page, "invalidate-dialog")
-    dialog.locator("button", has_text="Invalidate").click()
+    assert "Revoke the approved plan of client NORTHWIND" in dialog.inner_text()
+    dialog.locator(".dem-RevokeBody-reason").fill("new mapping from the client")
+    shots(page, "revoke-dialog")
+    dialog.locator("button", has_text="Revoke").click()
     panel.locator(".dem-Detail[data-status='revoked']").wait_for()
-    rows = panel.locator(".dem-AuditTable tbody tr[data-event='invalidation']")
+    assert "Revoked NORTHWIND" in panel.locator(".dem-TransformationsPanel-status").inner_text()
+    rows = panel.locator(".dem-AuditTable tbody tr[data-event='revocation']")
     assert "new mapping from the client" in rows.inner_text()
-    assert panel.locator(".dem-Detail-invalidate").is_disabled()
-    shots(page, "side-panel-invalidated")
+    assert panel.locator(".dem-Detail-revoke").is_disabled()
+    shots(page, "side-panel-revoked")
     entry = store(lab).list()[0]
     assert entry.status == "revoked" and entry.reason == "new mapping from the client"
     event = list(AuditLog(lab.home / "audit.jsonl").events(key=entry.key))[-1]
-    assert event.event == "invalidation" and event.actor == entry.revoked_by
-    assert event.details == {"reason": "new mapping from the client"}
+    assert event.event == "revocation" and event.actor == entry.revoked_by
+    assert event.details == {"reason": "new mapping from the client", "approved_by": "alice"}
 
 
 def test_replay_now_requires_approval(page: Any, lab: JupyterServer, shots: Any) -> None:
