@@ -154,11 +154,12 @@ def write_samples(samples: dict[str, Sample], mapping: Mapping, folder: Path) ->
     return paths
 
 
-#: The canonical form of the key's content. Version 1 (this one) hashes the mapping in
-#: its version 1 form (``canonical.hashed_form``), so a field added to the mapping model
-#: changes no existing key. A later version must change only what it has to, add
-#: ``"key_version": N`` to the content (so its keys never equal a version 1 key) and keep
-#: finding entries approved under the versions before it.
+#: The canonical form of the key's content, recorded with each approval in the audit
+#: log (0.1's approvals have none: version 1). Version 1 hashes the mapping in its
+#: version 1 form (``canonical.hashed_form``), so a field added to the mapping model
+#: changes no existing key. A later version must add ``"key_version": N`` to the content
+#: (so its keys never equal a version 1 key) and keep finding entries approved under the
+#: versions before it.
 KEY_VERSION = 1
 
 
@@ -494,7 +495,8 @@ class TransformSession:
                 hint="Re-draft with --force.",
             )
         entry = self.store.approve(entry.key, reviewer, sha256_text(code))
-        audit_entry(self.audit, "approval", entry, reviewer, reviewer=reviewer)
+        audit_entry(self.audit, "approval", entry, reviewer, reviewer=reviewer,
+                    key_version=KEY_VERSION)  # fmt: skip
         return entry
 
     def reject(self, reviewer: str, reason: str) -> Entry:

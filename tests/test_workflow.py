@@ -230,6 +230,7 @@ def test_revision_resolves_and_is_recorded_with_the_conversation(example: Path) 
     assert any("DESK" in line for line in entry.conversation[1]["changes"])
     s.approve("alice")
     assert [e.event for e in s.audit.events()] == ["draft", "revision", "approval"]
+    assert s.audit.last().details == {"reviewer": "alice", "key_version": 1}  # type: ignore[union-attr]
 
 
 def test_expired_approval_needs_a_new_one(example: Path) -> None:
