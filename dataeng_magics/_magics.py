@@ -22,8 +22,9 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from IPython.display import display
 from traitlets import Enum, Float, Int, Unicode
 
-from dataeng_magics.config import Settings, load_settings
-from dataeng_magics.errors import DataEngMagicsError
+from dataeng_magics.config import Mode, Settings, load_settings
+from dataeng_magics.display import error_bundle
+from dataeng_magics.errors import DataEngMagicsError, ValidationFailed
 
 if TYPE_CHECKING:
     from dataeng_magics.workflow import RunSummary, TransformSession
@@ -51,13 +52,16 @@ def allow_empty_body(lines: list[str]) -> list[str]:
 
 
 def _user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Show our errors as one line (UsageError), never as a traceback."""
+    """Show our errors as one line (UsageError), never as a traceback, and record them
+    as data in the cell's output (type, exit code, fields: ``display.ERROR_MIME``), so
+    ``dataeng-magics replay`` reads the exit code from the executed notebook."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
         except DataEngMagicsError as exc:
+            display(error_bundle(exc), raw=True)
             raise UsageError(f"{type(exc).__name__}: {exc}") from None
 
     return wrapper
@@ -185,12 +189,12 @@ class TransformMagics(Magics):
         return load_settings(**{name: getattr(self, name) for name in self.SETTINGS})
 
     def _session(
-        self, client: str, mapping: str, sources: dict[str, str], **extra: Any
+        self, client: str, mapping: str, sources: dict[str, str], mode: Mode, **extra: Any
     ) -> TransformSession:
         from dataeng_magics.workflow import TransformRequest, TransformSession
 
         request = TransformRequest(client=client, mapping=Path(mapping), sources=sources, **extra)
-        return TransformSession(request, self.settings())
+        return TransformSession(request, self.settings(), mode=mode)
 
     def _reviewer(self, name: str | None = None) -> str:
         return name or self.reviewer or getpass.getuser()
@@ -204,6 +208,20 @@ class TransformMagics(Magics):
         from dataeng_magics.display import SummaryView
 
         display(SummaryView(summary, note))
+
+    def _run_and_show(self, run: Callable[[], RunSummary]) -> None:
+        """Run, then remember (for a materialised cell below) and show the summary, also
+        that of a replay whose output failed its checks (``ValidationFailed`` carries it)."""
+        try:
+            summary = run()
+        except ValidationFailed as exc:
+            self._remember(exc.summary)
+            raise
+        self._remember(summary)
+
+    def _remember(self, summary: RunSummary) -> None:
+        self._ran[(summary.key, summary.code_sha256)] = summary
+        self._show_run(summary)
 
     def _refresh_panel(self) -> None:
         """Keep a displayed panel in step with changes made by %transform commands."""
@@ -257,15 +275,15 @@ class TransformMagics(Magics):
             args.client,
             args.mapping,
             _pairs(args.source),
+            "replay" if args.replay else "interactive",
             output_dir=args.output_dir,
             output_format=args.format,
             platform=args.platform,
             notes=cell.strip(),
-            replay=args.replay,
         )
         self.current = session
-        if args.replay or session.settings.mode == "replay":
-            return self._replay(session)
+        if session.mode == "replay":  # no widget, no planner: the approved plan runs
+            return self._run_and_show(session.run)
         entry = session.approved_entry()
         if entry is not None:
             from dataeng_magics.widgets import ApprovedPanel
@@ -274,31 +292,13 @@ class TransformMagics(Magics):
             # set_next_input: from a button click its payload would ride on the next
             # execute reply and land below whichever cell runs next. Without the
             # extension, the panel's note says `%transform materialise`.
-            self.panel = ApprovedPanel(
-                session,
-                entry,
-                on_redraft=lambda _: None,
-                on_run=lambda summary: None,
-            )
+            self.panel = ApprovedPanel(session, entry)
         else:
             from dataeng_magics.widgets import ReviewPanel
 
             self.panel = ReviewPanel(session, reviewer=self._reviewer(args.reviewer))
         display(self.panel)
         return None
-
-    def _replay(self, session: TransformSession) -> None:
-        if not session.request.output_dir:
-            raise UsageError("replay needs --output-dir DIR")
-        entry = session.require_approved()  # raises ApprovalRequired: nothing runs
-        summary = session.run()
-        self._ran[(entry.key, entry.code_sha256)] = summary
-        self._show_run(summary)
-        if not summary.report.passed:
-            raise UsageError(
-                f"ValidationFailed: output of client {summary.client!r} failed "
-                f"{len(summary.report.failures)} check(s); see the summary above"
-            )
 
     # -- %%transform_run (the materialised cell) -------------------------------------
 
@@ -317,24 +317,28 @@ class TransformMagics(Magics):
         Refuses (and runs nothing) if the code below was edited after approval or the
         inputs no longer produce the approved key. The body is plain PySpark.
         """
-        from dataeng_magics.compile.cell import parse_parameters, split_cell
+        from dataeng_magics.workflow import run_cell
 
         args = parse_argstring(self.transform_run, line)
-        params = parse_parameters(split_cell(cell)[0])
-        paths = params["source_paths"]
-        assert isinstance(paths, dict)
-        session = self._session(args.client, args.mapping, paths, platform=args.platform)
+        settings = self.settings()
         done = self._ran.get((args.key, args.code_sha256))
-        if done is not None and not args.again and session.settings.mode == "replay":
+        if done is not None and not args.again and settings.mode == "replay":
             self._show_run(
                 done, "Already ran in this kernel (by %%transform above); not run again."
             )
             return
-        summary = session.run_cell(cell, args.key, args.code_sha256, actor=self._reviewer())
-        self._ran[(args.key, args.code_sha256)] = summary
-        self._show_run(summary)
-        if session.settings.mode == "replay" and not summary.report.passed:
-            raise UsageError("ValidationFailed: the output failed its checks; see the summary")
+        self._run_and_show(
+            lambda: run_cell(
+                cell,
+                client=args.client,
+                mapping=args.mapping,
+                key=args.key,
+                code_sha256=args.code_sha256,
+                platform=args.platform,
+                settings=settings,
+                actor=self._reviewer(),
+            )
+        )
 
     # -- %transform <command> -------------------------------------------------------
 
@@ -347,7 +351,7 @@ class TransformMagics(Magics):
 
         Session: approve [--reviewer R] | reject REASON | revise FEEDBACK | materialise
                  [--output-dir D] | run [--output-dir D] | preview | code | plan
-        Store:   list [--client C] | show KEY | revoke KEY [REASON] | verify |
+        Store:   list [--client C] [--outdated] | show KEY | revoke KEY [REASON] | verify |
                  audit [--client C] [--key K] [--limit N] | stats [--client C] | config
         """
         words = shlex.split(line)
@@ -431,10 +435,8 @@ class TransformMagics(Magics):
 
     def _cmd_run(self, words: list[str]) -> None:
         session = self._require_current()
-        summary = session.run(
-            output_dir=self._option(words, "--output-dir"), actor=self._reviewer()
-        )
-        self._show_run(summary)
+        out = self._option(words, "--output-dir")
+        self._run_and_show(lambda: session.run(output_dir=out, actor=self._reviewer()))
 
     def _cmd_preview(self, words: list[str]) -> Any:
         preview = self._require_current().preview()
@@ -462,9 +464,13 @@ class TransformMagics(Magics):
         return Store(self.settings().store_path)
 
     def _cmd_list(self, words: list[str]) -> Any:
-        from dataeng_magics.display import entries_table
+        from dataeng_magics.display import entries_table, outdated_report
 
         client = self._option(words, "--client")
+        if "--outdated" in words:
+            from dataeng_magics.workflow import outdated
+
+            return outdated_report(outdated(self._store(), client))
         return entries_table(self._store().list(client), client)
 
     def _cmd_show(self, words: list[str]) -> Any:
@@ -496,11 +502,8 @@ class TransformMagics(Magics):
         log = AuditLog(self.settings().audit_path)
         result = log.verify()
         if not result.ok:
-            raise UsageError(
-                f"audit log BROKEN at line {result.first_bad_line} "
-                f"(seq {result.first_bad_seq}): {result.reason}"
-            )
-        return Text(f"Audit log intact: {result.count} records ({log.path}).")
+            raise UsageError(result.describe(log.path))
+        return Text(result.describe(log.path))
 
     def _cmd_audit(self, words: list[str]) -> Any:
         from dataeng_magics.display import audit_table

@@ -7,14 +7,19 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dataeng_magics import __version__
-from dataeng_magics.display import audit_table, entries_table, text_table
-from dataeng_magics.errors import DataEngMagicsError, ValidationFailed
+from dataeng_magics.display import audit_table, entries_table, outdated_report, text_table
+from dataeng_magics.errors import DataEngMagicsError, ExecutionError, ValidationFailed
+
+if TYPE_CHECKING:
+    from dataeng_magics.config import Mode
 
 EXIT_CODES = """\
 exit codes:
@@ -45,12 +50,11 @@ def _source_pair(text: str) -> tuple[str, str]:
 def _settings(args: argparse.Namespace) -> Any:
     from dataeng_magics.config import load_settings
 
-    return load_settings(
-        home=getattr(args, "home", None), mode="replay", planner=getattr(args, "planner", None)
-    )
+    return load_settings(home=getattr(args, "home", None), planner=getattr(args, "planner", None))
 
 
-def _session(args: argparse.Namespace) -> Any:
+def _session(args: argparse.Namespace, mode: Mode) -> Any:
+    """A session for a keyed command: ``replay`` runs, ``interactive`` reviews."""
     from dataeng_magics.workflow import TransformRequest, TransformSession
 
     request = TransformRequest(
@@ -62,7 +66,7 @@ def _session(args: argparse.Namespace) -> Any:
         platform=getattr(args, "platform", None),
         notes=getattr(args, "notes", "") or "",
     )
-    return TransformSession(request, _settings(args))
+    return TransformSession(request, _settings(args), mode=mode)
 
 
 def _print_entry(entry: Any) -> None:
@@ -76,7 +80,7 @@ def _print_entry(entry: Any) -> None:
 
 
 def cmd_draft(args: argparse.Namespace) -> int:
-    session = _session(args)
+    session = _session(args, "interactive")
     entry = session.draft(force=args.force)
     _print_entry(entry)
     unresolved = session.plan_of(entry).unresolved()
@@ -86,7 +90,7 @@ def cmd_draft(args: argparse.Namespace) -> int:
 
 
 def cmd_revise(args: argparse.Namespace) -> int:
-    entry, revision = _session(args).revise(args.feedback)
+    entry, revision = _session(args, "interactive").revise(args.feedback)
     print(revision.reply)
     if revision.revoked:
         print(revision.revoked)
@@ -96,27 +100,30 @@ def cmd_revise(args: argparse.Namespace) -> int:
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
-    print(_session(args).approve(args.reviewer).to_text())
+    print(_session(args, "interactive").approve(args.reviewer).to_text())
     return 0
 
 
 def cmd_reject(args: argparse.Namespace) -> int:
-    entry = _session(args).reject(args.reviewer, args.reason)
+    entry = _session(args, "interactive").reject(args.reviewer, args.reason)
     print(f"rejected key {entry.key}: {args.reason}")
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    summary = _session(args).run()
-    print(summary.to_text())
-    if args.json:
-        print(json.dumps(summary.to_dict(), default=str))
-    if not summary.report.passed:
-        raise ValidationFailed(
-            f"output failed validation: {len(summary.report.failures)} check(s) failed",
-            hint="The output was written; see the failures above and revise the plan.",
-        )
+    try:
+        summary = _session(args, "replay").run()
+    except ValidationFailed as exc:  # exit 4, after the summary of what was written
+        _print_run(exc.summary, args.json)
+        raise
+    _print_run(summary, args.json)
     return 0
+
+
+def _print_run(summary: Any, as_json: bool) -> None:
+    print(summary.to_text())
+    if as_json:
+        print(json.dumps(summary.to_dict(), default=str))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -153,8 +160,6 @@ def _param_value(text: str) -> Any:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """Run a notebook through papermill in replay mode, once per client."""
-    import os
-
     from dataeng_magics.errors import MissingDependency
 
     try:
@@ -169,26 +174,28 @@ def cmd_replay(args: argparse.Namespace) -> int:
     out_dir = Path(args.output_notebooks or "replayed")
     out_dir.mkdir(parents=True, exist_ok=True)
     extra = {name: _param_value(value) for name, value in args.parameter or []}
-    os.environ["DATAENG_MAGICS_MODE"] = "replay"  # the kernel inherits it: no widgets, no LLM
+    # The kernels inherit these: replay mode (no widgets, no planner) and the state folder.
+    env = {"DATAENG_MAGICS_MODE": "replay"}
     if args.home:
-        os.environ["DATAENG_MAGICS_HOME"] = str(Path(args.home).resolve())
+        env["DATAENG_MAGICS_HOME"] = str(Path(args.home).resolve())
     worst = 0
     rows = []
     for client in args.client:
         output = out_dir / f"{notebook.stem}-{client}.ipynb"
         status, code = "succeeded", 0
         try:
-            papermill.execute_notebook(
-                str(notebook),
-                str(output),
-                parameters={"client": client, **extra},
-                kernel_name=args.kernel,
-                progress_bar=False,
-                cwd=str(notebook.parent),
-            )
+            with _environ(env):
+                papermill.execute_notebook(
+                    str(notebook),
+                    str(output),
+                    parameters={"client": client, **extra},
+                    kernel_name=args.kernel,
+                    progress_bar=False,
+                    cwd=str(notebook.parent),
+                )
         except Exception as exc:  # papermill's or nbclient's cell error: the notebook failed
             code, status = _failure(output, exc)
-        summaries = _summaries(output, SUMMARY_MIME)
+        summaries = _records(output, SUMMARY_MIME)
         rows.append(
             {
                 "client": client,
@@ -209,6 +216,22 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return worst
 
 
+@contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    """``os.environ`` with ``values`` while a kernel starts; restored after, so a program
+    calling ``main()`` is not left in replay mode."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def _outputs(notebook: Path) -> list[dict[str, Any]]:
     if not notebook.is_file():
         return []
@@ -217,22 +240,23 @@ def _outputs(notebook: Path) -> list[dict[str, Any]]:
 
 
 def _failure(notebook: Path, exc: Exception) -> tuple[int, str]:
-    """Exit code and one line for a failed replay, from what the notebook recorded."""
-    texts = [str(exc)]
-    for out in _outputs(notebook):
-        texts.append(f"{out.get('ename', '')}: {out.get('evalue', '')}")
-        texts.append(str(out.get("text", "")))
-    ours = [
-        line for t in texts for line in t.splitlines() if "Error: " in line or "Required" in line
-    ]
-    line = next((x for x in ours if "ApprovalRequired" in x or "ValidationFailed" in x), None)
-    line = line or (ours[0] if ours else type(exc).__name__)
-    code = 3 if "ApprovalRequired" in line else 4 if "ValidationFailed" in line else 5
+    """Exit code and one line for a failed replay, from the error the notebook recorded
+    as data (type, exit code, fields), never from its wording. A failure that recorded
+    none (not one of ours, or the kernel died) counts as an execution failure."""
+    from dataeng_magics.display import ERROR_MIME
+
+    errors = _records(notebook, ERROR_MIME)
+    if errors:
+        error = errors[-1]
+        code, line = int(error["exit_code"]), f"{error['error']}: {error['message']}"
+    else:
+        shown = [f"{o['ename']}: {o['evalue']}" for o in _outputs(notebook) if "ename" in o]
+        code, line = ExecutionError.exit_code, (shown[-1] if shown else type(exc).__name__)
     return code, " ".join(line.split())[:300]
 
 
-def _summaries(notebook: Path, mime: str) -> list[dict[str, Any]]:
-    """The run summaries an executed notebook recorded (one per transformation run)."""
+def _records(notebook: Path, mime: str) -> list[dict[str, Any]]:
+    """The records of one kind an executed notebook holds (run summaries, errors)."""
     return [out["data"][mime] for out in _outputs(notebook) if mime in out.get("data", {})]
 
 
@@ -241,6 +265,11 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     store = Store(settings.store_path)
+    if args.action == "list" and args.outdated:
+        from dataeng_magics.workflow import outdated
+
+        print(outdated_report(outdated(store, args.client)))
+        return 0
     if args.action == "list":
         print(entries_table(store.list(args.client), args.client))
         return 0
@@ -283,15 +312,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     log = AuditLog(settings.audit_path)
     if args.action == "verify":
         result = log.verify()
-        if result.ok:
-            print(f"audit log intact: {result.count} records ({log.path})")
-            return 0
-        print(
-            f"audit log BROKEN at line {result.first_bad_line} (seq {result.first_bad_seq}): "
-            f"{result.reason}",
-            file=sys.stderr,
-        )
-        return 1
+        print(result.describe(log.path), file=sys.stdout if result.ok else sys.stderr)
+        return 0 if result.ok else 1
     events = audit_events(settings, client=args.client, key=args.key)
     print(audit_table(events[-args.limit :], args.client, args.key))
     return 0
@@ -470,6 +492,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("key", nargs="?", help="with show, revoke: a key or a unique prefix (8+)")
     p.add_argument("--client", help="with list: only this client (any case)")
     p.add_argument("--code", action="store_true", help="with show: print the code too")
+    p.add_argument(
+        "--outdated",
+        action="store_true",
+        help="with list: approved entries the current compiler would compile differently",
+    )
     p.add_argument("--reason", help="with revoke: why, recorded in the audit log")
     home(p)
 

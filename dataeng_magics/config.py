@@ -157,9 +157,29 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         settings = Settings(**merged)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"setting {field!r}: {first['msg']}") from None
+        raise _config_error(exc) from None
     settings.home = Path(settings.home).expanduser()
     validate_connections(settings.storage)  # missing secrets fail now, not mid-run
     return settings
+
+
+def resolve(settings: Settings, **choices: Any) -> Settings:
+    """``settings`` with one request's explicit choices on top (``None``: not chosen).
+
+    A session resolves its request once (platform, output format), so no caller
+    decides ``request.x or settings.x`` again; the settings passed in are not changed.
+    """
+    resolved = settings.model_copy()
+    try:
+        for name, value in choices.items():
+            if value is not None:
+                setattr(resolved, name, value)  # validated: validate_assignment
+    except ValidationError as exc:
+        raise _config_error(exc) from None
+    return resolved
+
+
+def _config_error(exc: ValidationError) -> ConfigError:
+    first = exc.errors()[0]
+    field = ".".join(str(p) for p in first["loc"])
+    return ConfigError(f"setting {field!r}: {first['msg']}")

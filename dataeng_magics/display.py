@@ -1,8 +1,8 @@
 """Plain and rich renderings shared by the CLI and the notebook.
 
 Every object here renders as readable text (terminals, papermill logs, nbconvert) and
-as HTML where a front end shows it; run summaries also carry a JSON bundle so an
-executed notebook keeps a machine-readable record of what ran.
+as HTML where a front end shows it; run summaries and errors also carry a JSON bundle so
+an executed notebook keeps a machine-readable record of what ran and how it failed.
 """
 
 from __future__ import annotations
@@ -14,9 +14,20 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from dataeng_magics.workflow import RunSummary
+    from dataeng_magics.errors import DataEngMagicsError
+    from dataeng_magics.workflow import Outdated, RunSummary
 
 SUMMARY_MIME = "application/vnd.dataeng-magics.run-summary+json"
+ERROR_MIME = "application/vnd.dataeng-magics.error+json"
+#: Diff lines shown per outdated entry; ``cache show KEY --code`` has the whole code.
+DIFF_LINES = 12
+
+
+def error_bundle(exc: DataEngMagicsError) -> dict[str, Any]:
+    """A failed cell's error as data: type, exit code and structured fields. It has no
+    text form (the one-line message shows once, as the cell's error), so front ends
+    render nothing for it; ``dataeng-magics replay`` reads it for the exit code."""
+    return {ERROR_MIME: exc.to_dict()}
 
 
 def text_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
@@ -121,6 +132,25 @@ def audit_table(events: Sequence[Any], client: str | None = None, key: str | Non
     ]
     columns = ["seq", "time", "event", "actor", "client", "key", "code"]
     return Table(rows, columns, "Audit log", _nothing("audit records", client=client, key=key))
+
+
+def outdated_report(items: Sequence[Outdated]) -> Text:
+    """Approved entries the current compiler would compile differently, with the change."""
+    if not items:
+        return Text("No approved entry is outdated: the current compiler writes their code.")
+    lines = [
+        f"{len(items)} approved entr{'y is' if len(items) == 1 else 'ies are'} outdated: the "
+        "current compiler writes different code for the approved plan. Each keeps replaying "
+        "its approved code until a reviewer re-drafts and approves it.",
+    ]
+    for item in items:
+        e = item.entry
+        lines += ["", f"{e.client}  key {e.key[:16]}  approved by {e.reviewer}: {item.change}"]
+        shown = [line for line in item.diff if line[:3] not in ("---", "+++")]
+        lines += [f"  {line}" for line in shown[:DIFF_LINES]]
+        if len(shown) > DIFF_LINES:
+            lines.append(f"  ... {len(shown) - DIFF_LINES} more line(s)")
+    return Text("\n".join(lines))
 
 
 class SummaryView:

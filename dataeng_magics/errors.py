@@ -3,7 +3,8 @@ mistake from a bug and show it as one line.
 
 Every error carries structured location fields (file, sheet, row, column) and a hint
 that says what to do; ``str(error)`` renders them as a single line. ``exit_code`` is the
-CLI's exit status for that class of failure.
+CLI's exit status for that class of failure; it travels in ``to_dict()`` (an executed
+notebook records it), so no caller ever reads it back from the wording.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ class DataEngMagicsError(Exception):
             "row": self.row,
             "column": self.column,
             "hint": self.hint,
+            "exit_code": self.exit_code,
             **{k: v for k, v in self.fields.items() if isinstance(v, str | int | float | bool)},
         }
 
@@ -106,10 +108,19 @@ class ApprovalRequired(DataEngMagicsError):
     exit_code = 3
 
 
+class ModeError(DataEngMagicsError, RuntimeError):
+    """A replay session was asked to plan or review: replays only run approved plans."""
+
+
 class ValidationFailed(DataEngMagicsError):
-    """The output was written but failed the mapping's checks."""
+    """The output was written but failed the mapping's checks. ``summary`` is the run's
+    summary (``workflow.RunSummary``), so a front end can still show what ran."""
 
     exit_code = 4
+
+    def __init__(self, message: str, *, summary: Any = None, **fields: Any) -> None:
+        super().__init__(message, **fields)
+        self.summary = summary
 
 
 class ExecutionError(DataEngMagicsError, RuntimeError):

@@ -8,6 +8,7 @@ approvals.
 
 from __future__ import annotations
 
+import difflib
 import getpass
 import shlex
 import tempfile
@@ -18,18 +19,21 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from dataeng_magics.canonical import canonical_json, sha256_text
+from dataeng_magics.canonical import canonical_json, hashed_form, sha256_text
 from dataeng_magics.compile.cell import parse_parameters, render_parameters, split_cell
 from dataeng_magics.compile.codegen import compile_plan
 from dataeng_magics.compile.lint import used_columns
-from dataeng_magics.config import Settings, load_settings
+from dataeng_magics.config import Mode, Settings, load_settings, resolve
 from dataeng_magics.errors import (
     ApprovalRequired,
+    DataEngMagicsError,
     ExecutionError,
+    ModeError,
     PlanError,
     StoreError,
+    ValidationFailed,
 )
 from dataeng_magics.mapping.model import Mapping
 from dataeng_magics.mapping.read import read_mapping
@@ -58,7 +62,6 @@ class TransformRequest(BaseModel):
     output_format: str | None = None
     platform: str | None = None
     notes: str = ""
-    replay: bool = False
 
 
 @dataclass
@@ -174,13 +177,22 @@ def write_samples(samples: dict[str, Sample], mapping: Mapping, folder: Path) ->
     return paths
 
 
+#: The canonical form of the key's content, recorded with each approval in the audit
+#: log (0.1's approvals have none: version 1). Version 1 hashes the mapping in its
+#: version 1 form (``canonical.hashed_form``), so a field added to the mapping model
+#: changes no existing key. A later version must add ``"key_version": N`` to the content
+#: (so its keys never equal a version 1 key) and keep finding entries approved under the
+#: versions before it.
+KEY_VERSION = 1
+
+
 def cache_key(client: str, mapping: Mapping, used: dict[str, dict[str, str]]) -> str:
     """sha256 of client + parsed mapping + names and types of the source columns used.
 
     The parsed content (not the file) counts, so re-saving the workbook changes
     nothing; unused source columns do not count, so harmless drift is tolerated.
     """
-    content = {"client": client, "mapping": mapping.model_dump(mode="json"), "columns": used}
+    content = {"client": client, "mapping": hashed_form(mapping), "columns": used}
     return sha256_text(canonical_json(content))
 
 
@@ -245,22 +257,48 @@ def audit_events(
 
 
 class TransformSession:
-    """The workflow for one request. Cheap to create; loads inputs on first use."""
+    """The workflow for one request. Cheap to create; loads inputs on first use.
+
+    ``mode`` says what the caller is doing. A review (the notebook's panel, the CLI's
+    draft, revise, approve, reject) is ``interactive``: it may ask a planner. A replay
+    (the CLI's run and replay, ``%%transform --replay``) only runs the approved plan: it
+    never builds a planner, refuses to draft, revise, approve or reject, and a run whose
+    output fails its checks raises ``ValidationFailed``. The ``mode`` setting
+    (``DATAENG_MAGICS_MODE=replay``, set by ``dataeng-magics replay`` for its kernels)
+    makes every session a replay.
+    """
 
     def __init__(
         self,
         request: TransformRequest,
         settings: Settings | None = None,
         *,
+        mode: Mode = "interactive",
         planner: Planner | None = None,
         store: Store | None = None,
         audit: AuditLog | None = None,
     ) -> None:
         self.request = request
-        self.settings = settings or load_settings()
+        self.settings = resolve(
+            settings or load_settings(),
+            platform=request.platform,
+            output_format=request.output_format,
+        )
+        self.mode: Mode = "replay" if "replay" in (mode, self.settings.mode) else "interactive"
         self.store = store or Store(self.settings.store_path)
         self.audit = audit or AuditLog(self.settings.audit_path)
         self._planner = planner
+
+    def _interactive(self, action: str) -> None:
+        """Refuse a review step in a replay, before anything is read or asked."""
+        if self.mode == "replay":
+            raise ModeError(
+                f"cannot {action} in replay mode: a replay runs the approved plan for "
+                f"client {self.request.client!r} and never plans, reviews or approves",
+                hint="Review interactively (%%transform without --replay, or dataeng-magics "
+                "draft/revise/approve), with DATAENG_MAGICS_MODE unset.",
+                client=self.request.client,
+            )
 
     # -- inputs ---------------------------------------------------------------------
 
@@ -304,6 +342,7 @@ class TransformSession:
     def planner(self) -> Planner:
         """The planner the settings name (offline by default); built on first use, so a
         replay, which never plans, never builds a model."""
+        self._interactive("ask a planner")
         if self._planner is None:
             from dataeng_magics.agent import get_planner
 
@@ -419,6 +458,7 @@ class TransformSession:
     def draft(self, *, force: bool = False, actor: str | None = None) -> Entry:
         """A new draft, unless one already exists (``force`` replaces it; an approval it
         replaces is revoked, and audited as a revise would)."""
+        self._interactive("draft")
         existing = self.entry()
         if existing is not None and not force and existing.status in ("draft", "approved"):
             return existing
@@ -454,6 +494,7 @@ class TransformSession:
     def revise(self, feedback: str, *, actor: str | None = None) -> tuple[Entry, PlanResult]:
         """Apply chat feedback to the current draft; the conversation is kept with it.
         A change to an approved plan revokes the approval: ``result.revoked`` says whose."""
+        self._interactive("revise")
         entry = self.current_draft()
         before = self.plan_of(entry)
         revision = self.planner.revise(before, feedback, self.schemas, context=self._context(entry))
@@ -488,6 +529,7 @@ class TransformSession:
     def approve(self, reviewer: str) -> Approval:
         """Record an explicit approval; refuses plans with unresolved steps. Approving an
         approved plan changes and records nothing, whoever asks (``recorded`` is False)."""
+        self._interactive("approve")
         entry = self.current_draft()
         if entry.status == "approved":
             return Approval(entry, reviewer, recorded=False)
@@ -503,10 +545,12 @@ class TransformSession:
                 hint="Re-draft with --force.",
             )
         entry = self.store.approve(entry.key, reviewer, sha256_text(code))
-        audit_entry(self.audit, "approval", entry, reviewer, reviewer=reviewer)
+        audit_entry(self.audit, "approval", entry, reviewer, reviewer=reviewer,
+                    key_version=KEY_VERSION)  # fmt: skip
         return Approval(entry, reviewer, recorded=True)
 
     def reject(self, reviewer: str, reason: str) -> Entry:
+        self._interactive("reject")
         entry = self.store.reject(self.current_draft().key, reviewer, reason)
         audit_entry(self.audit, "rejection", entry, reviewer, reason=reason)
         return entry
@@ -534,8 +578,8 @@ class TransformSession:
              "--code-sha256", entry.code_sha256]
         )  # fmt: skip
         out = output_dir or self.request.output_dir or "out"
-        fmt = self.request.output_format or self.settings.output_format
-        return f"{guard}\n{self.parameters(out, fmt, relative=True)}\n{entry.code}"
+        params = self.parameters(out, self.settings.output_format, relative=True)
+        return f"{guard}\n{params}\n{entry.code}"
 
     def run(
         self,
@@ -546,56 +590,19 @@ class TransformSession:
         actor: str | None = None,
     ) -> RunSummary:
         """Replay the approved code for these inputs; never re-plans or regenerates."""
-        entry = self.require_approved()
         out = output_dir or self.request.output_dir
         if not out:
             raise PlanError("no output directory", hint="Pass --output-dir DIR.")
-        out = out if "://" in out else str(Path(out).expanduser().resolve())
-        fmt = output_format or self.request.output_format or self.settings.output_format
-        return self._execute(entry, self.parameters(out, fmt), out, fmt, executor, actor)
-
-    def run_cell(
-        self,
-        body: str,
-        key: str,
-        code_sha256: str,
-        *,
-        executor: Executor | None = None,
-        actor: str | None = None,
-    ) -> RunSummary:
-        """Run a materialised cell: only if its code is the approved code, unedited, and
-        its inputs still produce the approved key. Otherwise nothing runs."""
-        params_text, code = split_cell(body)
-        if sha256_text(code) != code_sha256:
-            raise PlanError(
-                "the code in this cell was edited after approval; nothing ran",
-                hint="Change the plan (%%transform, chat), approve it and materialise again.",
-                key=key,
-            )
-        params = parse_parameters(params_text)
-        if self.key != key:
-            raise ApprovalRequired(
-                f"the inputs no longer match the approved key {key[:16]} (they give "
-                f"{self.key[:16]}): the mapping or a used source column changed; nothing ran",
-                hint="Re-run the %%transform cell to review and approve the new inputs.",
-                client=self.request.client, key=self.key,
-            )  # fmt: skip
         entry = self.require_approved()
-        if entry.code_sha256 != code_sha256:
-            raise ApprovalRequired(
-                f"this cell's code {code_sha256[:16]} is not the approved code "
-                f"{entry.code_sha256[:16]} for key {key[:16]}; nothing ran",
-                hint="Materialise the current approval again.", key=key,
-            )  # fmt: skip
-        out, fmt = str(params["output_dir"]), str(params["output_format"])
-        return self._execute(entry, params_text, out, fmt, executor, actor)
+        out = out if "://" in out else str(Path(out).expanduser().resolve())
+        fmt = output_format or self.settings.output_format
+        return self._execute(entry, self.parameters(out, fmt), out, fmt, executor, actor)
 
     def _execute(self, entry: Entry, params: str, out: str, fmt: str, executor: Executor | None,
                  actor: str | None) -> RunSummary:  # fmt: skip
         from dataeng_magics.run.executors import Job, get_executor
 
-        platform = self.request.platform or self.settings.platform  # "auto": notebook or local
-        executor = executor or get_executor(platform, settings=self.settings)
+        executor = executor or get_executor(self.settings.platform, settings=self.settings)
         job = Job(
             name=f"{self.request.client}/{entry.key[:12]}", client=entry.client, key=entry.key,
             code=f"{params}\n{entry.code}",
@@ -620,6 +627,13 @@ class TransformSession:
             started_at=started_at, details=result.details,
         )  # fmt: skip
         self._record(entry, outcome, started_at, summary, actor, where)
+        if self.mode == "replay" and not report.passed:
+            raise ValidationFailed(
+                f"the output of client {entry.client!r} failed validation: "
+                f"{len(report.failures)} check(s) failed",
+                hint="The output was written; see the summary and revise the plan.",
+                summary=summary, client=entry.client, key=entry.key,
+            )  # fmt: skip
         return summary
 
     def preview(self, plan: Plan | None = None, rows: int = 20) -> Preview:
@@ -669,3 +683,96 @@ class TransformSession:
             k: facts[k] for k in ("rows_in", "rows_out", "checks_failed", "seconds") if k in facts
         }
         audit_entry(self.audit, "run_end", entry, actor, **details, outcome=outcome, **kept)
+
+
+def run_cell(
+    body: str,
+    *,
+    client: str,
+    mapping: str | Path,
+    key: str,
+    code_sha256: str,
+    platform: str | None = None,
+    settings: Settings | None = None,
+    executor: Executor | None = None,
+    actor: str | None = None,
+) -> RunSummary:
+    """Run a materialised cell's body (its guard line gives client, mapping, key and code
+    hash): only if its code is the approved code, unedited, and its inputs still give
+    the approved key. Otherwise nothing runs. The body is parsed here, once."""
+    params_text, code = split_cell(body)
+    if sha256_text(code) != code_sha256:
+        raise PlanError(
+            "the code in this cell was edited after approval; nothing ran",
+            hint="Change the plan (%%transform, chat), approve it and materialise again.",
+            key=key,
+        )
+    params = parse_parameters(params_text)
+    paths, out = params["source_paths"], str(params["output_dir"])
+    if not isinstance(paths, dict):
+        raise PlanError("the cell's source_paths must map source names to paths", key=key,
+                        hint="Materialise the approved plan again.")  # fmt: skip
+    request = TransformRequest(
+        client=client, mapping=Path(mapping), sources={str(n): str(p) for n, p in paths.items()},
+        output_dir=out, output_format=str(params["output_format"]), platform=platform,
+    )  # fmt: skip
+    session = TransformSession(request, settings)
+    if session.key != key:
+        raise ApprovalRequired(
+            f"the inputs no longer match the approved key {key[:16]} (they give "
+            f"{session.key[:16]}): the mapping or a used source column changed; nothing ran",
+            hint="Re-run the %%transform cell to review and approve the new inputs.",
+            client=client, key=session.key,
+        )  # fmt: skip
+    entry = session.require_approved()
+    if entry.code_sha256 != code_sha256:
+        raise ApprovalRequired(
+            f"this cell's code {code_sha256[:16]} is not the approved code "
+            f"{entry.code_sha256[:16]} for key {key[:16]}; nothing ran",
+            hint="Materialise the current approval again.", key=key,
+        )  # fmt: skip
+    return session._execute(entry, params_text, out, session.settings.output_format, executor,
+                            actor)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Outdated:
+    """An approved entry whose code the current compiler would write differently."""
+
+    entry: Entry
+    diff: list[str]  # unified diff of the code lines, approved -> current
+    error: str = ""  # set when the current code cannot read or compile the stored plan
+
+    @property
+    def change(self) -> str:
+        if self.error:
+            return self.error
+        added = sum(1 for line in self.diff if line[:1] == "+" and line[:3] != "+++")
+        removed = sum(1 for line in self.diff if line[:1] == "-" and line[:3] != "---")
+        return f"{added} line(s) added, {removed} removed"
+
+
+def outdated(store: Store, client: str | None = None) -> list[Outdated]:
+    """Approved entries whose stored code differs from what the current compiler writes
+    for their stored plan. Nothing is changed: they keep replaying their approved code
+    until a reviewer re-approves deliberately."""
+    found = []
+    for entry in store.list(client):
+        if entry.status != "approved":
+            continue
+        try:
+            code = compile_plan(Plan.model_validate_json(entry.plan_json))
+        except ValidationError as exc:  # the plan model changed in a way this plan breaks
+            first, more = exc.errors()[0], exc.error_count() - 1
+            where = ".".join(str(part) for part in first["loc"])
+            reason = f"the plan no longer reads: {where}: {first['msg']}"
+            found.append(Outdated(entry, [], reason + (f" (and {more} more)" if more else "")))
+            continue
+        except DataEngMagicsError as exc:  # the compiler refuses it now
+            found.append(Outdated(entry, [], f"cannot compile: {exc.message}"))
+            continue
+        if code != entry.code:
+            lines = difflib.unified_diff(entry.code.splitlines(), code.splitlines(),
+                                         "approved", "current", n=0, lineterm="")  # fmt: skip
+            found.append(Outdated(entry, list(lines)))
+    return found

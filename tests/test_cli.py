@@ -69,6 +69,23 @@ def test_approve_refuses_unresolved_and_run_needs_approval(
     assert main(["approve", *args(example), "--reviewer", "alice"]) == 0
 
 
+def test_run_is_a_replay_and_draft_is_interactive(
+    example: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    def no_planner(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a planner was built")
+
+    monkeypatch.setattr("dataeng_magics.agent.get_planner", no_planner)
+    assert main(["run", *args(example), "--output-dir", str(tmp_path / "out")]) == 3
+    assert "approval required" in capsys.readouterr().err
+    with pytest.raises(AssertionError, match="a planner was built"):
+        main(["draft", *args(example), "--planner", "openai"])  # a review may ask the model
+    monkeypatch.setenv("DATAENG_MAGICS_MODE", "replay")  # this environment never plans
+    assert main(["draft", *args(example), "--planner", "openai"]) == 2
+    assert "cannot draft in replay mode" in capsys.readouterr().err
+
+
 @pytest.mark.spark
 def test_run_exit_codes_for_validation_and_execution(
     example: Path, tmp_path: Path, spark: Any, capsys: pytest.CaptureFixture[str]

@@ -190,6 +190,31 @@ def test_replay_without_approval_fails_and_runs_nothing(
     assert store_of(ip).list() == []  # no planner ran
 
 
+def test_a_failed_cell_records_its_error_as_data(
+    ip: Shell, example: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The error's type, exit code and fields go into the cell's output, the one-line
+    message into its error; a replay cell never builds a planner."""
+    from IPython.utils.capture import capture_output
+
+    from dataeng_magics.display import ERROR_MIME
+
+    def no_planner(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a planner was built")
+
+    monkeypatch.setattr("dataeng_magics.agent.get_planner", no_planner)
+    magics_of(ip).planner = "openai"
+    with capture_output() as captured, pytest.raises(UsageError) as err:
+        ip.run_cell(transform(example, "--replay", f"--output-dir {tmp_path / 'out'}"))
+    assert str(err.value).startswith("ApprovalRequired: approval required")
+    [bundle] = [out.data for out in captured.outputs if ERROR_MIME in out.data]
+    assert list(bundle) == [ERROR_MIME]  # no text form: the message shows once
+    record = bundle[ERROR_MIME]
+    assert record["error"] == "ApprovalRequired" and record["exit_code"] == 3
+    assert record["client"] == "NORTHWIND" and len(record["key"]) == 64
+    assert magics_of(ip).current.mode == "replay" and store_of(ip).list() == []
+
+
 @pytest.mark.spark
 def test_replay_runs_once_with_the_materialised_cell(
     ip: Shell,
@@ -276,9 +301,13 @@ def test_settings_from_config_pyproject_and_env(
         ip.run_line_magic("transform_config", "colour=red")
 
 
-def replay_template(client: str, example: Path, tmp_path: Path) -> int:
+TEMPLATE = Path(__file__).resolve().parents[1] / "example_notebooks" / "02_batch_replay.ipynb"
+
+
+def replay_template(
+    client: str, example: Path, tmp_path: Path, notebook: Path = TEMPLATE, out: str = "out"
+) -> int:
     """``dataeng-magics replay`` of the batch template for one client."""
-    notebook = Path(__file__).resolve().parents[1] / "example_notebooks" / "02_batch_replay.ipynb"
     return main(
         [
             "replay",
@@ -290,7 +319,7 @@ def replay_template(client: str, example: Path, tmp_path: Path) -> int:
             str(example),
             "-p",
             "output_dir",
-            str(tmp_path / "out"),
+            str(tmp_path / out),
             "--output-notebooks",
             str(tmp_path / "nb"),
         ]
@@ -321,3 +350,42 @@ def test_replay_cli_runs_approved_clients(
     executed = (tmp_path / "nb" / "02_batch_replay-NORTHWIND.ipynb").read_text()
     assert "application/vnd.dataeng-magics.run-summary+json" in executed
     assert "NORTHWIND" in capsys.readouterr().out
+
+
+#: A cell that rewords every error of ours as if it were a missing approval.
+REWORD = (
+    "from dataeng_magics.errors import DataEngMagicsError\n"
+    "DataEngMagicsError.__str__ = lambda self: 'ApprovalRequired: reworded'"
+)
+
+
+@pytest.mark.slow
+def test_replay_exit_codes_come_from_the_error_not_its_wording(
+    example: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """papermill replay: a failed validation exits 4, a failed run 5, whatever the text."""
+    from openpyxl import load_workbook
+
+    template = json.loads(TEMPLATE.read_text())
+    at = next(i for i, c in enumerate(template["cells"]) if "load_ext" in "".join(c["source"]))
+    template["cells"].insert(
+        at + 1,
+        {"cell_type": "code", "id": "reword", "metadata": {}, "outputs": [],
+         "execution_count": None, "source": REWORD},
+    )  # fmt: skip
+    notebook = tmp_path / "reworded.ipynb"
+    notebook.write_text(json.dumps(template))
+    book = load_workbook(example)
+    book["Mapping"]["F5"] = "parse date DD/MM/YYYY"  # wrong: the data is MM/DD/YYYY
+    book.save(example)
+    base = ["--client", "NORTHWIND", "--mapping", str(example)]
+    assert main(["draft", *base]) == 0 and main(["approve", *base, "--reviewer", "alice"]) == 0
+    capsys.readouterr()
+
+    assert replay_template("NORTHWIND", example, tmp_path, notebook) == 4
+    assert "ValidationFailed: the output of client 'NORTHWIND' failed" in capsys.readouterr().out
+    executed = (tmp_path / "nb" / "reworded-NORTHWIND.ipynb").read_text()
+    assert "UsageError: ValidationFailed: ApprovalRequired: reworded" in executed
+    (tmp_path / "blocked").write_text("a file where the output folder should be")
+    assert replay_template("NORTHWIND", example, tmp_path, notebook, out="blocked") == 5
+    assert "ExecutionError: " in capsys.readouterr().out

@@ -10,22 +10,32 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 from openpyxl import load_workbook
+from pydantic import create_model
 
+from dataeng_magics.canonical import FIELDS_V1
+from dataeng_magics.compile.codegen import compile_plan
 from dataeng_magics.config import load_settings
 from dataeng_magics.errors import (
     ApprovalRequired,
+    ConfigError,
     ExecutionError,
     MappingError,
+    ModeError,
     PlanError,
     StoreError,
+    ValidationFailed,
 )
+from dataeng_magics.mapping import model as mapping_model
+from dataeng_magics.plan import model as plan_model
 from dataeng_magics.state.audit import AuditLog
-from dataeng_magics.workflow import TransformRequest, TransformSession
+from dataeng_magics.workflow import TransformRequest, TransformSession, cache_key
 
 
 def session(mapping: Path, client: str = "NORTHWIND", **kwargs: Any) -> TransformSession:
     settings = kwargs.pop("settings", None) or load_settings()
-    return TransformSession(TransformRequest(client=client, mapping=mapping, **kwargs), settings)
+    mode = kwargs.pop("mode", "interactive")
+    request = TransformRequest(client=client, mapping=mapping, **kwargs)
+    return TransformSession(request, settings, mode=mode)
 
 
 def rewrite_csv(path: Path, change: Any) -> None:
@@ -91,6 +101,98 @@ def test_renamed_used_column_is_a_clear_mapping_error(example: Path) -> None:
     assert "'Qty'" in text and "Mapping" in text and "row 11" in text and "Quantity" in text
 
 
+def test_a_new_optional_field_changes_no_key_plan_hash_or_code(example: Path) -> None:
+    """An upgrade that adds a field (default value) to the mapping or the plan model keeps
+    every existing key, plan hash and compiled code; a workbook that uses it differs."""
+    s = session(example)
+    used = {"trades": {"Qty": "bigint"}}
+    key = cache_key("NORTHWIND", s.mapping, used)
+    # The upgraded models: the same classes with one more field each, as a release adds it.
+    target = create_model("TargetColumn", __base__=mapping_model.TargetColumn, pii=(bool, False))
+    mapping = create_model("Mapping", __base__=mapping_model.Mapping, targets=(list[target], ...))
+
+    def upgraded(**values: Any) -> Any:
+        old = s.mapping
+        targets = [target(**t.model_dump(), **values) for t in old.targets]
+        return mapping(file=old.file, targets=targets, sources=old.sources, filters=old.filters)
+
+    assert "pii" in upgraded().model_dump()["targets"][0]
+    assert cache_key("NORTHWIND", upgraded(), used) == key
+    assert cache_key("NORTHWIND", upgraded(pii=True), used) != key  # a workbook that uses it
+
+    column = create_model("ColumnPlan", __base__=plan_model.ColumnPlan, checked=(bool, False))
+    table = create_model("TablePlan", __base__=plan_model.TablePlan, columns=(list[column], ...))
+    plan_cls = create_model("Plan", __base__=plan_model.Plan, tables=(list[table], ...))
+    plan = s.baseline
+    newer = plan_cls.model_validate(plan.model_dump())
+    assert "checked" in newer.model_dump()["tables"][0]["columns"][0]
+    assert newer.sha256() == plan.sha256()
+    assert compile_plan(newer) == compile_plan(plan)  # the approved code, byte for byte
+
+
+def test_every_version_1_field_still_exists() -> None:
+    """Renaming or removing a field that version 1 keys hash would change them."""
+    for name, fields in FIELDS_V1.items():
+        cls = getattr(mapping_model, name, None) or getattr(plan_model, name)
+        assert fields <= set(cls.model_fields), name
+
+
+# --- modes: a replay never plans ---------------------------------------------------
+
+
+def test_replay_session_builds_no_planner_and_refuses_review(
+    example: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_planner(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a planner was built")
+
+    monkeypatch.setattr("dataeng_magics.agent.get_planner", no_planner)
+    llm = load_settings(planner="openai")
+    with pytest.raises(AssertionError, match="a planner was built"):
+        session(example, settings=llm).draft()  # interactive: the factory is what drafts use
+    replay = session(example, settings=llm, mode="replay")
+    steps = {
+        "draft": replay.draft,
+        "revise": lambda: replay.revise("DESK: upper"),
+        "approve": lambda: replay.approve("alice"),
+        "reject": lambda: replay.reject("alice", "no"),
+    }
+    for action, step in steps.items():
+        with pytest.raises(ModeError, match=f"cannot {action} in replay mode") as err:
+            step()
+        assert "NORTHWIND" in str(err.value) and err.value.exit_code == 2
+    with pytest.raises(ApprovalRequired):
+        replay.run(output_dir=str(tmp_path / "out"))
+    assert replay.store.list() == [] and list(replay.audit.events()) == []
+
+
+def test_mode_setting_makes_every_session_a_replay(
+    example: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATAENG_MAGICS_MODE", "replay")  # as `dataeng-magics replay` sets it
+    s = session(example, mode="interactive")
+    assert s.mode == "replay"
+    with pytest.raises(ModeError):
+        s.draft()
+
+
+# --- settings resolution ----------------------------------------------------------
+
+
+def test_request_choices_are_resolved_over_settings_once(example: Path, tmp_path: Path) -> None:
+    settings = load_settings(output_format="parquet", platform="local")
+    s = session(example, settings=settings, output_format="csv", platform="elsewhere")
+    assert (s.settings.output_format, s.settings.platform) == ("csv", "elsewhere")
+    assert (settings.output_format, settings.platform) == ("parquet", "local")  # untouched
+    s.draft()
+    s.approve("alice")
+    assert 'output_format = "csv"' in s.materialised_cell()
+    with pytest.raises(ConfigError, match="unknown platform 'elsewhere'"):
+        s.run(output_dir=str(tmp_path / "out"))  # the run goes where the request said
+    with pytest.raises(ConfigError, match="setting 'output_format'"):
+        session(example, output_format="xml")
+
+
 # --- approval gates ---------------------------------------------------------------
 
 
@@ -128,6 +230,7 @@ def test_revision_resolves_and_is_recorded_with_the_conversation(example: Path) 
     assert any("DESK" in line for line in entry.conversation[1]["changes"])
     s.approve("alice")
     assert [e.event for e in s.audit.events()] == ["draft", "revision", "approval"]
+    assert s.audit.last().details == {"reviewer": "alice", "key_version": 1}  # type: ignore[union-attr]
 
 
 def test_approving_an_approved_plan_changes_and_records_nothing(example: Path) -> None:
@@ -250,6 +353,21 @@ def test_wrong_date_pattern_fails_validation(example: Path, tmp_path: Path, spar
     assert summary.outcome == "validation_failed"
     failed = {(c.column, c.kind) for c in summary.report.failures}
     assert ("TRADE_DATE", "conversion") in failed and ("TRADE_DATE", "required") in failed
+    assert s.entry().last_outcome == "validation_failed"  # type: ignore[union-attr]
+
+
+@pytest.mark.spark
+def test_failed_validation_is_an_error_in_a_replay(
+    example: Path, tmp_path: Path, spark: Any
+) -> None:
+    set_rule(example, "TRADE_DATE", "parse date DD/MM/YYYY")  # the data is MM/DD/YYYY
+    s = session(example)
+    s.draft()
+    s.approve("alice")
+    with pytest.raises(ValidationFailed, match="failed validation") as err:
+        session(example, mode="replay").run(output_dir=str(tmp_path / "out"))
+    assert err.value.exit_code == 4 and err.value.summary.outcome == "validation_failed"
+    assert (tmp_path / "out" / "TRADES").is_dir()  # written, and recorded as such
     assert s.entry().last_outcome == "validation_failed"  # type: ignore[union-attr]
 
 

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from dataeng_magics.canonical import canonical_json, sha256_text
+from dataeng_magics.canonical import canonical_json, hashed_form, sha256_text
 from dataeng_magics.mapping.model import SourceFormat
 
 
@@ -206,7 +206,8 @@ class Plan(BaseModel):
     notes: str = ""
 
     def sha256(self) -> str:
-        return sha256_text(canonical_json(self.model_dump(mode="json")))
+        """Stable across upgrades: fields added since version 1 count only when set."""
+        return sha256_text(canonical_json(hashed_form(self)))
 
     def unresolved(self) -> list[tuple[str, ColumnPlan, Unresolved]]:
         return [

@@ -62,6 +62,15 @@ class VerifyResult(BaseModel):
     first_bad_line: int | None = None
     reason: str | None = None
 
+    def describe(self, path: Path) -> str:
+        """The verdict in one line, as the CLI and the notebook say it."""
+        if self.ok:
+            return f"audit log intact: {self.count} records ({path})"
+        return (
+            f"audit log BROKEN at line {self.first_bad_line} (seq {self.first_bad_seq}): "
+            f"{self.reason} ({path})"
+        )
+
 
 _FIELDS = frozenset(AuditEvent.model_fields)
 
