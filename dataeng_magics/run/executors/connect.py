@@ -22,7 +22,9 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from dataeng_magics.errors import ConfigError, ExecutionError, MissingDependency
 from dataeng_magics.redact import public_path, redact
@@ -30,13 +32,12 @@ from dataeng_magics.run.executors.base import (
     Job,
     JobResult,
     JobStatus,
+    Metrics,
     ProgressCallback,
     RemoteExecutor,
+    first_line,
+    run_metrics,
 )
-from dataeng_magics.run.executors.local import first_line
-
-if TYPE_CHECKING:
-    from dataeng_magics.config import Settings
 
 #: pyspark decides per call whether ``F.col`` & co. build Connect or classic columns
 #: from this variable; it must be set while a Connect job's code runs (see _connect_mode).
@@ -103,7 +104,7 @@ class _Run:
     tag: str
     thread: threading.Thread | None = None
     state: str = "pending"
-    metrics: dict[str, dict[str, int]] = field(default_factory=dict)
+    metrics: Metrics = field(default_factory=dict)
     error: str = ""
     cancelled: bool = False
     stages: dict[int, tuple[int, int]] = field(default_factory=dict)  # id -> (done, total)
@@ -127,10 +128,26 @@ def _classify(exc: BaseException) -> str:
     return "failed"
 
 
+class ConnectOptions(BaseModel):
+    """The ``connect`` settings table (README, "Spark Connect and Databricks Connect")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = None  # sc://host:port; else SPARK_REMOTE; else Databricks settings
+    databricks: bool | None = None  # None: DatabricksSession when installed and no url
+    profile: str | None = None  # ~/.databrickscfg profile
+    cluster_id: str | None = None
+    serverless: bool = False
+    retry_seconds: float = Field(default=20, gt=0, le=300)  # total retry budget per call
+    timeout_seconds: float | None = Field(default=None, gt=0)  # whole-run deadline
+
+
 class ConnectExecutor(RemoteExecutor):
     """Spark Connect at an ``sc://`` URL, or Databricks Connect's ``DatabricksSession``."""
 
     name = "connect"
+    Options = ConnectOptions
+    takes_spark_conf = True
 
     def __init__(
         self,
@@ -161,17 +178,6 @@ class ConnectExecutor(RemoteExecutor):
         self._given = session is not None  # someone else's session: never reconfigured
         self._runs: dict[str, _Run] = {}
         self._lock = threading.Lock()
-
-    @classmethod
-    def from_settings(cls, settings: Settings | None = None, **options: Any) -> ConnectExecutor:
-        if settings is not None:
-            values = settings.connect.model_dump(exclude_none=True)
-            if settings.storage and "spark_conf" not in options:
-                from dataeng_magics.connections import spark_conf
-
-                values["spark_conf"] = spark_conf(settings.storage)
-            options = {**values, **options}
-        return cls(**options)
 
     # -- the session -----------------------------------------------------------------
 
@@ -303,10 +309,7 @@ class ConnectExecutor(RemoteExecutor):
             with _connect_mode():
                 code = compile(run.job.code, f"<dataeng-magics {run.job.key[:12]}>", "exec")
                 exec(code, namespace)
-                metrics = namespace.get("run_metrics", {})
-                run.metrics = {
-                    t: {k: int(v or 0) for k, v in m.items()} for t, m in metrics.items()
-                }
+                run.metrics = run_metrics(namespace.get("run_metrics", {}))
             run.state = "succeeded"
         except BaseException as exc:  # the worker must always report, whatever happened
             kind = "cancelled" if run.cancelled else _classify(exc)

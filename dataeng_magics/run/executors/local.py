@@ -7,26 +7,34 @@ import os
 import threading
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from dataeng_magics.errors import ExecutionError
+from dataeng_magics.errors import ExecutionError, MissingDependency
 from dataeng_magics.run.executors.base import (
     Executor,
     Job,
     JobResult,
     JobStatus,
+    Metrics,
     ProgressCallback,
+    first_line,
     interrupted,
+    run_metrics,
 )
-
-if TYPE_CHECKING:
-    from dataeng_magics.config import Settings
 
 
 def spark_session() -> Any:
     """The active session, or a quiet ``local[*]`` one started once per process."""
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    from pyspark.sql import SparkSession
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError as exc:
+        raise MissingDependency(
+            exc.name or "pyspark",
+            None,
+            "local Spark",
+            install='pip install "dataeng-magics" (pyspark is one of its dependencies)',
+        ) from None
 
     active = SparkSession.getActiveSession()
     if active is not None:
@@ -43,21 +51,13 @@ def spark_session() -> Any:
     except Exception as exc:  # no Java, a bad JAVA_HOME, a port that cannot bind, ...
         raise ExecutionError(
             f"cannot start local Spark: {first_line(exc)}",
-            hint="Local runs need Java 17 (JAVA_HOME) and pyspark; or set another platform.",
+            hint="Local runs need Java 17 (JAVA_HOME); or set another platform.",
         ) from exc
     spark.sparkContext.setLogLevel("ERROR")
     return spark
 
 
-def first_line(exc: BaseException) -> str:
-    """Spark errors carry pages of JVM stack; users need the first meaningful line."""
-    for line in str(exc).splitlines():
-        if line.strip():
-            return line.strip()
-    return type(exc).__name__
-
-
-def execute(code: str, spark: Any, job: Job) -> dict[str, dict[str, int]]:
+def execute(code: str, spark: Any, job: Job) -> Metrics:
     """Run the cell in a fresh namespace holding only ``spark``; return its metrics."""
     namespace: dict[str, Any] = {"spark": spark}
     try:
@@ -72,8 +72,7 @@ def execute(code: str, spark: Any, job: Job) -> dict[str, dict[str, int]]:
         )
         # A cause holding a secret would print it in the traceback: drop it then.
         raise error from (exc if redact(str(exc)) == str(exc) else None)
-    metrics = namespace.get("run_metrics", {})
-    return {t: {k: int(v or 0) for k, v in m.items()} for t, m in metrics.items()}
+    return run_metrics(namespace.get("run_metrics", {}))
 
 
 class SparkProgress:
@@ -119,6 +118,7 @@ class LocalExecutor(Executor):
     """The embedded local Spark; also the base of the notebook executor (same calls)."""
 
     name = "local"
+    takes_spark_conf = True
 
     def __init__(
         self,
@@ -127,14 +127,6 @@ class LocalExecutor(Executor):
     ) -> None:
         self.progress = progress
         self.spark_conf = dict(spark_conf or {})
-
-    @classmethod
-    def from_settings(cls, settings: Settings | None = None, **options: Any) -> Executor:
-        if settings is not None and settings.storage and "spark_conf" not in options:
-            from dataeng_magics.connections import spark_conf
-
-            options["spark_conf"] = spark_conf(settings.storage)
-        return cls(**options)
 
     def session(self) -> Any:
         return spark_session()
