@@ -7,6 +7,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,6 +37,34 @@ def test_progress_reports_spark_tasks_then_success(spark: Any) -> None:
     running = [st for st in seen if st.state == "running" and "tasks" in st.message]
     assert running, f"no task progress among {seen}"
     assert seen[-1].state == "succeeded"
+
+
+def test_progress_over_the_output_tables_never_goes_back(spark: Any, tmp_path: Path) -> None:
+    """Spark submits jobs as the code runs; the fraction is over the plan's tables, so
+    it does not fall when a new job appears (it used to go 100% -> 50% -> 60%)."""
+    seen: list[JobStatus] = []
+    # task i sleeps 0.3 + 0.7 i seconds: tasks end one by one, whatever the core count
+    sleep = "reflect('java.lang.Thread', 'sleep', CAST(300 + id * 700 AS BIGINT)) AS s"
+    write = 'write.mode("overwrite").format("parquet").save'
+    code = (  # a job before each write, so the number of Spark jobs keeps growing
+        f'spark.range(0, 2, 1, 2).selectExpr("{sleep}").collect()\n'
+        f'spark.range(0, 4, 1, 4).selectExpr("id", "{sleep}").{write}("{tmp_path}/A")\n'
+        f'spark.range(0, 2, 1, 2).selectExpr("{sleep}").collect()\n'
+        f'spark.range(0, 4, 1, 4).selectExpr("id", "{sleep}").{write}("{tmp_path}/B")\n'
+        "run_metrics = {'A': {'rows_written': 4}, 'B': {'rows_written': 4}}\n"
+    )
+    executor = LocalExecutor(progress=seen.append)
+    executor.run(Job(name="T/000", client="T", key="0" * 64, code=code, tables=("A", "B")))
+    running = [st for st in seen if st.state == "running" and st.progress is not None]
+    fractions = [st.progress for st in running]
+    assert fractions == sorted(fractions), [st.to_text() for st in running]
+    assert any(0 < f < 0.5 for f in fractions) and any(f > 0.5 for f in fractions), [
+        st.to_text() for st in running
+    ]
+    messages = " | ".join(st.message for st in running)
+    assert "table 1/2 A" in messages and "table 2/2 B" in messages
+    assert "Spark jobs 3/" in messages and "tasks" in messages
+    assert seen[-1].state == "succeeded" and seen[-1].progress == 1.0
 
 
 def test_ctrl_c_cancels_the_spark_jobs(spark: Any) -> None:

@@ -39,6 +39,7 @@ class Job:
     inputs: dict[str, str] = field(default_factory=dict)
     output_dir: str = ""
     output_format: str = "parquet"
+    tables: tuple[str, ...] = ()  # the output tables, in the order the code writes them
 
 
 @dataclass
@@ -219,6 +220,15 @@ def first_line(exc: BaseException) -> str:
         if line.strip():
             return line.strip()
     return type(exc).__name__
+
+
+def table_fraction(written: float, tables: int) -> float | None:
+    """How far a run is, as the share of its output tables written (None: not known).
+
+    Platforms submit work as the code runs, so a share of the tasks seen so far falls
+    whenever more work appears; the number of tables is known before the run starts.
+    """
+    return min(1.0, written / tables) if tables else None
 
 
 def run_metrics(raw: Any) -> Metrics:

@@ -37,6 +37,7 @@ from dataeng_magics.run.executors.base import (
     RemoteExecutor,
     first_line,
     run_metrics,
+    table_fraction,
 )
 
 #: pyspark decides per call whether ``F.col`` & co. build Connect or classic columns
@@ -108,6 +109,7 @@ class _Run:
     error: str = ""
     cancelled: bool = False
     stages: dict[int, tuple[int, int]] = field(default_factory=dict)  # id -> (done, total)
+    operations: int = 0  # server operations finished: each table's write is one
     log: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
     seconds: float = 0.0
@@ -329,6 +331,7 @@ class ConnectExecutor(RemoteExecutor):
         def handler(stages: Any, inflight_tasks: int, operation_id: Any, done: bool) -> None:
             for st in stages or []:
                 run.stages[st.stage_id] = (st.num_completed_tasks, st.num_tasks)
+            run.operations += done
 
         return handler
 
@@ -339,7 +342,10 @@ class ConnectExecutor(RemoteExecutor):
         done = sum(d for d, _ in run.stages.values())
         total = sum(t for _, t in run.stages.values())
         message = f"{len(run.stages)} stages, tasks {done}/{total} on {self._where()}"
-        return JobStatus("running", done / total if total else None, message)
+        tables = len(run.job.tables)
+        if tables:
+            message = f"tables {min(run.operations, tables)}/{tables} written, {message}"
+        return JobStatus("running", table_fraction(run.operations, tables), message)
 
     def cancel(self, handle: str) -> None:
         run = self._run(handle)

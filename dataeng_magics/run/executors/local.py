@@ -7,6 +7,7 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from dataeng_magics.errors import ExecutionError, MissingDependency
@@ -20,6 +21,7 @@ from dataeng_magics.run.executors.base import (
     first_line,
     interrupted,
     run_metrics,
+    table_fraction,
 )
 
 
@@ -76,16 +78,29 @@ def execute(code: str, spark: Any, job: Job) -> Metrics:
 
 
 class SparkProgress:
-    """Polls Spark's status tracker for one job group and reports stage and task counts.
+    """Polls Spark's status tracker for one job group: how many output tables are
+    written, how many Spark jobs are done, and the running stage's tasks.
 
-    Spark's own console bar is off (it floods notebook output); this gives one line that
-    a ``TextProgress`` rewrites in place.
+    The fraction is over the tables, which the plan knows up front: Spark submits jobs
+    as the code runs, so a fraction over the tasks seen so far would fall each time a job
+    starts. Each table is written by one Spark job (its stage named after ``save``, the
+    call our compiler writes) worth ``1/tables``, filled by the mean of its stages' task
+    fractions (a stage not yet started counts 0); so the fraction never goes back. Spark's
+    own console bar is off (it floods notebook output); ``TextProgress`` shows this line.
     """
 
-    def __init__(self, spark: Any, group: str, report: ProgressCallback, every: float = 0.5):
+    def __init__(
+        self,
+        spark: Any,
+        group: str,
+        report: ProgressCallback,
+        tables: Sequence[str] = (),
+        every: float = 0.5,
+    ) -> None:
         self.tracker = spark.sparkContext.statusTracker()
         self.group = group
         self.report = report
+        self.tables = tuple(tables)
         self.every = every
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="dem-progress", daemon=True)
@@ -99,19 +114,37 @@ class SparkProgress:
         self._thread.join(timeout=5)
 
     def snapshot(self) -> JobStatus:
-        jobs = [self.tracker.getJobInfo(j) for j in self.tracker.getJobIdsForGroup(self.group)]
-        stage_ids = [s for j in jobs if j is not None for s in j.stageIds]
-        stages = [st for st in (self.tracker.getStageInfo(s) for s in stage_ids) if st]
-        total = sum(st.numTasks for st in stages)
-        done = sum(st.numCompletedTasks for st in stages)
-        running = [j for j in jobs if j is not None and j.status == "RUNNING"]
-        message = f"{len(jobs)} Spark jobs, {len(running)} running, tasks {done}/{total}"
-        return JobStatus("running", done / total if total else None, message)
+        found = (self.tracker.getJobInfo(j) for j in self.tracker.getJobIdsForGroup(self.group))
+        jobs = sorted((j for j in found if j is not None), key=lambda j: j.jobId)
+        stages = {s: self.tracker.getStageInfo(s) for j in jobs for s in j.stageIds}
+        written = sum(_written(job, stages) for job in jobs)
+        done = sum(job.status == "SUCCEEDED" for job in jobs)
+        parts = [f"Spark jobs {done}/{len(jobs)} done"]
+        if self.tables:
+            at = min(int(written), len(self.tables) - 1)
+            parts.insert(0, f"table {at + 1}/{len(self.tables)} {self.tables[at]}")
+        unfinished = [st for st in stages.values() if st and st.numCompletedTasks < st.numTasks]
+        if unfinished:
+            st = unfinished[-1]
+            parts.append(f"stage {st.stageId}: tasks {st.numCompletedTasks}/{st.numTasks}")
+        return JobStatus("running", table_fraction(written, len(self.tables)), ", ".join(parts))
 
     def _loop(self) -> None:
         while not self._stop.wait(self.every):
             with contextlib.suppress(Exception):  # the tracker is best effort, never fatal
                 self.report(self.snapshot())
+
+
+def _written(job: Any, stages: dict[int, Any]) -> float:
+    """How much of one output table a Spark job has written: 0 for a job that writes
+    none, 1 once it succeeded, else the mean of its stages' task fractions."""
+    infos = [stages[s] for s in job.stageIds]
+    if not any(st and st.name.startswith("save at") for st in infos):
+        return 0.0
+    if job.status == "SUCCEEDED":
+        return 1.0
+    parts = [st.numCompletedTasks / st.numTasks if st and st.numTasks else 0.0 for st in infos]
+    return sum(parts) / len(parts)
 
 
 class LocalExecutor(Executor):
@@ -144,7 +177,7 @@ class LocalExecutor(Executor):
         context.setJobGroup(group, job.name, interruptOnCancel=True)
         self.report(JobStatus("running", message=f"{job.name} started"))
         try:
-            with SparkProgress(spark, group, self.report):
+            with SparkProgress(spark, group, self.report, job.tables):
                 metrics = execute(job.code, spark, job)
         except KeyboardInterrupt:
             context.cancelJobGroup(group)
