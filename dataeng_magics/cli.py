@@ -290,6 +290,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Onboard client data: mapping -> approved plan -> PySpark.",
     )
     parser.add_argument("--version", action="version", version=__version__)
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also show local Spark's start-up lines and warnings (setting 'verbose')",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def keyed(
@@ -391,6 +396,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.verbose:  # the setting, for every step of this command and the kernels it starts
+        import os
+
+        os.environ["DATAENG_MAGICS_VERBOSE"] = "true"
     try:
         return int(args.func(args))
     except DataEngMagicsError as exc:

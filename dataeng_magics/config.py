@@ -35,6 +35,7 @@ class Settings(BaseModel):
     output_format: Literal["parquet", "csv", "delta"] = "parquet"
     ttl_days: float | None = Field(None, gt=0)
     mode: Mode = "interactive"
+    verbose: bool = False  # local Spark's start-up lines and warnings too (CLI --verbose)
     storage: dict[str, StorageConnection] = {}
     # Each platform's own table ([tool.dataeng_magics.connect], DATAENG_MAGICS_CONNECT),
     # checked by that executor's Options model when it is loaded, so a plug-in executor

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -96,3 +98,35 @@ def test_text_progress_rewrites_one_line() -> None:
     show(JobStatus("succeeded", 1.0))
     first, last = "[local] running  25%: tasks 1/4", "[local] succeeded 100%"
     assert out.getvalue() == f"\r{first}\r{last}{' ' * (len(first) - len(last))}\n"
+
+
+#: What a new local Spark prints on stderr before it runs anything (Spark 4, Java 17).
+START_UP_LINES = (
+    "Using incubator modules",
+    "Using Spark's default log4j profile",
+    "setLogLevel",
+    "NativeCodeLoader",
+)
+
+
+@pytest.mark.slow
+def test_spark_start_up_lines_reach_the_terminal_only_with_verbose(tmp_path: Path) -> None:
+    """The README's demo in a fresh process, as a user runs it, then with --verbose."""
+    exe = Path(sys.executable).parent / "dataeng-magics"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "dataeng_magics.cli"]
+    runs = {}
+    for flags in ([], ["--verbose"]):
+        home = tmp_path / f"home{len(flags)}"
+        env = {**os.environ, "DATAENG_MAGICS_HOME": str(home)}
+        env.pop("DATAENG_MAGICS_VERBOSE", None)
+        out = str(tmp_path / f"out{len(flags)}")
+        done = subprocess.run(
+            [*cmd, *flags, "demo", "--output-dir", out, "--reviewer", "ci"],
+            capture_output=True, text=True, env=env, timeout=900,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "SUCCEEDED on local" in done.stdout
+        runs[bool(flags)] = done.stderr
+    assert not [line for line in START_UP_LINES if line in runs[False]], runs[False]
+    # NativeCodeLoader warns only where Hadoop's native libraries are missing
+    assert all(line in runs[True] for line in START_UP_LINES[:3]), runs[True]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import threading
 import time
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from dataeng_magics.errors import ExecutionError, MissingDependency
 from dataeng_magics.run.executors.base import (
@@ -24,11 +26,24 @@ from dataeng_magics.run.executors.base import (
     table_fraction,
 )
 
+if TYPE_CHECKING:
+    from dataeng_magics.config import Settings
 
-def spark_session() -> Any:
-    """The active session, or a quiet ``local[*]`` one started once per process."""
+#: Errors only, and none of Spark's start-up lines (see the file).
+QUIET_LOG4J2 = Path(__file__).with_name("log4j2.properties")
+#: What the JVM itself prints when Spark 4 loads the vector API; log4j cannot stop it.
+_JVM_NOTICE = re.compile(rb"WARNING: Using incubator modules")
+
+
+def spark_session(verbose: bool = False) -> Any:
+    """The active session, or a ``local[*]`` one started once per process.
+
+    Spark's start-up lines (log4j profile, log level hint, native-Hadoop warning, the
+    JVM's incubator notice) are kept off the user's terminal unless ``verbose``.
+    """
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     try:
+        from pyspark import SparkConf
         from pyspark.sql import SparkSession
     except ImportError as exc:
         raise MissingDependency(
@@ -41,22 +56,58 @@ def spark_session() -> Any:
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
+    conf = (
+        SparkConf()
+        .setMaster(os.environ.get("DATAENG_MAGICS_SPARK_MASTER", "local[*]"))
+        .setAppName("dataeng-magics")
+        .set("spark.ui.enabled", "false")
+        .set("spark.ui.showConsoleProgress", "false")
+        .set("spark.sql.session.timeZone", "UTC")
+    )
     try:
-        spark = (
-            SparkSession.builder.master(os.environ.get("DATAENG_MAGICS_SPARK_MASTER", "local[*]"))
-            .appName("dataeng-magics")
-            .config("spark.ui.enabled", "false")
-            .config("spark.ui.showConsoleProgress", "false")
-            .config("spark.sql.session.timeZone", "UTC")
-            .getOrCreate()
-        )
+        if not verbose:
+            _start_quietly(conf)
+        spark = SparkSession.builder.config(conf=conf).getOrCreate()
     except Exception as exc:  # no Java, a bad JAVA_HOME, a port that cannot bind, ...
         raise ExecutionError(
             f"cannot start local Spark: {first_line(exc)}",
             hint="Local runs need Java 17 (JAVA_HOME); or set another platform.",
         ) from exc
-    spark.sparkContext.setLogLevel("ERROR")
+    if not verbose:
+        spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+def _start_quietly(conf: Any) -> None:
+    """Start Spark's JVM with our log4j2 settings and its stderr read through a filter.
+
+    pyspark starts the JVM with the stderr it is given (``popen_kwargs``, meant for this);
+    a pipe read from before the JVM starts can never fill up and stall it. Everything
+    but the JVM's incubator notice reaches our stderr as before.
+    """
+    from pyspark import SparkContext
+    from pyspark.java_gateway import launch_gateway
+
+    # A JVM runs already (a stopped session's, or a platform's): pyspark reuses it.
+    if SparkContext._gateway is not None or "PYSPARK_GATEWAY_PORT" in os.environ:
+        return
+    conf.set("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={QUIET_LOG4J2.as_uri()}")
+    read, write = os.pipe()
+    threading.Thread(target=_forward, args=(read,), name="dem-jvm-stderr", daemon=True).start()
+    try:
+        gateway = launch_gateway(conf, popen_kwargs={"stderr": write})
+    finally:
+        os.close(write)  # the JVM holds its own copy; the pipe ends when the JVM does
+    SparkContext(conf=conf, gateway=gateway)
+
+
+def _forward(read: int) -> None:
+    """Copy the JVM's stderr to ours, line by line, without its incubator notice."""
+    with open(read, "rb") as pipe:
+        for line in pipe:
+            if not _JVM_NOTICE.match(line):
+                with contextlib.suppress(OSError):
+                    os.write(2, line)
 
 
 def execute(code: str, spark: Any, job: Job) -> Metrics:
@@ -157,12 +208,19 @@ class LocalExecutor(Executor):
         self,
         progress: ProgressCallback | None = None,
         spark_conf: dict[str, str] | None = None,
+        verbose: bool = False,
     ) -> None:
         self.progress = progress
         self.spark_conf = dict(spark_conf or {})
+        self.verbose = verbose
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **options: Any) -> Executor:
+        options.setdefault("verbose", settings.verbose)
+        return super().from_settings(settings, **options)
 
     def session(self) -> Any:
-        return spark_session()
+        return spark_session(self.verbose)
 
     def details(self, spark: Any) -> dict[str, Any]:
         return {"master": spark.sparkContext.master}
