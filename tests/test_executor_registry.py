@@ -21,9 +21,10 @@ import pytest
 from dataeng_magics.config import load_settings
 from dataeng_magics.errors import ConfigError, MissingDependency
 from dataeng_magics.run.executors import get_executor, registry
+from dataeng_magics.run.executors.base import ENTRY_POINT_GROUP
 from dataeng_magics.run.executors.connect import ConnectExecutor
 from dataeng_magics.run.executors.fabric import FabricExecutor
-from dataeng_magics.run.executors.registry import ENTRY_POINT_GROUP, missing_dependency
+from dataeng_magics.run.executors.registry import missing_dependency
 
 #: A plug-in executor with settings of its own, as a third party would write it.
 ACME = """

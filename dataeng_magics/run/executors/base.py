@@ -25,6 +25,9 @@ from dataeng_magics.errors import ExecutionError
 if TYPE_CHECKING:
     from dataeng_magics.config import Settings
 
+#: Where distributions declare executors, the built-in ones too (see ``registry``).
+ENTRY_POINT_GROUP = "dataeng_magics.executors"
+
 Metrics = dict[str, dict[str, int]]
 
 

@@ -17,12 +17,10 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from dataeng_magics.errors import ConfigError, MissingDependency
-from dataeng_magics.run.executors.base import Executor, TextProgress
+from dataeng_magics.run.executors.base import ENTRY_POINT_GROUP, Executor, TextProgress
 
 if TYPE_CHECKING:
     from dataeng_magics.config import Settings
-
-ENTRY_POINT_GROUP = "dataeng_magics.executors"
 
 _registry: dict[str, type[Executor]] = {}
 
