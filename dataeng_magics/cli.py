@@ -350,6 +350,11 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_TopHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=__version__)
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also show local Spark's start-up lines and warnings (setting 'verbose')",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(
@@ -526,6 +531,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.verbose:  # the setting, for every step of this command and the kernels it starts
+        import os
+
+        os.environ["DATAENG_MAGICS_VERBOSE"] = "true"
     try:
         return int(args.func(args))
     except DataEngMagicsError as exc:

@@ -13,45 +13,14 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from dataeng_magics.connections import StorageConnection, validate_connections
 from dataeng_magics.errors import ConfigError
 
 ENV_PREFIX = "DATAENG_MAGICS_"
+ENV_ORIGIN = f"environment ({ENV_PREFIX}*)"
 Mode = Literal["interactive", "replay"]
-
-
-class ConnectOptions(BaseModel):
-    """Spark Connect / Databricks Connect (``platform = "connect"``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    url: str | None = None  # sc://host:port; else SPARK_REMOTE; else Databricks settings
-    databricks: bool | None = None  # None: DatabricksSession when installed and no url
-    profile: str | None = None  # ~/.databrickscfg profile
-    cluster_id: str | None = None
-    serverless: bool = False
-    retry_seconds: float = Field(default=20, gt=0, le=300)  # total retry budget per call
-    timeout_seconds: float | None = Field(default=None, gt=0)  # whole-run deadline
-
-
-class FabricOptions(BaseModel):
-    """Microsoft Fabric through its Livy API (``platform = "fabric"``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    workspace_id: str | None = None  # else FABRIC_WORKSPACE_ID
-    lakehouse_id: str | None = None  # else FABRIC_LAKEHOUSE_ID
-    api_url: str = "https://api.fabric.microsoft.com/v1"
-    api_version: str = "2023-12-01"
-    session_id: str | None = None  # reuse this Livy session
-    session_name: str = "dataeng-magics"
-    session_conf: dict[str, str] = {}
-    poll_seconds: float = Field(default=2.0, gt=0)
-    timeout_seconds: float | None = Field(default=None, gt=0)
-    close_after_run: bool = False  # else left for the next run (Fabric ends it when idle)
-    idle_minutes: float = Field(default=15, gt=0)  # close our sessions idle longer than this
 
 
 class Settings(BaseModel):
@@ -66,9 +35,12 @@ class Settings(BaseModel):
     output_format: Literal["parquet", "csv", "delta"] = "parquet"
     ttl_days: float | None = Field(None, gt=0)
     mode: Mode = "interactive"
+    verbose: bool = False  # local Spark's start-up lines and warnings too (CLI --verbose)
     storage: dict[str, StorageConnection] = {}
-    connect: ConnectOptions = ConnectOptions()
-    fabric: FabricOptions = FabricOptions()
+    # Each platform's own table ([tool.dataeng_magics.connect], DATAENG_MAGICS_CONNECT),
+    # checked by that executor's Options model when it is loaded, so a plug-in executor
+    # has settings too and reading settings never imports a platform SDK.
+    platforms: dict[str, dict[str, Any]] = {}
     # The LLM planner (planner = openai | azure | openai-compatible | a registered name).
     # API keys are never settings: they stay in the provider's environment variables.
     llm_model: str | None = None  # model name; for azure, the deployment
@@ -84,6 +56,12 @@ class Settings(BaseModel):
     llm_sample_rows: int = Field(20, ge=0, le=1000)  # sample rows sent per source
     llm_privacy: Literal["sample", "schema"] = "sample"  # schema: names and types only
     llm_token_budget: int = Field(8000, ge=1000, le=1_000_000)  # input tokens per call
+
+    _origins: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    def platform_table(self, name: str) -> tuple[dict[str, Any], str]:
+        """A platform's settings table and where it came from (for error messages)."""
+        return self.platforms.get(name, {}), self._origins.get(name, "explicit settings")
 
     @property
     def store_path(self) -> Path:
@@ -117,25 +95,74 @@ def pyproject_settings(start: Path | None = None) -> dict[str, Any]:
     return {k.replace("-", "_"): v for k, v in table.items()}
 
 
-_JSON_SETTINGS = ("storage", "connect", "fabric")
+#: The keys a settings layer may hold besides platform tables.
+FIELDS = tuple(name for name in Settings.model_fields if name != "platforms")
+
+
+def _json_table(variable: str, raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{variable} is not valid JSON ({exc.msg})",
+            hint='Write it as a JSON object, e.g. {"url": "sc://host:15002"}.',
+        ) from None
 
 
 def env_settings(environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """``DATAENG_MAGICS_<SETTING>``; tables (storage, a platform's) come as JSON."""
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
-    for name in Settings.model_fields:
-        raw = env.get(ENV_PREFIX + name.upper())
-        if raw not in (None, ""):
+    others: dict[str, str] = {}
+    for variable, raw in env.items():
+        suffix = variable[len(ENV_PREFIX) :]
+        if not variable.startswith(ENV_PREFIX) or suffix != suffix.upper() or raw == "":
+            continue
+        name = suffix.lower()
+        if name == "storage":
+            values[name] = _json_table(variable, raw)
+        elif name in FIELDS:
             values[name] = raw
-            if name in _JSON_SETTINGS:  # tables (storage, connect, fabric) come as JSON
-                try:
-                    values[name] = json.loads(raw)
-                except json.JSONDecodeError as exc:
-                    raise ConfigError(
-                        f"{ENV_PREFIX}{name.upper()} is not valid JSON ({exc.msg})",
-                        hint='Write it as a JSON object, e.g. {"url": "sc://host:15002"}.',
-                    ) from None
+        else:
+            others[name] = variable
+    if others:  # a platform's table, or a variable that is not a setting (left alone)
+        platforms = _platform_names()
+        for name, variable in others.items():
+            if name in platforms:
+                values[platforms[name]] = _json_table(variable, env[variable])
     return values
+
+
+def _platform_names() -> dict[str, str]:
+    """Platform names as keys are written (``my_exec`` for ``my-exec``) -> the name."""
+    from dataeng_magics.run.executors.registry import available
+
+    return {name.replace("-", "_").lower(): name for name in available()}
+
+
+def _split(layer: dict[str, Any], origin: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A layer's settings, and its platform tables by platform name."""
+    others = {k: v for k, v in layer.items() if k not in FIELDS}
+    if not others:
+        return layer, {}
+    platforms = _platform_names()
+    tables: dict[str, Any] = {}
+    for key, table in others.items():
+        name = platforms.get(key.replace("-", "_").lower())
+        if name is None:
+            raise ConfigError(
+                f"unknown setting {key!r} in {origin}",
+                hint=f"Known settings: {', '.join(FIELDS)}; platform tables: "
+                f"{', '.join(sorted(platforms.values()))}.",
+            )
+        if not isinstance(table, dict):
+            raise ConfigError(
+                f"setting {key!r} in {origin} must be a table of the {name!r} platform's settings",
+                hint=f"Write [tool.dataeng_magics.{name}], or a JSON object in "
+                f"{ENV_PREFIX}{key.upper()}.",
+            )
+        tables[name] = table
+    return {k: v for k, v in layer.items() if k in FIELDS}, tables
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -143,21 +170,22 @@ def load_settings(**overrides: Any) -> Settings:
     merged: dict[str, Any] = {}
     layers = [
         ("[tool.dataeng_magics] in pyproject.toml", pyproject_settings()),
-        (f"environment ({ENV_PREFIX}*)", env_settings()),
+        (ENV_ORIGIN, env_settings()),
         ("explicit settings", {k: v for k, v in overrides.items() if v is not None}),
     ]
+    tables: dict[str, Any] = {}
+    origins: dict[str, str] = {}
     for origin, layer in layers:
-        unknown = sorted(set(layer) - set(Settings.model_fields))
-        if unknown:
-            raise ConfigError(
-                f"unknown setting {unknown[0]!r} in {origin}",
-                hint=f"Known settings: {', '.join(Settings.model_fields)}",
-            )
-        merged.update(layer)
+        values, platform_tables = _split(layer, origin)
+        merged.update(values)
+        tables.update(platform_tables)  # a later layer's table replaces the whole table
+        for name in platform_tables:
+            origins[name] = f"{ENV_PREFIX}{name.upper()}" if origin == ENV_ORIGIN else origin
     try:
-        settings = Settings(**merged)
+        settings = Settings(**merged, platforms=tables)
     except ValidationError as exc:
         raise _config_error(exc) from None
+    settings._origins = origins
     settings.home = Path(settings.home).expanduser()
     validate_connections(settings.storage)  # missing secrets fail now, not mid-run
     return settings

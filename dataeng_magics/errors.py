@@ -130,12 +130,16 @@ class ExecutionError(DataEngMagicsError, RuntimeError):
 
 
 class MissingDependency(DataEngMagicsError, ImportError):
-    """An optional dependency is not installed; the message names the extra."""
+    """An optional dependency is not installed; the message names the extra (or, with
+    ``install``, the command that installs it)."""
 
-    def __init__(self, package: str, extra: str, purpose: str) -> None:
+    def __init__(
+        self, package: str, extra: str | None, purpose: str, *, install: str | None = None
+    ) -> None:
+        command = install or f'pip install "dataeng-magics[{extra}]"'
         super().__init__(
             f"{purpose} needs the {package!r} package, which is not installed",
-            hint=f'Install it with: pip install "dataeng-magics[{extra}]"',
+            hint=f"Install it with: {command}",
             package=package,
             extra=extra,
         )

@@ -608,6 +608,7 @@ class TransformSession:
             code=f"{params}\n{entry.code}",
             inputs={n: public_path(s.path) for n, s in self.mapping.sources.items()},
             output_dir=out, output_format=fmt,
+            tables=tuple(t.name for t in self.plan_of(entry).tables),
         )  # fmt: skip
         started_at, started = _now(), time.perf_counter()
         where = {"platform": executor.name, **executor.location(),

@@ -53,6 +53,9 @@ def test_example_client_runs_over_spark_connect(
     assert "TRADE_DATE" in trades.column_names
     assert [st.state for st in seen][-1] == "succeeded"
     assert any(st.state == "running" for st in seen)
+    # the fraction is over the plan's two tables: it never goes back as stages appear
+    fractions = [st.progress for st in seen if st.state == "running"]
+    assert fractions == sorted(fractions) and set(fractions) <= {0.0, 0.5, 1.0}
     # the run record says where it ran, without URL parameters
     runs = sqlite3.connect(s.settings.store_path).execute("SELECT platform, details FROM runs")
     platform, details = runs.fetchone()
@@ -82,7 +85,7 @@ def test_cancel_stops_the_remote_job_and_the_server_stays_usable(
     executor = ConnectExecutor(spark_connect_server.url)
     handle = executor.submit(job(SLOW, "slow"))
     deadline = time.monotonic() + 60
-    while executor.status(handle).progress is None and time.monotonic() < deadline:
+    while executor.status(handle).message.startswith("0 stages") and time.monotonic() < deadline:
         time.sleep(0.2)  # wait until the server reports stages: the job is really running
     status = executor.status(handle)
     assert status.state == "running" and "tasks" in status.message

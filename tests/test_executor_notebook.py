@@ -15,9 +15,9 @@ from IPython.core.interactiveshell import InteractiveShell
 from dataeng_magics.config import load_settings
 from dataeng_magics.errors import ConfigError
 from dataeng_magics.run.executors import get_executor
-from dataeng_magics.run.executors.base import resolve_platform
 from dataeng_magics.run.executors.local import LocalExecutor
 from dataeng_magics.run.executors.notebook import NotebookExecutor, detect
+from dataeng_magics.run.executors.registry import resolve_platform
 from dataeng_magics.workflow import TransformRequest, TransformSession
 
 pytestmark = pytest.mark.notebook

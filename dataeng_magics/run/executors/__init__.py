@@ -9,10 +9,8 @@ from dataeng_magics.run.executors.base import (
     JobStatus,
     RemoteExecutor,
     TextProgress,
-    available,
-    get_executor,
-    register,
 )
+from dataeng_magics.run.executors.registry import available, get_executor, register
 
 __all__ = [
     "Executor",

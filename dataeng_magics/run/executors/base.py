@@ -1,9 +1,10 @@
 """The one interface every place that runs approved code implements.
 
-Executors are found by name through the ``dataeng_magics.executors`` entry-point group
-(the built-in ones too) and imported only when first used, so a missing platform SDK
-costs nothing until someone asks for that platform. ``register`` is for tests and for
-plugins that are not installed as distributions.
+An executor is a class with a ``name``, a ``run`` (or, for remote platforms, ``submit``,
+``status``, ``cancel``, ``logs``, ``result``) and its own settings model ``Options``,
+the ``[tool.dataeng_magics.<name>]`` table. The helpers every executor shares live
+here too: the progress line, the first line of an error, the metrics a run reports.
+Finding executors by name is ``registry``'s job.
 """
 
 from __future__ import annotations
@@ -15,15 +16,19 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from typing import IO, TYPE_CHECKING, Any, ClassVar, Literal
 
-from dataeng_magics.errors import ConfigError, ExecutionError, MissingDependency
+from pydantic import BaseModel, ConfigDict
+
+from dataeng_magics.errors import ExecutionError
 
 if TYPE_CHECKING:
     from dataeng_magics.config import Settings
 
+#: Where distributions declare executors, the built-in ones too (see ``registry``).
 ENTRY_POINT_GROUP = "dataeng_magics.executors"
+
+Metrics = dict[str, dict[str, int]]
 
 
 @dataclass(frozen=True)
@@ -37,12 +42,13 @@ class Job:
     inputs: dict[str, str] = field(default_factory=dict)
     output_dir: str = ""
     output_format: str = "parquet"
+    tables: tuple[str, ...] = ()  # the output tables, in the order the code writes them
 
 
 @dataclass
 class JobResult:
     platform: str
-    metrics: dict[str, dict[str, int]]
+    metrics: Metrics
     seconds: float
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -97,15 +103,36 @@ class TextProgress:
         self._last, self._at = text, now
 
 
+class NoOptions(BaseModel):
+    """The settings of an executor that has none: any key in its table is a mistake."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 class Executor(ABC):
-    """Runs approved code somewhere. ``progress`` hears about long runs as they go."""
+    """Runs approved code somewhere. ``progress`` hears about long runs as they go.
+
+    ``Options`` is the executor's settings table (``[tool.dataeng_magics.<name>]``, or
+    the JSON in ``DATAENG_MAGICS_<NAME>``); its fields are keyword arguments of the
+    constructor. The table is checked against it when the executor is loaded, so a
+    plug-in declares its own settings and loading settings never imports its SDK.
+    """
 
     name: ClassVar[str]
+    Options: ClassVar[type[BaseModel]] = NoOptions
+    #: Runs Spark that reads and writes the storage connections: it gets their Spark
+    #: settings (secrets included) as ``spark_conf``, never inside the code.
+    takes_spark_conf: ClassVar[bool] = False
     progress: ProgressCallback | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings | None = None, **options: Any) -> Executor:
-        """Build from the session's settings; executors with options override this."""
+    def from_settings(cls, settings: Settings, **options: Any) -> Executor:
+        """Build from the session's settings; ``options`` are the executor's validated
+        table with the caller's keywords on top."""
+        if cls.takes_spark_conf and settings.storage and "spark_conf" not in options:
+            from dataeng_magics.connections import spark_conf
+
+            options["spark_conf"] = spark_conf(settings.storage)
         return cls(**options)
 
     def location(self) -> dict[str, str]:
@@ -190,58 +217,24 @@ def interrupted(job: Job, what: str) -> ExecutionError:
     )
 
 
-_registry: dict[str, type[Executor]] = {}
+def first_line(exc: BaseException) -> str:
+    """Spark errors carry pages of JVM stack; users need the first meaningful line."""
+    for line in str(exc).splitlines():
+        if line.strip():
+            return line.strip()
+    return type(exc).__name__
 
 
-def register(name: str, cls: type[Executor]) -> None:
-    _registry[name] = cls
+def table_fraction(written: float, tables: int) -> float | None:
+    """How far a run is, as the share of its output tables written (None: not known).
+
+    Platforms submit work as the code runs, so a share of the tasks seen so far falls
+    whenever more work appears; the number of tables is known before the run starts.
+    """
+    return min(1.0, written / tables) if tables else None
 
 
-def available() -> list[str]:
-    names = {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}
-    return sorted(names | set(_registry))
-
-
-def resolve_platform(name: str) -> str:
-    """``auto`` means the notebook's own Spark where there is one, else local Spark."""
-    if name != "auto":
-        return name
-    from dataeng_magics.run.executors.notebook import detect
-
-    return "notebook" if detect() is not None else "local"
-
-
-def executor_class(name: str) -> type[Executor]:
-    """The class registered as ``name``, imported now if it came from an entry point."""
-    if name not in _registry:
-        matches = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
-        if not matches:
-            raise ConfigError(
-                f"unknown platform {name!r}", hint=f"Available: {', '.join(available())}."
-            )
-        if len({ep.value for ep in matches}) > 1:
-            raise ConfigError(
-                f"several executors are registered as {name!r}: "
-                + ", ".join(ep.value for ep in matches)
-            )
-        try:
-            _registry[name] = matches[0].load()
-        except ImportError as exc:
-            raise MissingDependency(exc.name or str(exc), name, f"the {name!r} platform") from None
-    return _registry[name]
-
-
-def get_executor(name: str, settings: Settings | None = None, **options: Any) -> Executor:
-    """Load the executor called ``name``; clear errors for none, several or missing SDKs."""
-    cls = executor_class(resolve_platform(name))
-    if settings is None:
-        return cls(**options)
-    executor = cls.from_settings(settings, **options)
-    if executor.progress is None and _shows_progress():
-        executor.progress = TextProgress(executor.name)
-    return executor
-
-
-def _shows_progress() -> bool:
-    """A person is watching: a terminal, or a Jupyter kernel (whose stderr is a cell's)."""
-    return "ipykernel" in sys.modules or bool(getattr(sys.stderr, "isatty", lambda: False)())
+def run_metrics(raw: Any) -> Metrics:
+    """The cell's ``run_metrics`` as whole numbers: ``Observation`` gives None for an
+    aggregate over no rows, and some platforms give numpy or Decimal numbers."""
+    return {str(t): {str(k): int(v or 0) for k, v in m.items()} for t, m in raw.items()}

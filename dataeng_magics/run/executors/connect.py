@@ -22,7 +22,9 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from dataeng_magics.errors import ConfigError, ExecutionError, MissingDependency
 from dataeng_magics.redact import public_path, redact
@@ -30,13 +32,13 @@ from dataeng_magics.run.executors.base import (
     Job,
     JobResult,
     JobStatus,
+    Metrics,
     ProgressCallback,
     RemoteExecutor,
+    first_line,
+    run_metrics,
+    table_fraction,
 )
-from dataeng_magics.run.executors.local import first_line
-
-if TYPE_CHECKING:
-    from dataeng_magics.config import Settings
 
 #: pyspark decides per call whether ``F.col`` & co. build Connect or classic columns
 #: from this variable; it must be set while a Connect job's code runs (see _connect_mode).
@@ -103,10 +105,11 @@ class _Run:
     tag: str
     thread: threading.Thread | None = None
     state: str = "pending"
-    metrics: dict[str, dict[str, int]] = field(default_factory=dict)
+    metrics: Metrics = field(default_factory=dict)
     error: str = ""
     cancelled: bool = False
     stages: dict[int, tuple[int, int]] = field(default_factory=dict)  # id -> (done, total)
+    operations: int = 0  # server operations finished: each table's write is one
     log: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
     seconds: float = 0.0
@@ -127,10 +130,26 @@ def _classify(exc: BaseException) -> str:
     return "failed"
 
 
+class ConnectOptions(BaseModel):
+    """The ``connect`` settings table (README, "Spark Connect and Databricks Connect")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = None  # sc://host:port; else SPARK_REMOTE; else Databricks settings
+    databricks: bool | None = None  # None: DatabricksSession when installed and no url
+    profile: str | None = None  # ~/.databrickscfg profile
+    cluster_id: str | None = None
+    serverless: bool = False
+    retry_seconds: float = Field(default=20, gt=0, le=300)  # total retry budget per call
+    timeout_seconds: float | None = Field(default=None, gt=0)  # whole-run deadline
+
+
 class ConnectExecutor(RemoteExecutor):
     """Spark Connect at an ``sc://`` URL, or Databricks Connect's ``DatabricksSession``."""
 
     name = "connect"
+    Options = ConnectOptions
+    takes_spark_conf = True
 
     def __init__(
         self,
@@ -161,17 +180,6 @@ class ConnectExecutor(RemoteExecutor):
         self._given = session is not None  # someone else's session: never reconfigured
         self._runs: dict[str, _Run] = {}
         self._lock = threading.Lock()
-
-    @classmethod
-    def from_settings(cls, settings: Settings | None = None, **options: Any) -> ConnectExecutor:
-        if settings is not None:
-            values = settings.connect.model_dump(exclude_none=True)
-            if settings.storage and "spark_conf" not in options:
-                from dataeng_magics.connections import spark_conf
-
-                values["spark_conf"] = spark_conf(settings.storage)
-            options = {**values, **options}
-        return cls(**options)
 
     # -- the session -----------------------------------------------------------------
 
@@ -303,10 +311,7 @@ class ConnectExecutor(RemoteExecutor):
             with _connect_mode():
                 code = compile(run.job.code, f"<dataeng-magics {run.job.key[:12]}>", "exec")
                 exec(code, namespace)
-                metrics = namespace.get("run_metrics", {})
-                run.metrics = {
-                    t: {k: int(v or 0) for k, v in m.items()} for t, m in metrics.items()
-                }
+                run.metrics = run_metrics(namespace.get("run_metrics", {}))
             run.state = "succeeded"
         except BaseException as exc:  # the worker must always report, whatever happened
             kind = "cancelled" if run.cancelled else _classify(exc)
@@ -326,6 +331,7 @@ class ConnectExecutor(RemoteExecutor):
         def handler(stages: Any, inflight_tasks: int, operation_id: Any, done: bool) -> None:
             for st in stages or []:
                 run.stages[st.stage_id] = (st.num_completed_tasks, st.num_tasks)
+            run.operations += done
 
         return handler
 
@@ -336,7 +342,10 @@ class ConnectExecutor(RemoteExecutor):
         done = sum(d for d, _ in run.stages.values())
         total = sum(t for _, t in run.stages.values())
         message = f"{len(run.stages)} stages, tasks {done}/{total} on {self._where()}"
-        return JobStatus("running", done / total if total else None, message)
+        tables = len(run.job.tables)
+        if tables:
+            message = f"tables {min(run.operations, tables)}/{tables} written, {message}"
+        return JobStatus("running", table_fraction(run.operations, tables), message)
 
     def cancel(self, handle: str) -> None:
         run = self._run(handle)

@@ -24,6 +24,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from dataeng_magics.errors import ConfigError, ExecutionError, MissingDependency
 from dataeng_magics.redact import redact, register_secret
 from dataeng_magics.run.executors.base import (
@@ -31,23 +33,23 @@ from dataeng_magics.run.executors.base import (
     JobResult,
     JobState,
     JobStatus,
+    Metrics,
     ProgressCallback,
     RemoteExecutor,
+    run_metrics,
 )
 
 if TYPE_CHECKING:
     import requests
 
-    from dataeng_magics.config import Settings
-
 SCOPE = "https://api.fabric.microsoft.com/.default"
 METRICS_MARKER = "__dataeng_magics_run_metrics__="
-#: Appended to every cell: the metrics, as one JSON line the client can find.
+#: Appended to every cell: the metrics, as one JSON line the client can find (numbers
+#: JSON cannot hold, numpy's or Decimal, as whole numbers; the client does the rest).
 TRAILER = (
     "\n# dataeng-magics: report the run's metrics to the client\n"
     "import json as _dem_json\n"
-    f'print("{METRICS_MARKER}" + _dem_json.dumps('
-    "{t: {k: int(v or 0) for k, v in m.items()} for t, m in run_metrics.items()}))\n"
+    f'print("{METRICS_MARKER}" + _dem_json.dumps(run_metrics, default=int))\n'
 )
 #: Livy session states: usable, still coming up, or gone for good.
 READY = {"idle"}
@@ -215,10 +217,30 @@ class _Statement:
     started: float = field(default_factory=time.perf_counter)
 
 
+class FabricOptions(BaseModel):
+    """The ``fabric`` settings table (README, "Microsoft Fabric")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    workspace_id: str | None = None  # else FABRIC_WORKSPACE_ID
+    lakehouse_id: str | None = None  # else FABRIC_LAKEHOUSE_ID
+    api_url: str = "https://api.fabric.microsoft.com/v1"
+    api_version: str = "2023-12-01"
+    session_id: str | None = None  # reuse this Livy session
+    session_name: str = "dataeng-magics"
+    session_conf: dict[str, str] = {}
+    poll_seconds: float = Field(default=2.0, gt=0)
+    timeout_seconds: float | None = Field(default=None, gt=0)
+    close_after_run: bool = False  # else left for the next run (Fabric ends it when idle)
+    idle_minutes: float = Field(default=15, gt=0)  # close our sessions idle longer than this
+
+
 class FabricExecutor(RemoteExecutor):
     """Microsoft Fabric: a Livy session in a lakehouse runs the cell as a statement."""
 
     name = "fabric"
+    Options = FabricOptions
+    takes_spark_conf = True
 
     def __init__(
         self,
@@ -275,17 +297,6 @@ class FabricExecutor(RemoteExecutor):
         self.idle_minutes = idle_minutes
         self.progress = progress
         self._statements: dict[str, _Statement] = {}
-
-    @classmethod
-    def from_settings(cls, settings: Settings | None = None, **options: Any) -> FabricExecutor:
-        if settings is not None:
-            values = settings.fabric.model_dump(exclude_none=True)
-            if settings.storage and "spark_conf" not in options:
-                from dataeng_magics.connections import spark_conf
-
-                values["spark_conf"] = spark_conf(settings.storage)
-            options = {**values, **options}
-        return cls(**options)
 
     def location(self) -> dict[str, str]:
         where = {"workspace_id": str(self.workspace_id), "lakehouse_id": str(self.lakehouse_id)}
@@ -478,12 +489,11 @@ class FabricExecutor(RemoteExecutor):
         return JobResult(self.name, metrics, time.perf_counter() - st.started, details)
 
 
-def parse_metrics(text: str) -> dict[str, dict[str, int]]:
+def parse_metrics(text: str) -> Metrics:
     """The trailer's JSON line from a statement's printed output."""
     for line in reversed(text.splitlines()):
         if line.startswith(METRICS_MARKER):
-            data = json.loads(line[len(METRICS_MARKER) :])
-            return {t: {k: int(v) for k, v in m.items()} for t, m in data.items()}
+            return run_metrics(json.loads(line[len(METRICS_MARKER) :]))
     raise ExecutionError(
         "the Fabric statement finished without reporting its metrics",
         hint="The cell's output was cut or changed; run it again.",

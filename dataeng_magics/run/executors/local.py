@@ -4,60 +4,113 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import threading
 import time
 import uuid
+from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dataeng_magics.errors import ExecutionError
+from dataeng_magics.errors import ExecutionError, MissingDependency
 from dataeng_magics.run.executors.base import (
     Executor,
     Job,
     JobResult,
     JobStatus,
+    Metrics,
     ProgressCallback,
+    first_line,
     interrupted,
+    run_metrics,
+    table_fraction,
 )
 
 if TYPE_CHECKING:
     from dataeng_magics.config import Settings
 
+#: Errors only, and none of Spark's start-up lines (see the file).
+QUIET_LOG4J2 = Path(__file__).with_name("log4j2.properties")
+#: What the JVM itself prints when Spark 4 loads the vector API; log4j cannot stop it.
+_JVM_NOTICE = re.compile(rb"WARNING: Using incubator modules")
 
-def spark_session() -> Any:
-    """The active session, or a quiet ``local[*]`` one started once per process."""
+
+def spark_session(verbose: bool = False) -> Any:
+    """The active session, or a ``local[*]`` one started once per process.
+
+    Spark's start-up lines (log4j profile, log level hint, native-Hadoop warning, the
+    JVM's incubator notice) are kept off the user's terminal unless ``verbose``.
+    """
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    from pyspark.sql import SparkSession
+    try:
+        from pyspark import SparkConf
+        from pyspark.sql import SparkSession
+    except ImportError as exc:
+        raise MissingDependency(
+            exc.name or "pyspark",
+            None,
+            "local Spark",
+            install='pip install "dataeng-magics" (pyspark is one of its dependencies)',
+        ) from None
 
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
+    conf = (
+        SparkConf()
+        .setMaster(os.environ.get("DATAENG_MAGICS_SPARK_MASTER", "local[*]"))
+        .setAppName("dataeng-magics")
+        .set("spark.ui.enabled", "false")
+        .set("spark.ui.showConsoleProgress", "false")
+        .set("spark.sql.session.timeZone", "UTC")
+    )
     try:
-        spark = (
-            SparkSession.builder.master(os.environ.get("DATAENG_MAGICS_SPARK_MASTER", "local[*]"))
-            .appName("dataeng-magics")
-            .config("spark.ui.enabled", "false")
-            .config("spark.ui.showConsoleProgress", "false")
-            .config("spark.sql.session.timeZone", "UTC")
-            .getOrCreate()
-        )
+        if not verbose:
+            _start_quietly(conf)
+        spark = SparkSession.builder.config(conf=conf).getOrCreate()
     except Exception as exc:  # no Java, a bad JAVA_HOME, a port that cannot bind, ...
         raise ExecutionError(
             f"cannot start local Spark: {first_line(exc)}",
-            hint="Local runs need Java 17 (JAVA_HOME) and pyspark; or set another platform.",
+            hint="Local runs need Java 17 (JAVA_HOME); or set another platform.",
         ) from exc
-    spark.sparkContext.setLogLevel("ERROR")
+    if not verbose:
+        spark.sparkContext.setLogLevel("ERROR")
     return spark
 
 
-def first_line(exc: BaseException) -> str:
-    """Spark errors carry pages of JVM stack; users need the first meaningful line."""
-    for line in str(exc).splitlines():
-        if line.strip():
-            return line.strip()
-    return type(exc).__name__
+def _start_quietly(conf: Any) -> None:
+    """Start Spark's JVM with our log4j2 settings and its stderr read through a filter.
+
+    pyspark starts the JVM with the stderr it is given (``popen_kwargs``, meant for this);
+    a pipe read from before the JVM starts can never fill up and stall it. Everything
+    but the JVM's incubator notice reaches our stderr as before.
+    """
+    from pyspark import SparkContext
+    from pyspark.java_gateway import launch_gateway
+
+    # A JVM runs already (a stopped session's, or a platform's): pyspark reuses it.
+    if SparkContext._gateway is not None or "PYSPARK_GATEWAY_PORT" in os.environ:
+        return
+    conf.set("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={QUIET_LOG4J2.as_uri()}")
+    read, write = os.pipe()
+    threading.Thread(target=_forward, args=(read,), name="dem-jvm-stderr", daemon=True).start()
+    try:
+        gateway = launch_gateway(conf, popen_kwargs={"stderr": write})
+    finally:
+        os.close(write)  # the JVM holds its own copy; the pipe ends when the JVM does
+    SparkContext(conf=conf, gateway=gateway)
 
 
-def execute(code: str, spark: Any, job: Job) -> dict[str, dict[str, int]]:
+def _forward(read: int) -> None:
+    """Copy the JVM's stderr to ours, line by line, without its incubator notice."""
+    with open(read, "rb") as pipe:
+        for line in pipe:
+            if not _JVM_NOTICE.match(line):
+                with contextlib.suppress(OSError):
+                    os.write(2, line)
+
+
+def execute(code: str, spark: Any, job: Job) -> Metrics:
     """Run the cell in a fresh namespace holding only ``spark``; return its metrics."""
     namespace: dict[str, Any] = {"spark": spark}
     try:
@@ -72,21 +125,33 @@ def execute(code: str, spark: Any, job: Job) -> dict[str, dict[str, int]]:
         )
         # A cause holding a secret would print it in the traceback: drop it then.
         raise error from (exc if redact(str(exc)) == str(exc) else None)
-    metrics = namespace.get("run_metrics", {})
-    return {t: {k: int(v or 0) for k, v in m.items()} for t, m in metrics.items()}
+    return run_metrics(namespace.get("run_metrics", {}))
 
 
 class SparkProgress:
-    """Polls Spark's status tracker for one job group and reports stage and task counts.
+    """Polls Spark's status tracker for one job group: how many output tables are
+    written, how many Spark jobs are done, and the running stage's tasks.
 
-    Spark's own console bar is off (it floods notebook output); this gives one line that
-    a ``TextProgress`` rewrites in place.
+    The fraction is over the tables, which the plan knows up front: Spark submits jobs
+    as the code runs, so a fraction over the tasks seen so far would fall each time a job
+    starts. Each table is written by one Spark job (its stage named after ``save``, the
+    call our compiler writes) worth ``1/tables``, filled by the mean of its stages' task
+    fractions (a stage not yet started counts 0); so the fraction never goes back. Spark's
+    own console bar is off (it floods notebook output); ``TextProgress`` shows this line.
     """
 
-    def __init__(self, spark: Any, group: str, report: ProgressCallback, every: float = 0.5):
+    def __init__(
+        self,
+        spark: Any,
+        group: str,
+        report: ProgressCallback,
+        tables: Sequence[str] = (),
+        every: float = 0.5,
+    ) -> None:
         self.tracker = spark.sparkContext.statusTracker()
         self.group = group
         self.report = report
+        self.tables = tuple(tables)
         self.every = every
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="dem-progress", daemon=True)
@@ -100,14 +165,20 @@ class SparkProgress:
         self._thread.join(timeout=5)
 
     def snapshot(self) -> JobStatus:
-        jobs = [self.tracker.getJobInfo(j) for j in self.tracker.getJobIdsForGroup(self.group)]
-        stage_ids = [s for j in jobs if j is not None for s in j.stageIds]
-        stages = [st for st in (self.tracker.getStageInfo(s) for s in stage_ids) if st]
-        total = sum(st.numTasks for st in stages)
-        done = sum(st.numCompletedTasks for st in stages)
-        running = [j for j in jobs if j is not None and j.status == "RUNNING"]
-        message = f"{len(jobs)} Spark jobs, {len(running)} running, tasks {done}/{total}"
-        return JobStatus("running", done / total if total else None, message)
+        found = (self.tracker.getJobInfo(j) for j in self.tracker.getJobIdsForGroup(self.group))
+        jobs = sorted((j for j in found if j is not None), key=lambda j: j.jobId)
+        stages = {s: self.tracker.getStageInfo(s) for j in jobs for s in j.stageIds}
+        written = sum(_written(job, stages) for job in jobs)
+        done = sum(job.status == "SUCCEEDED" for job in jobs)
+        parts = [f"Spark jobs {done}/{len(jobs)} done"]
+        if self.tables:
+            at = min(int(written), len(self.tables) - 1)
+            parts.insert(0, f"table {at + 1}/{len(self.tables)} {self.tables[at]}")
+        unfinished = [st for st in stages.values() if st and st.numCompletedTasks < st.numTasks]
+        if unfinished:
+            st = unfinished[-1]
+            parts.append(f"stage {st.stageId}: tasks {st.numCompletedTasks}/{st.numTasks}")
+        return JobStatus("running", table_fraction(written, len(self.tables)), ", ".join(parts))
 
     def _loop(self) -> None:
         while not self._stop.wait(self.every):
@@ -115,29 +186,41 @@ class SparkProgress:
                 self.report(self.snapshot())
 
 
+def _written(job: Any, stages: dict[int, Any]) -> float:
+    """How much of one output table a Spark job has written: 0 for a job that writes
+    none, 1 once it succeeded, else the mean of its stages' task fractions."""
+    infos = [stages[s] for s in job.stageIds]
+    if not any(st and st.name.startswith("save at") for st in infos):
+        return 0.0
+    if job.status == "SUCCEEDED":
+        return 1.0
+    parts = [st.numCompletedTasks / st.numTasks if st and st.numTasks else 0.0 for st in infos]
+    return sum(parts) / len(parts)
+
+
 class LocalExecutor(Executor):
     """The embedded local Spark; also the base of the notebook executor (same calls)."""
 
     name = "local"
+    takes_spark_conf = True
 
     def __init__(
         self,
         progress: ProgressCallback | None = None,
         spark_conf: dict[str, str] | None = None,
+        verbose: bool = False,
     ) -> None:
         self.progress = progress
         self.spark_conf = dict(spark_conf or {})
+        self.verbose = verbose
 
     @classmethod
-    def from_settings(cls, settings: Settings | None = None, **options: Any) -> Executor:
-        if settings is not None and settings.storage and "spark_conf" not in options:
-            from dataeng_magics.connections import spark_conf
-
-            options["spark_conf"] = spark_conf(settings.storage)
-        return cls(**options)
+    def from_settings(cls, settings: Settings, **options: Any) -> Executor:
+        options.setdefault("verbose", settings.verbose)
+        return super().from_settings(settings, **options)
 
     def session(self) -> Any:
-        return spark_session()
+        return spark_session(self.verbose)
 
     def details(self, spark: Any) -> dict[str, Any]:
         return {"master": spark.sparkContext.master}
@@ -152,7 +235,7 @@ class LocalExecutor(Executor):
         context.setJobGroup(group, job.name, interruptOnCancel=True)
         self.report(JobStatus("running", message=f"{job.name} started"))
         try:
-            with SparkProgress(spark, group, self.report):
+            with SparkProgress(spark, group, self.report, job.tables):
                 metrics = execute(job.code, spark, job)
         except KeyboardInterrupt:
             context.cancelJobGroup(group)
