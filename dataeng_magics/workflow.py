@@ -126,27 +126,12 @@ class Preview:
 
 def write_samples(samples: dict[str, Sample], mapping: Mapping, folder: Path) -> dict[str, str]:
     """Write each sample where the compiled code can read it, in the source's own format."""
+    from dataeng_magics.sources.readers import reader_for
+
     paths: dict[str, str] = {}
     for name, smp in samples.items():
         spec = mapping.sources[name]
-        path = folder / f"source_{len(paths)}"
-        if spec.format == "csv":
-            smp.frame.to_csv(path, index=False, sep=spec.delimiter, header=spec.header,
-                             encoding=spec.encoding)  # fmt: skip
-        elif spec.format == "parquet":
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            table = pa.Table.from_pandas(smp.frame, preserve_index=False)
-            if "://" not in spec.path and Path(spec.path).is_file():
-                schema = pq.ParquetFile(spec.path).schema_arrow
-                table = table.cast(pa.schema([schema.field(c) for c in smp.frame.columns]))
-            pq.write_table(table, path)
-        elif spec.format == "json":
-            smp.frame.to_json(path, orient="records", lines=True, date_format="iso")
-        else:
-            path = path.with_suffix(".xlsx")
-            smp.frame.to_excel(path, index=False, sheet_name=spec.excel_sheet or "Sheet1")
+        path = reader_for(spec).write_sample(smp.frame, spec, folder / f"source_{len(paths)}")
         paths[name] = str(path)
     return paths
 
