@@ -244,6 +244,7 @@ _ALLOWED_NODES = (
     ast.alias,
     ast.Eq,
     ast.NotEq,
+    ast.Lt,  # fixed-width: a line shorter than the layout
     ast.BitAnd,
     ast.BitOr,
     ast.Invert,

@@ -91,9 +91,11 @@ def observed_read(
     malformed: str,
     keep: list[str],
     fresh: Callable[[str], str],
+    valid: str | None = None,
 ) -> ReadCode:
     """A read chain that counts malformed records (``malformed``, a Column expression)
-    into its own ``Observation`` and passes on only the well-formed ones.
+    into its own ``Observation`` and passes on only the well-formed ones (``valid``, by
+    default the others).
 
     Counting happens before any filter, so junk a filter would remove still counts.
     This is the hook for quarantine: the rows the ``where`` leaves out are the ones to
@@ -104,7 +106,7 @@ def observed_read(
     calls = [
         *reader_calls,
         call("observe", [obs, f"F.count_if({malformed}).alias({metric})"]),
-        f".where(~({malformed}))",
+        f".where({valid or f'~({malformed})'})",
         *keep,
     ]
     lines = [f"# {comment_text(name)}: {comment}", f"{obs} = Observation()", *chain(var, calls)]

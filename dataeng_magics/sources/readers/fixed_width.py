@@ -105,9 +105,10 @@ class FixedWidthReader(Reader):
             f"fixed-width text, {len(read.layout)} fields in {need} characters, cut with "
             "substring (spaces kept); shorter lines counted as malformed.",
             [f"spark.read.text({path_of(name)})"],
-            f"(F.length({value}) > 0) & (F.length({value}) < {need})",
-            [f".where(F.length({value}) > 0)", call("select", cuts or [value])],
+            f'({value} != "") & (F.length({value}) < {need})',
+            [call("select", cuts or [value])],
             fresh,
+            valid=f"~(F.length({value}) < {need})",  # blank lines are no records either
         )
 
     def write_sample(self, frame: pd.DataFrame, spec: SourceSpec, path: Path) -> Path:
