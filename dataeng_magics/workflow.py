@@ -348,6 +348,9 @@ class TransformSession:
         existing = self.entry()
         if existing is not None and not force and existing.status in ("draft", "approved"):
             return existing
+        from dataeng_magics.sources.platforms import check_platform
+
+        check_platform(self.mapping, self.request.platform or self.settings.platform, self.settings)
         planner = self.planner
         plan = (
             self.baseline
@@ -547,6 +550,10 @@ class TransformSession:
             self._record(entry, "failed", started_at, None, actor, {**where, "error": exc.message})
             raise
         report = evaluate(result.metrics)
+        if any(c.kind == "malformed" for c in report.failures):
+            from dataeng_magics.sources.diagnose import locate_malformed
+
+            locate_malformed(report, self.mapping, self.settings.storage)
         outcome: Outcome = "succeeded" if report.passed else "validation_failed"
         summary = RunSummary(
             client=entry.client, key=entry.key, code_sha256=entry.code_sha256,

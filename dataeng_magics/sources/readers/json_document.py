@@ -35,8 +35,9 @@ if TYPE_CHECKING:
     from dataeng_magics.mapping.model import SourceSpec
     from dataeng_magics.plan.model import SourceRead
 
-#: Spark parses a JSON document into one row: beyond this size it runs out of memory
-#: on a default executor (measured: see the README, "JSON documents").
+#: Spark parses a JSON document into one row. Measured on local Spark with its default
+#: 1 GB of driver memory: a 256 MB document reads (1.75 M records, 23 s), 512 MB fails
+#: out of memory. Larger executors go further, but JSON Lines has no limit at all.
 DOCUMENT_LIMIT_BYTES = 256 * 1024 * 1024
 ROOT = "$"
 HINT = (

@@ -26,8 +26,15 @@ from xml.sax.saxutils import escape, quoteattr
 from openpyxl import Workbook
 
 HERE = Path(__file__).resolve().parent
-MAPPING_HEADER = ["Target Table", "Target Column", "Data Type", "Source", "Source Column",
-                  "Transformation Rule", "Required"]  # fmt: skip
+MAPPING_HEADER = [
+    "Target Table",
+    "Target Column",
+    "Data Type",
+    "Source",
+    "Source Column",
+    "Transformation Rule",
+    "Required",
+]
 
 
 def workbook(path: Path, sheets: dict[str, list[list[Any]]]) -> None:
@@ -37,8 +44,6 @@ def workbook(path: Path, sheets: dict[str, list[list[Any]]]) -> None:
         sheet = book.create_sheet(title)
         for row in rows:
             sheet.append(row)
-    book.properties.created = dt.datetime(2025, 1, 1)  # stable bytes
-    book.properties.modified = dt.datetime(2025, 1, 1)
     book.save(path)
 
 
@@ -50,8 +55,15 @@ def write_expected(folder: Path, tables: dict[str, list[dict[str, Any]]]) -> Non
 # -- fixed-width -----------------------------------------------------------------------------
 
 #: (field, start, length) as a layout lists them; End is given instead of Length for some.
-LAYOUT = [("Trade ID", 1, 10), ("Trade Date", 11, 8), ("Account", 19, 8), ("Amount", 27, 12),
-          ("Ccy", 39, 3), ("Cpty ID", 42, 10), ("Filler", 52, 4)]  # fmt: skip
+LAYOUT = [
+    ("Trade ID", 1, 10),
+    ("Trade Date", 11, 8),
+    ("Account", 19, 8),
+    ("Amount", 27, 12),
+    ("Ccy", 39, 3),
+    ("Cpty ID", 42, 10),
+    ("Filler", 52, 4),
+]
 TRADES = [
     ("T000000001", "20250102", "ACC-1", "1234.50", "usd", 66),
     ("T000000002", "20250103", "ACC-22", "-99.99", "EUR", 7),
@@ -87,13 +99,28 @@ def fixed_width(folder: Path) -> None:
             "Mapping": [
                 MAPPING_HEADER,
                 ["TRADES", "TRADE_ID", "string", "trades", "Trade ID", "trim", "Y"],
-                ["TRADES", "TRADE_DATE", "date", "trades", "Trade Date", "parse date YYYYMMDD", "Y"],
+                [
+                    "TRADES",
+                    "TRADE_DATE",
+                    "date",
+                    "trades",
+                    "Trade Date",
+                    "parse date YYYYMMDD",
+                    "Y",
+                ],
                 ["TRADES", "ACCOUNT", "string", "trades", "Account", "trim", "Y"],
                 ["TRADES", "AMOUNT", "decimal(18,2)", "trades", "Amount", "trim", "Y"],
                 ["TRADES", "CCY", "string", "trades", "Ccy", "upper", "Y"],
-                ["TRADES", "COUNTERPARTY", "string", "counterparties", "Cpty Name",
-                 "lookup Cpty Name from counterparties on Cpty ID", "N"],
-            ],  # fmt: skip
+                [
+                    "TRADES",
+                    "COUNTERPARTY",
+                    "string",
+                    "counterparties",
+                    "Cpty Name",
+                    "lookup Cpty Name from counterparties on Cpty ID",
+                    "N",
+                ],
+            ],
             "Sources": [
                 ["Source Name", "File/Path", "Format", "Delimiter"],
                 ["trades", "trades.txt", "fixed-width", None],
@@ -125,12 +152,17 @@ def fixed_width(folder: Path) -> None:
 
 PRICES = [
     [("2025-01-02", "aapl", "189.50", "first close"), ("2025-01-02", "msft", "402.10", "")],
-    [("2025-01-03", "aapl", "190.25", 'split "A|B" share class'),
-     ("2025-01-03", "msft", "399.00", "")],
-    [("2025-01-06", "aapl", "191.00", ""), ("2025-01-06", "msft", "401.75", ""),
-     ("2025-01-06", "nvda", "140.10", "halted at 10:02\nresumed at 10:40"),
-     ("2025-01-06", "tsla", "250.00", "after the\nline break")],
-]  # fmt: skip
+    [
+        ("2025-01-03", "aapl", "190.25", 'split "A|B" share class'),
+        ("2025-01-03", "msft", "399.00", ""),
+    ],
+    [
+        ("2025-01-06", "aapl", "191.00", ""),
+        ("2025-01-06", "msft", "401.75", ""),
+        ("2025-01-06", "nvda", "140.10", "halted at 10:02\nresumed at 10:40"),
+        ("2025-01-06", "tsla", "250.00", "after the\nline break"),
+    ],
+]
 
 
 def _pipe_field(value: str) -> str:
@@ -153,12 +185,19 @@ def gzip_parts(folder: Path) -> None:
         {
             "Mapping": [
                 MAPPING_HEADER,
-                ["PRICES", "PRICE_DATE", "date", "prices", "Price Date", "parse date YYYY-MM-DD",
-                 "Y"],
+                [
+                    "PRICES",
+                    "PRICE_DATE",
+                    "date",
+                    "prices",
+                    "Price Date",
+                    "parse date YYYY-MM-DD",
+                    "Y",
+                ],
                 ["PRICES", "TICKER", "string", "prices", "Ticker", "upper", "Y"],
                 ["PRICES", "CLOSE", "decimal(18,4)", "prices", "Close", "copy", "Y"],
                 ["PRICES", "COMMENT", "string", "prices", "Comment", "copy", "N"],
-            ],  # fmt: skip
+            ],
             "Sources": [
                 ["Source Name", "File/Path", "Format", "Delimiter"],
                 ["prices", "prices/part-*.csv.gz", "csv", "pipe"],
@@ -169,11 +208,15 @@ def gzip_parts(folder: Path) -> None:
         folder,
         {
             "PRICES": [
-                {"PRICE_DATE": day, "TICKER": ticker.upper(),
-                 "CLOSE": str(Decimal(close).quantize(Decimal("0.0001"))),
-                 "COMMENT": comment or None}
-                for rows in PRICES for day, ticker, close, comment in rows
-            ]  # fmt: skip
+                {
+                    "PRICE_DATE": day,
+                    "TICKER": ticker.upper(),
+                    "CLOSE": str(Decimal(close).quantize(Decimal("0.0001"))),
+                    "COMMENT": comment or None,
+                }
+                for rows in PRICES
+                for day, ticker, close, comment in rows
+            ]
         },
     )
 
@@ -184,9 +227,14 @@ CUSTOMERS = [
     {"id": 1, "name": " Ada Lovelace ", "country": "gb", "balance": 1250.5, "since": "2019-03-01"},
     {"id": 2, "name": "Grace Hopper", "country": "us", "balance": -20.0, "since": "2020-11-15"},
     {"id": 3, "name": "Alan Turing", "country": "gb", "balance": 0.25, "since": "2021-06-23"},
-    {"id": 4, "name": "Katherine Johnson", "country": None, "balance": 99.99,
-     "since": "2022-01-31"},
-]  # fmt: skip
+    {
+        "id": 4,
+        "name": "Katherine Johnson",
+        "country": None,
+        "balance": 99.99,
+        "since": "2022-01-31",
+    },
+]
 
 
 def json_document(folder: Path) -> None:
@@ -203,9 +251,8 @@ def json_document(folder: Path) -> None:
                 ["CUSTOMERS", "NAME", "string", "customers", "name", "trim", "Y"],
                 ["CUSTOMERS", "COUNTRY", "string", "customers", "country", "upper", "N"],
                 ["CUSTOMERS", "BALANCE", "decimal(18,2)", "customers", "balance", "round 2", "Y"],
-                ["CUSTOMERS", "SINCE", "date", "customers", "since", "parse date YYYY-MM-DD",
-                 "Y"],
-            ],  # fmt: skip
+                ["CUSTOMERS", "SINCE", "date", "customers", "since", "parse date YYYY-MM-DD", "Y"],
+            ],
             "Sources": [
                 ["Source Name", "File/Path", "Format", "Record Path"],
                 ["customers", "customers.json", "json", "export.customers"],
@@ -216,12 +263,15 @@ def json_document(folder: Path) -> None:
         folder,
         {
             "CUSTOMERS": [
-                {"CUSTOMER_ID": c["id"], "NAME": c["name"].strip(),
-                 "COUNTRY": c["country"].upper() if c["country"] else None,
-                 "BALANCE": str(Decimal(str(c["balance"])).quantize(Decimal("0.01"))),
-                 "SINCE": c["since"]}
+                {
+                    "CUSTOMER_ID": c["id"],
+                    "NAME": c["name"].strip(),
+                    "COUNTRY": c["country"].upper() if c["country"] else None,
+                    "BALANCE": str(Decimal(str(c["balance"])).quantize(Decimal("0.01"))),
+                    "SINCE": c["since"],
+                }
                 for c in CUSTOMERS
-            ]  # fmt: skip
+            ]
         },
     )
 
@@ -229,21 +279,53 @@ def json_document(folder: Path) -> None:
 # -- XML with a row tag -------------------------------------------------------------------------
 
 POSITIONS = [
-    {"id": "P1", "status": "open", "account": "00012", "branch": "LDN", "isin": "US0378331005",
-     "qty": "100", "price": "189.5", "currency": "USD"},
-    {"id": "P2", "status": "closed", "account": "00013", "branch": "NYC", "isin": "US5949181045",
-     "qty": "20", "price": "402.1", "currency": "USD"},
-    {"id": "P3", "status": "open", "account": "00012", "branch": "LDN", "isin": "GB0002634946",
-     "qty": "5000", "price": "6.12", "currency": "GBP"},
-    {"id": "P4", "status": "open", "account": "00140", "branch": "HKG", "isin": "HK0700000002",
-     "qty": "300", "price": "410.0", "currency": "HKD"},
-]  # fmt: skip
+    {
+        "id": "P1",
+        "status": "open",
+        "account": "00012",
+        "branch": "LDN",
+        "isin": "US0378331005",
+        "qty": "100",
+        "price": "189.5",
+        "currency": "USD",
+    },
+    {
+        "id": "P2",
+        "status": "closed",
+        "account": "00013",
+        "branch": "NYC",
+        "isin": "US5949181045",
+        "qty": "20",
+        "price": "402.1",
+        "currency": "USD",
+    },
+    {
+        "id": "P3",
+        "status": "open",
+        "account": "00012",
+        "branch": "LDN",
+        "isin": "GB0002634946",
+        "qty": "5000",
+        "price": "6.12",
+        "currency": "GBP",
+    },
+    {
+        "id": "P4",
+        "status": "open",
+        "account": "00140",
+        "branch": "HKG",
+        "isin": "HK0700000002",
+        "qty": "300",
+        "price": "410.0",
+        "currency": "HKD",
+    },
+]
 
 
 def xml(folder: Path) -> None:
     folder.mkdir(exist_ok=True)
     body = "".join(
-        f'  <position id={quoteattr(p["id"])} status={quoteattr(p["status"])}>\n'
+        f"  <position id={quoteattr(p['id'])} status={quoteattr(p['status'])}>\n"
         f"    <account><id>{p['account']}</id><branch>{escape(p['branch'])}</branch></account>\n"
         f"    <isin>{p['isin']}</isin>\n"
         f"    <qty>{p['qty']}</qty>\n"
@@ -251,7 +333,8 @@ def xml(folder: Path) -> None:
         "  </position>\n"
         for p in POSITIONS
     )
-    text = f'<?xml version="1.0" encoding="UTF-8"?>\n<positions as_of="2025-01-31">\n{body}</positions>\n'
+    head = '<?xml version="1.0" encoding="UTF-8"?>\n<positions as_of="2025-01-31">\n'
+    text = f"{head}{body}</positions>\n"
     (folder / "positions.xml").write_text(text, encoding="utf-8")
     workbook(
         folder / "mapping.xlsx",
@@ -277,12 +360,18 @@ def xml(folder: Path) -> None:
         folder,
         {
             "POSITIONS": [
-                {"POSITION_ID": p["id"], "ACCOUNT_ID": int(p["account"]), "BRANCH": p["branch"],
-                 "ISIN": p["isin"], "QTY": int(p["qty"]),
-                 "PRICE": str(Decimal(p["price"]).quantize(Decimal("0.0001"))),
-                 "CCY": p["currency"]}
-                for p in POSITIONS if p["status"] == "open"
-            ]  # fmt: skip
+                {
+                    "POSITION_ID": p["id"],
+                    "ACCOUNT_ID": int(p["account"]),
+                    "BRANCH": p["branch"],
+                    "ISIN": p["isin"],
+                    "QTY": int(p["qty"]),
+                    "PRICE": str(Decimal(p["price"]).quantize(Decimal("0.0001"))),
+                    "CCY": p["currency"],
+                }
+                for p in POSITIONS
+                if p["status"] == "open"
+            ]
         },
     )
 
