@@ -613,7 +613,7 @@ def read_mapping(path: str | Path, overrides: MappingABC[str, str] | None = None
             )
         spec = sources[name]
         fmt = spec.format
-        if layout.data_suffix(new_path) in EXTENSIONS:
+        if layout.data_suffix(new_path) in EXTENSIONS and fmt != "fixed-width":  # .txt, .dat
             fmt = EXTENSIONS[layout.data_suffix(new_path)]
         resolved = new_path if "://" in new_path else str(Path(new_path).resolve())
         sources[name] = spec.model_copy(update={"path": resolved, "format": fmt})
