@@ -11,7 +11,6 @@ import csv
 import gzip
 import io
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -352,13 +351,13 @@ def test_key_covers_the_layout_not_the_file_names(tmp_path: Path) -> None:
         ).key
 
     before = key()
-    os.rename(client / "trades.txt", client / "trades_2026Q1.txt")
+    (client / "trades.txt").rename(client / "trades_2026Q1.txt")
     quarter = TransformSession(
         TransformRequest(client="ACME", mapping=client / "mapping.xlsx",
                          sources={"trades": str(client / "trades_2026Q1.txt")}), settings,
     )  # fmt: skip
     assert quarter.key == before  # a new quarter's file replays the approval
-    os.rename(client / "trades_2026Q1.txt", client / "trades.txt")
+    (client / "trades_2026Q1.txt").rename(client / "trades.txt")
     from openpyxl import load_workbook
 
     book = load_workbook(client / "mapping.xlsx")
