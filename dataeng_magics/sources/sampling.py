@@ -113,6 +113,8 @@ def _check_parts(reader: Reader, source: SourceFiles, spec: SourceSpec) -> None:
         )
     for file, size in zip(source.files, source.sizes, strict=True):
         reader.check_size(size, source.shown(spec.path, file), spec)
+    if len(source.files) == 1:
+        return
     first: str | None = None
     for index, file in enumerate(source.files):
         with open_binary(source.fs, file, reader.compressible) as handle:
