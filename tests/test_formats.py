@@ -28,7 +28,7 @@ from dataeng_magics.workflow import TransformRequest, TransformSession
 FORMATS = Path(__file__).resolve().parent / "data" / "formats"
 EXAMPLES = ["fixed_width", "gzip_parts", "json_document", "xml"]
 
-pytestmark = pytest.mark.spark
+pytestmark = pytest.mark.spark  # and the connect tests below
 
 
 @pytest.fixture
@@ -187,3 +187,26 @@ def test_xml_is_refused_at_draft_where_spark_has_no_xml_reader(tmp_path: Path) -
     with pytest.raises(SourceError, match="platform_spark_version"):
         session(mapping, platform="fabric").draft()
     assert session(mapping, platform_spark_version="databricks 15.4").draft().code
+
+
+@pytest.mark.connect
+@pytest.mark.parametrize("client", EXAMPLES, indirect=True)
+def test_example_runs_over_spark_connect(
+    client: Path, tmp_path: Path, spark_connect_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same approved code on a Spark Connect server; for XML the draft asks the
+    server its Spark version."""
+    from dataeng_magics.run.executors.connect import ConnectExecutor
+
+    monkeypatch.setenv("DATAENG_MAGICS_CONNECT", json.dumps({"url": spark_connect_server.url}))
+    s = TransformSession(
+        TransformRequest(client="ACME", mapping=client, platform="connect"), load_settings()
+    )
+    s.draft()
+    s.approve("alice")
+    executor = ConnectExecutor(spark_connect_server.url, poll_seconds=0.2)
+    summary = s.run(output_dir=str(tmp_path / "out"), executor=executor)
+    assert summary.outcome == "succeeded" and summary.platform == "connect"
+    expected = json.loads((client.parent / "expected.json").read_text())
+    for table, rows in expected.items():
+        assert len(pd.read_parquet(tmp_path / "out" / table)) == len(rows)

@@ -61,15 +61,14 @@ def sample(spec: SourceSpec, n: int = 100, storage_options: dict[str, Any] | Non
     if n < 0:
         raise ValueError(f"n must be >= 0, not {n}")
     reader = reader_for(spec)
-    if reader.text:
-        try:
-            codecs.lookup(spec.encoding)
-        except LookupError as exc:
-            raise SourceError(
-                f"names an unknown encoding {spec.encoding!r}",
-                file=spec.path,
-                hint="Set the source's encoding in the mapping to a name such as utf-8 or latin-1",
-            ) from exc
+    try:
+        codecs.lookup(spec.encoding)
+    except LookupError as exc:
+        raise SourceError(
+            f"names an unknown encoding {spec.encoding!r}",
+            file=spec.path,
+            hint="Set the source's encoding in the mapping to a name such as utf-8 or latin-1",
+        ) from exc
     source = list_files(spec.path, storage_options or {})
     shown = source.shown(spec.path, source.first)
     try:

@@ -3,8 +3,9 @@
 A reader's sample side reads the first ``n`` records of one file from an open binary
 stream (already decompressed) and names every column's Spark type; its compile side
 emits the Spark read for the whole source (all its files), so what the sample saw is
-what the run reads. Text formats (CSV, fixed-width, XML) are read as text by the run;
-their sample types say how SQL rules and lookup keys should compare them.
+what the run reads. The run reads text formats (``compile.safety.TEXT_FORMATS``: CSV,
+Excel, fixed-width, XML) as text; their sample types say how SQL rules and lookup keys
+compare them.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import datetime as dt
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar
 
@@ -41,7 +42,6 @@ class ReadCode:
 
     lines: list[str]
     observation: str | None = None
-    imports: list[str] = field(default_factory=list)
 
 
 class Reader:
@@ -50,7 +50,6 @@ class Reader:
     format: ClassVar[str]
     label: ClassVar[str]  # "CSV": how messages name the format
     hint: ClassVar[str]  # what to check when a file cannot be read as this format
-    text: ClassVar[bool] = False  # run reads every field as text (sample types guide SQL)
     compressible: ClassVar[bool] = True  # .gz / .bz2 are decompressed as a stream
     multi_file: ClassVar[bool] = True  # a folder or glob of parts is one source
 

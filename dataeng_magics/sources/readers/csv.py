@@ -111,7 +111,6 @@ class CsvReader(Reader):
     format = "csv"
     label = "CSV"
     hint = "Check the source's format, delimiter and header settings in the mapping"
-    text = True
 
     def sample(self, handle: IO[bytes], spec: SourceSpec, n: int) -> Typed:
         source: IO[bytes] | io.StringIO = handle

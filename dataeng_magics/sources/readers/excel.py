@@ -29,7 +29,6 @@ class ExcelReader(Reader):
     format = "excel"
     label = "an Excel .xlsx workbook"
     hint = "Only .xlsx workbooks without a password can be read; save it as .xlsx"
-    text = True
     compressible = False  # a workbook is a zip already
     multi_file = False  # pandas-on-Spark reads one workbook
 

@@ -50,7 +50,6 @@ class FixedWidthReader(Reader):
     format = "fixed-width"
     label = "fixed-width text"
     hint = HINT
-    text = True
 
     def sample(self, handle: IO[bytes], spec: SourceSpec, n: int) -> Typed:
         layout = spec.layout

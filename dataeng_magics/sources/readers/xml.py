@@ -81,7 +81,6 @@ class XmlReader(Reader):
     format = "xml"
     label = "XML"
     hint = HINT
-    text = True
 
     def sample(self, handle: IO[bytes], spec: SourceSpec, n: int) -> Typed:
         from defusedxml.ElementTree import iterparse
