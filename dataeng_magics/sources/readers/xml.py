@@ -47,9 +47,10 @@ def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]  # {namespace}name -> name
 
 
-def _text(value: str | None) -> str | None:
-    text = (value or "").strip()
-    return text or None
+def _text(value: str | None) -> str:
+    """An element's or attribute's text as Spark reads it: surrounding spaces dropped, and
+    an empty element is the empty string (only a missing one is null)."""
+    return (value or "").strip()
 
 
 def flatten(element: Any, prefix: str = "") -> dict[str, Any]:
@@ -57,10 +58,10 @@ def flatten(element: Any, prefix: str = "") -> dict[str, Any]:
     A repeated child (an array for Spark) is shown as a JSON list of its texts."""
     out: dict[str, Any] = {}
     for key, value in element.attrib.items():
-        out[f"{prefix}{ATTRIBUTE_PREFIX}{_local(key)}"] = value.strip() or None
+        out[f"{prefix}{ATTRIBUTE_PREFIX}{_local(key)}"] = _text(value)
     children = list(element)
     text = _text(element.text)
-    if text is not None and (children or element.attrib):
+    if text and (children or element.attrib):
         out[f"{prefix}{VALUE_TAG}"] = text
     seen: dict[str, int] = {}
     for child in children:

@@ -293,7 +293,7 @@ POSITIONS = [
         "id": "P2",
         "status": "closed",
         "account": "00013",
-        "branch": "NYC",
+        "branch": "",
         "isin": "US5949181045",
         "qty": "20",
         "price": "402.1",
