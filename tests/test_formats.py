@@ -20,6 +20,7 @@ from dataeng_magics.cli import main
 from dataeng_magics.compile.cell import render_parameters
 from dataeng_magics.config import load_settings
 from dataeng_magics.errors import SourceError
+from dataeng_magics.mapping.model import SourceSpec
 from dataeng_magics.plan.model import SourceRead
 from dataeng_magics.sources.readers import reader_for
 from dataeng_magics.sources.sampling import sample
@@ -99,23 +100,38 @@ def test_the_sample_is_what_the_run_reads(client: Path, spark: Any) -> None:
     s = session(client)
     for name, whole in s.samples.items():
         for file in whole.files:  # each part of a many-file source, sampled on its own
-            spec = s.mapping.sources[name].model_copy(update={"path": file})
-            smp = sample(spec)
-            read = SourceRead(
-                format=spec.format, delimiter=spec.delimiter, header=spec.header,
-                encoding=spec.encoding, record_path=spec.record_path, row_tag=spec.row_tag,
-                layout=spec.layout, columns=smp.schema,
-            )  # fmt: skip
-            code = reader_for(read).read_code("src", name, read, list(smp.schema), lambda b: b)
-            params = render_parameters({name: file}, "unused", "parquet")
-            namespace: dict[str, Any] = {"spark": spark}
-            head = ["from pyspark.sql import Observation", "from pyspark.sql import functions as F"]
-            exec("\n".join([params, *head, *code.lines]), namespace)
-            rows = namespace["src"].collect()
-            assert len(rows) == len(smp.frame), file
-            for got, (_, want) in zip(rows, smp.frame.iterrows(), strict=True):
-                for column, kind in smp.schema.items():
-                    assert _same(want[column], got[column], kind), (file, column, got, want)
+            _run_reads_the_sample(spark, s.mapping.sources[name].model_copy(update={"path": file}))
+
+
+def _run_reads_the_sample(spark: Any, spec: SourceSpec) -> None:
+    smp = sample(spec)
+    read = SourceRead(
+        format=spec.format, delimiter=spec.delimiter, header=spec.header,
+        encoding=spec.encoding, record_path=spec.record_path, row_tag=spec.row_tag,
+        layout=spec.layout, columns=smp.schema,
+    )  # fmt: skip
+    code = reader_for(read).read_code("src", spec.name, read, list(smp.schema), lambda b: b)
+    params = render_parameters({spec.name: spec.path}, "unused", "parquet")
+    namespace: dict[str, Any] = {"spark": spark}
+    head = ["from pyspark.sql import Observation", "from pyspark.sql import functions as F"]
+    exec("\n".join([params, *head, *code.lines]), namespace)
+    rows = namespace["src"].collect()
+    assert len(rows) == len(smp.frame), spec.path
+    for got, (_, want) in zip(rows, smp.frame.iterrows(), strict=True):
+        for column, kind in smp.schema.items():
+            assert _same(want[column], got[column], kind), (spec.path, column, got, want)
+
+
+@pytest.mark.parametrize("sep", ["|", "\t", ";", "~|~"])
+def test_delimiters_read_the_same_in_sample_and_run(tmp_path: Path, sep: str, spark: Any) -> None:
+    rows = [["id", "note"], ["1", f"a {sep} b"], ["2", 'say "hi"\nnext line'], ["3", "plain"]]
+    text = "".join(
+        sep.join('"' + v.replace('"', '""') + '"' if i else v for i, v in enumerate(row)) + "\n"
+        for row in rows
+    )
+    path = tmp_path / "d.txt"
+    path.write_text(text)
+    _run_reads_the_sample(spark, SourceSpec(name="d", path=str(path), format="csv", delimiter=sep))
 
 
 def _csv_client(tmp_path: Path, lines: list[str]) -> Path:
