@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SerializationInfo, model_serializer
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 SourceFormat = Literal["csv", "parquet", "excel", "json", "xml", "fixed-width"]
 
@@ -67,7 +67,7 @@ class OmitNewDefaults(BaseModel):
     NEW_FIELDS: ClassVar[tuple[str, ...]] = ()
 
     @model_serializer(mode="wrap")
-    def _omit_new_defaults(self, handler: Any, info: SerializationInfo) -> Any:
+    def _omit_new_defaults(self, handler: Any) -> Any:
         data = handler(self)
         if isinstance(data, dict):
             fields = type(self).model_fields
