@@ -32,6 +32,9 @@ class Settings(BaseModel):
     sample_rows: int = Field(100, ge=1, le=10_000)
     planner: str = "offline"
     platform: str = "local"
+    # The Spark of the platform (4.0, 3.5, "databricks 15.4"), when it cannot be asked
+    # at draft time (Fabric); decides whether formats such as XML can run there.
+    platform_spark_version: str | None = None
     output_format: Literal["parquet", "csv", "delta"] = "parquet"
     ttl_days: float | None = Field(None, gt=0)
     mode: Mode = "interactive"

@@ -152,27 +152,12 @@ class Preview:
 
 def write_samples(samples: dict[str, Sample], mapping: Mapping, folder: Path) -> dict[str, str]:
     """Write each sample where the compiled code can read it, in the source's own format."""
+    from dataeng_magics.sources.readers import reader_for
+
     paths: dict[str, str] = {}
     for name, smp in samples.items():
         spec = mapping.sources[name]
-        path = folder / f"source_{len(paths)}"
-        if spec.format == "csv":
-            smp.frame.to_csv(path, index=False, sep=spec.delimiter, header=spec.header,
-                             encoding=spec.encoding)  # fmt: skip
-        elif spec.format == "parquet":
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            table = pa.Table.from_pandas(smp.frame, preserve_index=False)
-            if "://" not in spec.path and Path(spec.path).is_file():
-                schema = pq.ParquetFile(spec.path).schema_arrow
-                table = table.cast(pa.schema([schema.field(c) for c in smp.frame.columns]))
-            pq.write_table(table, path)
-        elif spec.format == "json":
-            smp.frame.to_json(path, orient="records", lines=True, date_format="iso")
-        else:
-            path = path.with_suffix(".xlsx")
-            smp.frame.to_excel(path, index=False, sheet_name=spec.excel_sheet or "Sheet1")
+        path = reader_for(spec).write_sample(smp.frame, spec, folder / f"source_{len(paths)}")
         paths[name] = str(path)
     return paths
 
@@ -464,6 +449,9 @@ class TransformSession:
             return existing
         if existing is not None and existing.status == "approved":
             _audit_revocation(self.audit, existing, actor, "the plan was re-drafted")
+        from dataeng_magics.sources.platforms import check_platform
+
+        check_platform(self.mapping, self.settings.platform, self.settings)
         planner = self.planner
         result = planner.draft(self.request.client, self.mapping, self.schemas,
                                self.request.notes, context=self._context())  # fmt: skip
@@ -620,6 +608,10 @@ class TransformSession:
             self._record(entry, "failed", started_at, None, actor, {**where, "error": exc.message})
             raise
         report = evaluate(result.metrics)
+        if any(c.kind == "malformed" for c in report.failures):
+            from dataeng_magics.sources.diagnose import locate_malformed
+
+            locate_malformed(report, self.mapping, self.settings.storage)
         outcome: Outcome = "succeeded" if report.passed else "validation_failed"
         summary = RunSummary(
             client=entry.client, key=entry.key, code_sha256=entry.code_sha256,

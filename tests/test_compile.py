@@ -226,6 +226,8 @@ def _reads(tree: ast.Module) -> dict[str, tuple[str, str | None, str]]:
     for node in tree.body:
         if not (isinstance(node, ast.Assign) and "spark.read" in ast.unparse(node.value)):
             continue
+        if isinstance(node.value, ast.Attribute) and node.value.attr == "schema":
+            continue  # a CSV header, read on its own to name the columns
         calls = {
             n.func.attr: n
             for n in ast.walk(node.value)
@@ -234,7 +236,8 @@ def _reads(tree: ast.Module) -> dict[str, tuple[str, str | None, str]]:
         reader = next(r for r in ("csv", "parquet", "json") if r in calls)
         path = calls[reader].args[0]
         assert isinstance(path, ast.Subscript) and isinstance(path.slice, ast.Constant)
-        schema = calls["schema"].args[0].value if "schema" in calls else None  # type: ignore[attr-defined]
+        arg = calls["schema"].args[0] if "schema" in calls else None
+        schema = arg.value if isinstance(arg, ast.Constant) else arg and ast.unparse(arg)
         assert isinstance(node.targets[0], ast.Name)
         reads[path.slice.value] = (reader, schema, node.targets[0].id)
     return reads
@@ -256,14 +259,16 @@ def test_one_read_per_source_with_explicit_schemas(sink: tuple[Mapping, Plan, st
     _, _, code = sink
     tree = ast.parse(code)
     reads = _reads(tree)
-    assert code.count("spark.read") == len(reads) == 3
-    assert reads["trades"][:2] == ("csv", None)  # text: no schema, no inference pass
-    assert 'inferSchema="false"' in code
+    assert len(reads) == 3 and code.count("spark.read") == 4  # and the CSV's header
+    # CSV is text: the header names the columns (no inference pass), plus the corrupt record
+    header = reads["trades"][2] + "_columns"
+    assert reads["trades"][:2] == ("csv", f"{header}.add('_corrupt_record', 'string')")
+    assert 'inferSchema="false"' in code and 'multiLine="true"' in code
     # Only the columns the mapping uses, with the types the sample showed.
     assert reads["counterparties"][:2] == ("parquet", "`cpty` STRING, `cpty_name` STRING")
     assert reads["events"][:2] == (
         "json",
-        "`eid` BIGINT, `at` STRING, `price` DOUBLE, `label` STRING",
+        "`eid` BIGINT, `at` STRING, `price` DOUBLE, `label` STRING, `_corrupt_record` STRING",
     )
     assert "rating" not in code and "extra" not in code
 

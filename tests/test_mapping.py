@@ -619,8 +619,8 @@ def test_sources_sheet_file_that_does_not_exist(tmp_path: Path) -> None:
     ("rows", "message", "column"),
     [
         (
-            [["orders", "orders.dat", "fixed width"]],
-            "unknown source format 'fixed width'",
+            [["orders", "orders.dat", "cobol copybook"]],
+            "unknown source format 'cobol copybook'",
             "Format (C)",
         ),
         ([["orders", "orders.dat", None]], "cannot tell the format of 'orders.dat'", "Format (C)"),

@@ -16,7 +16,8 @@ def header_tables() -> dict[str, list[set[str]]]:
     """Each sheet's header table in the README (after its **X sheet** label): one set of
     normalised header words per row."""
     text = README.read_text(encoding="utf-8")
-    section = text[text.index("## The mapping workbook") : text.index("### Rule vocabulary")]
+    start = text.index("## The mapping workbook")
+    section = text[start : text.index("\n### ", start)]
     tables: dict[str, list[set[str]]] = {}
     sheet = None
     for line in section.splitlines():

@@ -199,6 +199,9 @@ class OfflinePlanner:
                 header=s.header,
                 encoding=s.encoding,
                 excel_sheet=s.excel_sheet,
+                record_path=s.record_path,
+                row_tag=s.row_tag,
+                layout=s.layout,
             )
             for name, s in mapping.sources.items()
         }

@@ -18,6 +18,8 @@ from decimal import Decimal
 from keyword import kwlist
 
 from dataeng_magics.compile.cell import CODE_MARKER
+from dataeng_magics.compile.emit import call as _call
+from dataeng_magics.compile.emit import chain as _chain
 from dataeng_magics.compile.lint import check_plan, used_columns
 from dataeng_magics.compile.safety import (
     FORBIDDEN_NAMES,
@@ -29,7 +31,6 @@ from dataeng_magics.compile.safety import (
     comment_text,
     match_column,
     py_str,
-    sql_ident,
 )
 from dataeng_magics.errors import PlanError, UnsafePlanError
 from dataeng_magics.plan.dates import has_time, java_date_pattern
@@ -191,50 +192,16 @@ class _ColumnCompiler:
         return self.try_cast(expr, target)
 
 
-def _chain(head: str, calls: list[str]) -> list[str]:
-    return [f"{head} = (", *[f"    {c}" for c in calls], ")"]
+def _read_code(
+    var: str, name: str, plan: Plan, columns: list[str], taken: set[str]
+) -> tuple[list[str], str | None]:
+    """The source's read, as its format's reader emits it, and the name of the
+    ``Observation`` counting its malformed records (None for formats that have none)."""
+    from dataeng_magics.sources.readers import reader_for
 
-
-def _call(name: str, args: list[str], inline: int = 88) -> str:
-    """``.name(a, b)`` on one line when short, else one argument per line."""
-    one = f".{name}({', '.join(args)})"
-    if len(one) <= inline:
-        return one
-    return f".{name}(\n" + "".join(f"        {a},\n" for a in args) + "    )"
-
-
-def _read_code(var: str, name: str, plan: Plan, columns: list[str]) -> list[str]:
     read = plan.sources[name]
-    path = f"source_paths[{py_str(name)}]"
-    if read.format == "csv":
-        options = {
-            "header": str(read.header).lower(),
-            "sep": read.delimiter,
-            "encoding": read.encoding,
-            "quote": '"',
-            "escape": '"',
-            "inferSchema": "false",
-        }
-        opts = [f"{k}={py_str(v)}" for k, v in options.items()]
-        return [
-            f"# {comment_text(name)}: CSV read as text (no inference pass); "
-            "every conversion is explicit.",
-            *_chain(var, ["spark.read", _call("options", opts), f".csv({path})"]),
-        ]
-    if read.format == "excel":
-        sheet = py_str(read.excel_sheet) if read.excel_sheet else "0"
-        return [
-            f"# {comment_text(name)}: Excel has no native Spark reader; "
-            "pandas-on-Spark reads it as text.",
-            "import pyspark.pandas as ps",
-            f'{var} = ps.read_excel({path}, sheet_name={sheet}, dtype="str").to_spark()',
-        ]
-    ddl = ", ".join(f"{sql_ident(c)} {read.columns.get(c, 'string').upper()}" for c in columns)
-    reader = "parquet" if read.format == "parquet" else "json"
-    return [
-        f"# {comment_text(name)}: {read.format}, reading only the columns used, with their types.",
-        *_chain(var, ["spark.read", f".schema({py_str(ddl)})", f".{reader}({path})"]),
-    ]
+    code = reader_for(read).read_code(var, name, read, columns, lambda base: _slug(base, taken))
+    return code.lines, code.observation
 
 
 def compile_plan(plan: Plan) -> str:
@@ -275,15 +242,24 @@ def compile_plan(plan: Plan) -> str:
             *(s.source for c in t.columns for s in c.steps if isinstance(s, Lookup)),
         ]
     )
+    malformed: dict[str, str] = {}  # source -> the Observation of its malformed records
     for name in needed:
         var_of[name] = _slug(name, taken)
-        lines.extend(_read_code(var_of[name], name, plan, used[name]))
+        read_lines, observation = _read_code(var_of[name], name, plan, used[name], taken)
+        lines.extend(read_lines)
+        if observation:
+            malformed[name] = observation
     metrics: list[str] = []
     for table in plan.tables:
         lines.append("")
         table_lines, obs_in, obs_out = _table_code(plan, table, var_of, taken)
         lines.extend(table_lines)
-        metrics.append(f"    {py_str(table.name)}: {{**{obs_in}.get, **{obs_out}.get}},")
+        # Each table reports the malformed records of every source it reads.
+        read_by = dict.fromkeys([table.source, *(src for src, _ in _lookup_groups(table))])
+        observed = [obs_in, obs_out, *(malformed[s] for s in read_by if s in malformed)]
+        metrics.append(
+            f"    {py_str(table.name)}: {{{', '.join(f'**{o}.get' for o in observed)}}},"
+        )
     lines.extend(["", "run_metrics = {", *metrics, "}"])
     code = "\n".join(lines) + "\n"
     check_generated(code)
@@ -300,6 +276,31 @@ def _lookup_groups(table: TablePlan) -> dict[tuple[str, str], list[str]]:
                 if step.column not in cols:
                     cols.append(step.column)
     return groups
+
+
+_INTEGRAL = ("int", "bigint")
+
+
+def _numeric(type_name: str) -> bool:
+    return type_name in ("int", "bigint", "double", "float") or type_name.startswith("decimal")
+
+
+def _join_key_type(left: str, left_text: bool, right: str, right_text: bool) -> str | None:
+    """The type to compare lookup keys as, when a side is read as text: the type both
+    samples showed (``0000000066`` and ``66`` are both the number 66), as SQL rules and
+    filters compare text columns. None: compare the values as read."""
+    if not (left_text or right_text):
+        return None
+    if _numeric(left) and _numeric(right):
+        return "bigint" if left in _INTEGRAL and right in _INTEGRAL else NUMERIC_WORK_TYPE
+    if left == right and left in ("date", "timestamp", "boolean"):
+        return left
+    return None
+
+
+def _join_key(column: str, key_type: str | None, text: bool) -> str:
+    ref = col_ref(column)
+    return f"{ref}.try_cast({py_str(key_type)})" if key_type and text else ref
 
 
 def _table_code(
@@ -319,9 +320,14 @@ def _table_code(
         var = _slug(f"{table.name}_lookup_{n}", taken)
         other = plan.sources[src]
         key_alias = f"_lk{n}_key"
-        lookup_cols = [
-            f"{col_ref(match_column(key, other.columns) or key)}.alias({py_str(key_alias)})"
-        ]
+        left_key = match_column(key, read.columns) or key
+        right_key = match_column(key, other.columns) or key
+        other_text = other.format in TEXT_FORMATS
+        key_type = _join_key_type(
+            read.columns.get(left_key, "string"), text_source,
+            other.columns.get(right_key, "string"), other_text,
+        )  # fmt: skip
+        lookup_cols = [f"{_join_key(right_key, key_type, other_text)}.alias({py_str(key_alias)})"]
         for i, c in enumerate(cols, start=1):
             alias = lookups[(src, key, c)] = f"_lk{n}_v{i}"
             found = match_column(c, other.columns) or c
@@ -341,8 +347,8 @@ def _table_code(
                 ],
             )
         )
-        left_key = match_column(key, read.columns) or key
-        joins.append(f'.join({var}, {col_ref(left_key)} == F.col({py_str(key_alias)}), "left")')
+        left = _join_key(left_key, key_type, text_source)
+        joins.append(f'.join({var}, {left} == F.col({py_str(key_alias)}), "left")')
         misses.append((left_key, key_alias))
     selects: list[str] = []
     helpers: list[str] = []

@@ -71,8 +71,9 @@ DENIED_FUNCTIONS = frozenset(
 #: Generators and aggregates: they would change the row count inside the single select.
 ROW_CHANGING = frozenset({"explode", "explode_outer", "posexplode", "posexplode_outer", "inline",
                           "inline_outer", "stack", "json_tuple"})  # fmt: skip
-#: Sample types that text sources (CSV, Excel) are read as text for; SQL sees them typed.
-TEXT_FORMATS = ("csv", "excel")
+#: Formats the run reads as text (every field a string); SQL and lookup keys see them with
+#: the types their sample showed.
+TEXT_FORMATS = ("csv", "excel", "fixed-width", "xml")
 SQL_TYPE_OF_SAMPLE = {
     "bigint": "BIGINT",
     "int": "INT",
@@ -243,6 +244,7 @@ _ALLOWED_NODES = (
     ast.alias,
     ast.Eq,
     ast.NotEq,
+    ast.Lt,  # fixed-width: a line shorter than the layout
     ast.BitAnd,
     ast.BitOr,
     ast.Invert,
@@ -260,6 +262,9 @@ _ALLOWED_ATTRIBUTES = frozenset(
         "parquet", "read", "read_excel", "regexp_replace", "round", "save", "schema", "select",
         "substring", "to_spark", "trim", "try_cast", "try_divide", "try_multiply",
         "try_to_timestamp", "upper", "when", "where", "write",
+        # readers: a CSV header's schema plus the corrupt-record column (StructType.add),
+        # fixed-width lines (text, length), JSON document records (inline), XML (load)
+        "add", "inline", "length", "load", "text",
     }
 )  # fmt: skip
 _PARAMETER_NODES = (ast.Module, ast.Assign, ast.Name, ast.Store, ast.Load, ast.Constant, ast.Dict)

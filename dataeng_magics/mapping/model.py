@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SourceFormat = Literal["csv", "parquet", "excel", "json"]
+SourceFormat = Literal["csv", "parquet", "excel", "json", "xml", "fixed-width"]
 
 #: Target types the mapping may name, in their canonical Spark spelling.
 SIMPLE_TYPES = {
@@ -59,8 +59,31 @@ class Located(BaseModel):
     row: int | None = Field(default=None, exclude=True)
 
 
+class LayoutField(Located):
+    """One field of a fixed-width record: ``length`` characters from 1-based ``start``.
+    ``file`` and ``column`` (the workbook, the Start/Length cell's header) locate errors."""
+
+    name: str
+    start: int = Field(ge=1)
+    length: int = Field(ge=1)
+    file: str | None = Field(default=None, exclude=True)
+    column: str | None = Field(default=None, exclude=True)
+
+    @property
+    def end(self) -> int:
+        """The last character's position, inclusive."""
+        return self.start + self.length - 1
+
+
 class SourceSpec(Located):
-    """A source file and how to read it."""
+    """A source (a file, a folder of parts or a glob) and how to read it.
+
+    ``path`` may name one file, a folder or a glob (``prices/*.csv.gz``): every matching
+    file is part of the source. ``record_path`` (json) is the dotted path to the array of
+    records inside one JSON document (``$`` for a top-level array); without it json means
+    JSON Lines. ``row_tag`` (xml) names the element that is one record. ``layout``
+    (fixed-width) gives each field's position.
+    """
 
     name: str
     path: str = Field(exclude=True)  # where it is read from changes per run; not in the key
@@ -69,6 +92,9 @@ class SourceSpec(Located):
     header: bool = True
     encoding: str = "utf-8"
     excel_sheet: str | None = None
+    record_path: str | None = Field(default=None)
+    row_tag: str | None = Field(default=None)
+    layout: tuple[LayoutField, ...] = Field(default=())
 
 
 class TargetColumn(Located):

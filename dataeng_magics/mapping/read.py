@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from dataeng_magics.errors import MappingError
+from dataeng_magics.mapping import layout
 from dataeng_magics.mapping.model import (
     SIMPLE_TYPES,
     UNSAFE_TABLE_NAME,
     FilterSpec,
+    LayoutField,
     Mapping,
     SourceFormat,
     SourceSpec,
@@ -72,6 +74,7 @@ SOURCE_HEADERS: dict[str, tuple[str, ...]] = {
     "header": ("header", "has header", "header row"),
     "encoding": ("encoding", "charset"),
     "excel_sheet": ("sheet", "sheet name", "excel sheet", "worksheet"),
+    **layout.SOURCE_OPTION_HEADERS,
 }
 FILTER_HEADERS: dict[str, tuple[str, ...]] = {
     "table": ("target table", "table", "output table", "target entity"),
@@ -89,6 +92,7 @@ EXTENSIONS: dict[str, SourceFormat] = {
     ".json": "json",
     ".jsonl": "json",
     ".ndjson": "json",
+    ".xml": "xml",
 }
 YES = {"y", "yes", "true", "1", "x", "mandatory", "required", "m", "r"}
 NO = {"", "n", "no", "false", "0", "optional", "o", "-"}
@@ -356,6 +360,7 @@ def _format_of(
         "jsonl": "json",
         "json lines": "json",
         "ndjson": "json",
+        **layout.FORMAT_WORDS,
     }
     if declared:
         fmt = formats.get(_norm(declared))
@@ -364,17 +369,18 @@ def _format_of(
                 f"unknown source format {declared!r}",
                 row=row,
                 column=column,
-                hint="Use csv, parquet, excel or json.",
+                hint="Use csv, parquet, excel, json, xml or fixed-width.",
             )
         return fmt
-    suffix = Path(path.split("?")[0]).suffix.lower()
+    suffix = layout.data_suffix(path)
     if suffix in EXTENSIONS:
         return EXTENSIONS[suffix]
     raise sheet.error(
         f"cannot tell the format of {path!r}",
         row=row,
         column=column,
-        hint="Add a Format column to the Sources sheet (csv, parquet, excel, json).",
+        hint="Add a Format column to the Sources sheet (csv, parquet, excel, json, xml, "
+        "fixed-width).",
     )
 
 
@@ -400,22 +406,23 @@ def _parse_sources(
             )
         fmt_col = _col(fields, "format") if "format" in fields else _col(fields, "path")
         fmt = _format_of(path, rec.get("format", ""), sheet, row, fmt_col)
-        delimiter = rec.get("delimiter") or ("\t" if path.lower().endswith(".tsv") else ",")
-        if delimiter.lower() in ("tab", "\\t"):
-            delimiter = "\t"
         header = True
         if rec.get("header"):
             header = _flag(sheet, rec["header"], row, _col(fields, "header"))
+        options = {
+            "delimiter": "\t" if layout.data_suffix(path) == ".tsv" else ",",
+            "header": header,
+            **layout.source_options(sheet, fields, row, rec, fmt),
+        }
         sources[name] = SourceSpec(
             sheet=sheet.name,
             row=row,
             name=name,
             path=_resolve(base, path),
             format=fmt,
-            delimiter=delimiter,
-            header=header,
             encoding=rec.get("encoding") or "utf-8",
             excel_sheet=rec.get("excel_sheet") or None,
+            **options,
         )
     return sources
 
@@ -456,7 +463,7 @@ def _implicit_source(
     """A Source cell that names a file (``trades.csv``) or a file's stem (``trades``).
     With an ``override`` (``--source``) the file need not be next to the mapping."""
     if override is not None:
-        known = Path(override.split("?")[0]).suffix.lower() in EXTENSIONS
+        known = layout.data_suffix(override) in EXTENSIONS
         return SourceSpec(
             sheet=sheet.name,
             row=row,
@@ -539,6 +546,7 @@ def read_mapping(path: str | Path, overrides: MappingABC[str, str] | None = None
     # mapping sheet name -> (sheet, header row, its Source column); source -> its file's column
     mapping_sheets: dict[str | None, tuple[_Sheet, int, str | None]] = {}
     named_in: dict[str, str | None] = {}
+    layout_sheets: list[tuple[_Sheet, int, dict[str, tuple[int, str]]]] = []
     for sheet in sheets:
         found = sheet.find_header(MAPPING_HEADERS, "column")
         if found is not None:
@@ -555,6 +563,10 @@ def read_mapping(path: str | Path, overrides: MappingABC[str, str] | None = None
             parsed = _parse_sources(sheet, *found, base)
             sources.update(parsed)
             named_in.update(dict.fromkeys(parsed, _col(found[1], "path")))
+            continue
+        found = layout.find_layout(sheet)
+        if found is not None:
+            layout_sheets.append((sheet, *found))
     if not mapping_sheets:
         raise _no_mapping_header(path, sheets)
     if not targets:
@@ -571,6 +583,11 @@ def read_mapping(path: str | Path, overrides: MappingABC[str, str] | None = None
                 target.source, base, sheet, target.row, source_col, overrides.get(target.source)
             )
             named_in[target.source] = source_col
+    layouts: dict[str, list[LayoutField]] = {}
+    for sheet, index, fields in layout_sheets:
+        layouts.update(layout.parse_layout(sheet, index, fields, layout.only_fixed_width(sources)))
+    located = {n: (s.sheet, s.row, named_in.get(n)) for n, s in sources.items()}
+    sources = layout.attach(str(path), sources, layouts, located)
     tables = {t.table for t in targets}
     for f in filters:
         if f.table not in tables:
@@ -596,12 +613,12 @@ def read_mapping(path: str | Path, overrides: MappingABC[str, str] | None = None
             )
         spec = sources[name]
         fmt = spec.format
-        if Path(new_path.split("?")[0]).suffix.lower() in EXTENSIONS:
-            fmt = EXTENSIONS[Path(new_path.split("?")[0]).suffix.lower()]
+        if layout.data_suffix(new_path) in EXTENSIONS and fmt != "fixed-width":  # .txt, .dat
+            fmt = EXTENSIONS[layout.data_suffix(new_path)]
         resolved = new_path if "://" in new_path else str(Path(new_path).resolve())
         sources[name] = spec.model_copy(update={"path": resolved, "format": fmt})
     for spec in sources.values():
-        if "://" not in spec.path and not Path(spec.path).exists():
+        if "://" not in spec.path and not layout.local_source_exists(spec.path):
             if spec.name in overrides:
                 raise MappingError(
                     f"--source {spec.name}={overrides[spec.name]}: file does not exist "

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from dataeng_magics.canonical import canonical_json, hashed_form, sha256_text
-from dataeng_magics.mapping.model import SourceFormat
+from dataeng_magics.mapping.model import LayoutField, SourceFormat
 
 
 class _Step(BaseModel):
@@ -184,16 +184,18 @@ class TablePlan(BaseModel):
 class SourceRead(BaseModel):
     """How a source is read. ``columns`` are the ones the plan uses, with the types the
     sample showed; they make the compiled read schema explicit, so the plan alone
-    determines the code."""
+    determines the code. The read options mirror ``SourceSpec``'s."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-
     format: SourceFormat
     delimiter: str = ","
     header: bool = True
     encoding: str = "utf-8"
     excel_sheet: str | None = None
-    columns: dict[str, str] = {}
+    columns: dict[str, str] = Field(default_factory=dict)
+    record_path: str | None = Field(default=None)
+    row_tag: str | None = Field(default=None)
+    layout: tuple[LayoutField, ...] = Field(default=())
 
 
 class Plan(BaseModel):

@@ -4,7 +4,8 @@ The compiled cell gathers every count during its single write pass (``Observatio
 so validating a 10 GB output costs nothing extra. This module only interprets them:
 ``null:COL`` (a required column has nulls), ``lost:COL`` (values present in the
 source became null through a parse or cast: the sign of a wrong date pattern) and
-``unmatched:KEY`` (lookup keys with no match, a warning).
+``unmatched:KEY`` (lookup keys with no match, a warning) and ``malformed:SOURCE``
+(records the reader could not parse: the run fails rather than drop them silently).
 """
 
 from __future__ import annotations
@@ -22,6 +23,12 @@ _KINDS: dict[str, tuple[str, Severity, str]] = {
         "{n} value(s) present in the source became null (check the rule, pattern or type)",
     ),
     "unmatched": ("lookup", "warning", "{n} row(s) found no match in the lookup"),
+    "malformed": (
+        "malformed",
+        "error",
+        "{n} malformed record(s) in this source (wrong number of fields, broken quoting or "
+        "a record cut short), counted before any filter",
+    ),
 }
 
 
@@ -32,6 +39,7 @@ class Check:
     kind: str
     failed: int
     severity: Severity
+    detail: str = ""  # where to look: for malformed records, the file and the first bad line
 
     @property
     def passed(self) -> bool:
@@ -39,7 +47,10 @@ class Check:
 
     @property
     def message(self) -> str:
-        return "ok" if self.passed else _KINDS_BY_NAME[self.kind][2].format(n=self.failed)
+        if self.passed:
+            return "ok"
+        text = _KINDS_BY_NAME[self.kind][2].format(n=self.failed)
+        return f"{text}; {self.detail}" if self.detail else text
 
 
 _KINDS_BY_NAME = {name: value for value in _KINDS.values() for name in [value[0]]}
@@ -90,6 +101,7 @@ class ValidationReport:
                             "kind": c.kind,
                             "failed": c.failed,
                             "severity": c.severity,
+                            **({"detail": c.detail} if c.detail else {}),
                         }
                         for c in t.checks
                     ],

@@ -1,0 +1,144 @@
+"""After a run counted malformed records: which file, which line is the first one.
+
+Spark counts malformed records in the run's single pass but cannot say where they are
+(a count is all an ``Observation`` carries). This reads the source's files in order,
+the way the run's reader parses them, until the first record it would refuse, so the
+failed run names the file and the line. It runs only after such a failure, and stops
+at the first bad record.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import IO, TYPE_CHECKING, Any
+
+from dataeng_magics.mapping.model import Mapping, SourceSpec
+from dataeng_magics.sources.files import list_files, open_binary
+from dataeng_magics.sources.readers import reader_for
+
+if TYPE_CHECKING:
+    from dataeng_magics.run.validate import ValidationReport
+
+_SHOWN = 100
+
+
+def first_malformed(spec: SourceSpec, storage_options: dict[str, Any] | None = None) -> str | None:
+    """``FILE line N: 'text'`` for the first malformed record of ``spec``, or None when
+    none is found this way (for example, a JSON value of the wrong type)."""
+    reader = reader_for(spec)
+    source = list_files(spec.path, storage_options or {})
+    for file in source.files:
+        with open_binary(source.fs, file, reader.compressible) as handle:
+            found = _FINDERS.get(reader.format if not spec.record_path else "document")
+            hit = found(handle, spec) if found else None
+        if hit is not None:
+            line, text = hit
+            where = f"line {line}" if line else "the document"
+            return f"first in {source.shown(spec.path, file)}, {where}: {_cut(text)!r}"
+    return None
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= _SHOWN else text[: _SHOWN - 1] + "…"
+
+
+def _lines(handle: IO[bytes], spec: SourceSpec) -> Iterator[str]:
+    return io.TextIOWrapper(handle, encoding=spec.encoding, errors="replace", newline="")
+
+
+def _csv(handle: IO[bytes], spec: SourceSpec) -> tuple[int, str] | None:
+    from dataeng_magics.sources.readers.csv import records
+
+    width: int | None = None
+    for line, fields, closed in records(_lines(handle, spec), spec.delimiter):
+        if fields == [""]:
+            continue  # a blank line
+        text = spec.delimiter.join(fields)
+        if not closed:
+            return line, f"{text} (a quote opened here is never closed)"
+        if width is None:
+            width = len(fields)
+        elif len(fields) != width:
+            return line, f"{text} ({len(fields)} fields, not {width})"
+    return None
+
+
+def _fixed_width(handle: IO[bytes], spec: SourceSpec) -> tuple[int, str] | None:
+    from dataeng_magics.sources.readers.fixed_width import record_length
+
+    need = record_length(spec.layout)
+    for number, raw in enumerate(io.TextIOWrapper(handle, encoding=spec.encoding), 1):
+        line = raw.rstrip("\n")
+        if line and len(line) < need:
+            return number, f"{line} ({len(line)} characters, the layout needs {need})"
+    return None
+
+
+def _json_lines(handle: IO[bytes], spec: SourceSpec) -> tuple[int, str] | None:
+    for number, line in enumerate(io.TextIOWrapper(handle, encoding=spec.encoding), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            return number, f"{line.strip()} ({exc.msg})"
+        if not isinstance(record, dict):
+            return number, f"{line.strip()} (not a JSON object)"
+    return None
+
+
+def _document(handle: IO[bytes], spec: SourceSpec) -> tuple[int, str] | None:
+    import ijson
+
+    try:
+        for _ in ijson.parse(handle):
+            pass
+    except ijson.JSONError as exc:
+        return 0, f"not valid JSON: {exc}"
+    return None
+
+
+def _xml(handle: IO[bytes], spec: SourceSpec) -> tuple[int, str] | None:
+    from xml.etree.ElementTree import ParseError
+
+    from defusedxml.ElementTree import iterparse
+
+    try:
+        for _, element in iterparse(handle, events=("end",)):
+            element.clear()
+    except ParseError as exc:
+        return exc.position[0], f"not well-formed XML: {exc}"
+    return None
+
+
+_FINDERS = {
+    "csv": _csv,
+    "fixed-width": _fixed_width,
+    "json": _json_lines,
+    "document": _document,
+    "xml": _xml,
+}
+
+
+def locate_malformed(report: ValidationReport, mapping: Mapping, storage: Any) -> None:
+    """Add to each failed ``malformed`` check of ``report`` where its first bad record is.
+    ``storage`` is the settings' named storage connections."""
+    from dataeng_magics.connections import storage_options
+    from dataeng_magics.errors import DataEngMagicsError
+
+    found: dict[str, str] = {}
+    for table in report.tables:
+        for index, check in enumerate(table.checks):
+            spec = mapping.sources.get(check.column)
+            if check.kind != "malformed" or check.passed or spec is None:
+                continue
+            if spec.name not in found:
+                try:
+                    where = first_malformed(spec, storage_options(spec.path, storage))
+                except (DataEngMagicsError, OSError, ValueError) as exc:
+                    where = f"could not read the files again to locate them ({exc})"
+                found[spec.name] = where or "not located by re-reading the files"
+            table.checks[index] = replace(check, detail=found[spec.name])
