@@ -79,29 +79,49 @@ def test_the_old_approval_replays_the_approved_code(
     assert "intact: 6 records" in capsys.readouterr().out
 
 
-def test_outdated_lists_an_approval_only_when_the_compiler_now_writes_other_code(
-    old_state: Path, state_home: Path, monkeypatch: pytest.MonkeyPatch,
+def test_outdated_lists_the_old_approval_with_what_this_compiler_writes_differently(
+    old_state: Path, state_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """This release reads CSV whole-record (multiLine) and counts malformed records, so
+    the 0.1 approval is listed, with the change, and left exactly as it was."""
+    audit_before = (state_home / "audit.jsonl").read_text()
+    assert main(["cache", "list", "--outdated"]) == 0
+    report = capsys.readouterr().out
+    key = approval(state_home)["key"]
+    assert "1 approved entry is outdated" in report
+    assert f"NORTHWIND  key {key[:16]}  approved by alice:" in report
+    assert 'multiLine="true",' in report
+    # Nothing was re-approved or re-compiled: the approved 0.1 code still replays.
+    entry = Store(state_home / "store.sqlite").get(key)
+    assert entry is not None and entry.status == "approved" and "multiLine" not in entry.code
+    assert entry.code_sha256 == approval(state_home)["code_sha256"]
+    assert (state_home / "audit.jsonl").read_text() == audit_before
+
+
+def test_outdated_is_silent_until_the_compiler_writes_other_code(
+    example: Path, state_home: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    audit_before = (state_home / "audit.jsonl").read_text()
+    assert main(["draft", *keyed(example)]) == 0
+    assert main(["approve", *keyed(example, "--reviewer", "alice")]) == 0
+    capsys.readouterr()
     assert main(["cache", "list", "--outdated"]) == 0
     assert "No approved entry is outdated" in capsys.readouterr().out
 
     def safer_csv(plan: Any) -> str:  # an upgraded compiler: safer CSV parsing
         return compile_plan(plan).replace(
-            'inferSchema="false",\n', 'inferSchema="false",\n        mode="FAILFAST",\n'
+            'multiLine="true",\n', 'multiLine="true",\n        mode="FAILFAST",\n'
         )
 
     compile_plan = codegen.compile_plan
     monkeypatch.setattr("dataeng_magics.workflow.compile_plan", safer_csv)
+    audit_before = (state_home / "audit.jsonl").read_text()
     assert main(["cache", "list", "--outdated"]) == 0
     report = capsys.readouterr().out
-    key = approval(state_home)["key"]
-    assert f"NORTHWIND  key {key[:16]}  approved by alice: 1 line(s) added, 0 removed" in report
+    assert "approved by alice: 2 line(s) added, 0 removed" in report
     assert '  +        mode="FAILFAST",' in report
-    # Nothing was re-approved or re-compiled: the approved code still replays.
-    entry = Store(state_home / "store.sqlite").get(key)
-    assert entry is not None and entry.status == "approved" and "FAILFAST" not in entry.code
+    entry = Store(state_home / "store.sqlite").list("NORTHWIND")[0]
+    assert entry.status == "approved" and "FAILFAST" not in entry.code
     assert (state_home / "audit.jsonl").read_text() == audit_before
 
 
