@@ -365,6 +365,17 @@ def test_approve_reject_run_and_show_take_the_cli_arguments(
     assert "spark.read" in repr(ip.run_line_magic("transform", f"cache show --code {key[:12]}"))
 
 
+@pytest.mark.spark
+def test_line_run_takes_the_cli_run_flags(
+    ip: Shell, example: Path, tmp_path: Path, spark: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ip.run_cell(transform(example))
+    ip.run_line_magic("transform", "approve --reviewer alice")
+    ip.run_line_magic("transform", f"run --output-dir {tmp_path / 'out'} --format csv")
+    assert "SUCCEEDED on local" in capsys.readouterr().out
+    assert list((tmp_path / "out" / "TRADES").glob("*.csv"))
+
+
 def test_approve_twice_and_revise_say_what_happened_to_the_approval(
     ip: Shell, example: Path
 ) -> None:
