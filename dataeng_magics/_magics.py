@@ -8,20 +8,32 @@ the store and audit log, and ``%transform_config`` shows or changes settings (al
 
 from __future__ import annotations
 
+import argparse
 import functools
 import getpass
 import re
 import shlex
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
 from traitlets import Enum, Float, Int, Unicode
 
+from dataeng_magics.commands import (
+    SHORTHANDS,
+    TRANSFORM_FLAGS,
+    TRANSFORM_RUN_FLAGS,
+    Arg,
+    HelpFormatter,
+    Parser,
+    commands,
+    reason,
+    unrecognized,
+)
 from dataeng_magics.config import Mode, Settings, load_settings
 from dataeng_magics.display import error_bundle
 from dataeng_magics.errors import DataEngMagicsError, ValidationFailed
@@ -30,14 +42,89 @@ if TYPE_CHECKING:
     from dataeng_magics.workflow import RunSummary, TransformSession
 
 
-def _pairs(items: list[str]) -> dict[str, str]:
-    pairs = {}
-    for item in items:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            raise UsageError(f"--source expects NAME=PATH, got {item!r}")
-        pairs[name.strip()] = path.strip()
-    return pairs
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _flags(specs: tuple[Arg, ...]) -> Callable[[Any], Any]:
+    """IPython's ``magic_arguments`` built from ``specs``: the cell magic's parser (its
+    ``parser`` attribute) and the help that ``%%transform?`` shows."""
+
+    def decorate(func: Any) -> Any:
+        for spec in reversed(specs):  # decorators apply bottom-up
+            func = argument(*spec.names, **spec.options)(func)
+        return magic_arguments()(func)
+
+    return decorate
+
+
+def _words(line: str) -> list[str]:
+    """A magic's line as words: quotes group (as ``shlex.quote`` wrote them in a
+    materialised cell's guard line) and backslashes stay (Windows paths)."""
+    lexer = shlex.shlex(line, posix=True)
+    lexer.whitespace_split, lexer.escape, lexer.commenters = True, "", ""
+    try:
+        return list(lexer)
+    except ValueError as exc:  # an unclosed quote
+        raise UsageError(f"{exc}: {line.strip()}") from None
+
+
+def _parse_flags(magic: Any, line: str) -> argparse.Namespace:
+    """A cell magic's flags; an unknown one is refused naming the closest known one."""
+    parser = magic.parser
+    args: argparse.Namespace
+    args, extras = parser.parse_known_args(_words(line))
+    if extras:
+        parser.error(unrecognized(extras, parser))  # a UsageError
+    return args
+
+
+class _HelpShown(Exception):
+    """``%transform COMMAND -h``: the help, shown as the command's output."""
+
+
+class _LineParser(Parser):
+    """A ``%transform`` command's parser: an error is a one-line UsageError with the
+    usage (never ``sys.exit`` in a kernel), and ``-h`` is the command's output."""
+
+    def error(self, message: str) -> NoReturn:
+        usage = " ".join(self.format_usage().split())
+        raise UsageError(f"{message} ({usage})")
+
+    def print_help(self, file: Any = None) -> None:
+        raise _HelpShown(self.format_help())
+
+
+_LINE_COMMANDS = commands("kernel")
+_LINE_COMMANDS_HELP = (
+    f"one of: {', '.join([*_LINE_COMMANDS, *SHORTHANDS])} "
+    "(%transform COMMAND -h shows its arguments)"
+)
+
+
+@functools.cache
+def line_parser(name: str) -> Parser:
+    """The parser of ``%transform NAME``, from the same definition as the CLI's."""
+    command = _LINE_COMMANDS[name]
+    parser = _LineParser(
+        prog=f"%transform {name}",
+        description=command.description or command.help,
+        formatter_class=HelpFormatter,
+    )
+    parser.add_command(command, "kernel")
+    # Fixed now, with its % escaped: argparse %-formats a usage, and its intermixed
+    # parsing would capture this one unescaped.
+    parser.usage = parser.format_usage().removeprefix("usage: ").replace("%", "%%")
+    return parser
+
+
+def _listing_commands(func: _F) -> _F:
+    """``%transform``'s docstring, with its commands and shorthands appended."""
+    rows = [f"{name:<12} {command.help}" for name, command in _LINE_COMMANDS.items()]
+    rows += [f"{name:<12} is {' '.join(words)}" for name, words in SHORTHANDS.items()]
+    func.__doc__ = f"{func.__doc__}\n        Commands:\n" + "".join(
+        f"          {row}\n" for row in rows
+    )
+    return func
 
 
 _OUR_CELL_MAGIC = re.compile(r"^%%transform(?:_run)?(?:\s|$)")
@@ -236,25 +323,7 @@ class TransformMagics(Magics):
 
     # -- %%transform ----------------------------------------------------------------
 
-    @magic_arguments()
-    @argument("--client", required=True, help="client id (part of the cache key)")
-    @argument("--mapping", required=True, help="mapping workbook (.xlsx or .csv)")
-    @argument(
-        "--source",
-        action="append",
-        default=[],
-        metavar="NAME=PATH",
-        help="read source NAME from PATH (repeatable)",
-    )
-    @argument("--output-dir", help="where each target table is written (DIR/<TABLE>/)")
-    @argument("--format", choices=["parquet", "csv", "delta"], help="output format")
-    @argument("--platform", help="where to run: local, or a registered platform")
-    @argument(
-        "--replay",
-        action="store_true",
-        help="run the approved plan with no widgets and no planner (batch mode)",
-    )
-    @argument("--reviewer", help="name recorded on approval (default: the OS user)")
+    @_flags(TRANSFORM_FLAGS)
     @cell_magic
     @_user_errors
     def transform(self, line: str, cell: str) -> Any:
@@ -270,11 +339,11 @@ class TransformMagics(Magics):
     # The magics delegate to plain methods, which the other magics call: IPython 9 types
     # a decorated magic as a union with its decorator, which is not callable as a method.
     def _transform(self, line: str, cell: str) -> Any:
-        args = parse_argstring(self.transform, line)
+        args = _parse_flags(self.transform, line)
         session = self._session(
             args.client,
             args.mapping,
-            _pairs(args.source),
+            dict(args.source or []),
             "replay" if args.replay else "interactive",
             output_dir=args.output_dir,
             output_format=args.format,
@@ -302,13 +371,7 @@ class TransformMagics(Magics):
 
     # -- %%transform_run (the materialised cell) -------------------------------------
 
-    @magic_arguments()
-    @argument("--client", required=True)
-    @argument("--mapping", required=True)
-    @argument("--key", required=True, help="the approved cache key")
-    @argument("--code-sha256", required=True, help="sha256 of the approved code")
-    @argument("--platform", help="where to run (default: the configured platform)")
-    @argument("--again", action="store_true", help="run even if this kernel already ran it")
+    @_flags(TRANSFORM_RUN_FLAGS)
     @cell_magic
     @_user_errors
     def transform_run(self, line: str, cell: str) -> None:
@@ -319,7 +382,7 @@ class TransformMagics(Magics):
         """
         from dataeng_magics.workflow import run_cell
 
-        args = parse_argstring(self.transform_run, line)
+        args = _parse_flags(self.transform_run, line)
         settings = self.settings()
         done = self._ran.get((args.key, args.code_sha256))
         if done is not None and not args.again and settings.mode == "replay":
@@ -344,61 +407,36 @@ class TransformMagics(Magics):
 
     @_named_line_magic("transform")
     @_user_errors
+    @_listing_commands
     def transform_line(self, line: str) -> Any:
-        """%transform COMMAND [args]: the current transformation and the store.
+        """%transform COMMAND [args]: the current transformation, the store and the audit
+        log. ``%transform COMMAND -h`` shows a command's arguments, which are the CLI's
+        (``dataeng-magics COMMAND``) less the inputs: those of the last ``%%transform``.
 
         ``%transform --client ID --mapping FILE ...`` is ``%%transform`` without notes.
-
-        Session: approve [--reviewer R] | reject REASON | revise FEEDBACK | materialise
-                 [--output-dir D] | run [--output-dir D] | preview | code | plan
-        Store:   list [--client C] [--outdated] | show KEY | revoke KEY [REASON] | verify |
-                 audit [--client C] [--key K] [--limit N] | stats [--client C] | config
         """
-        words = shlex.split(line)
+        words = _words(line)
         if not words:
-            raise UsageError(self.transform_line.__doc__ or "")
+            raise UsageError(f"%transform COMMAND [args]; {_LINE_COMMANDS_HELP}")
         if words[0].startswith("-"):  # %transform --client ... : the review with no notes
             return self._transform(line, "")
-        command, rest = words[0], words[1:]
-        handlers: dict[str, Callable[[list[str]], Any]] = {
-            "approve": self._cmd_approve,
-            "reject": self._cmd_reject,
-            "revise": self._cmd_revise,
-            "materialise": self._cmd_materialise,
-            "materialize": self._cmd_materialise,
-            "run": self._cmd_run,
-            "preview": self._cmd_preview,
-            "plan": self._cmd_plan,
-            "code": self._cmd_code,
-            "list": self._cmd_list,
-            "show": self._cmd_show,
-            "revoke": self._cmd_revoke,
-            "invalidate": self._cmd_revoke,  # the old name
-            "verify": self._cmd_verify,
-            "audit": self._cmd_audit,
-            "stats": self._cmd_stats,
-            "config": lambda _: self._transform_config(""),
-        }
-        if command not in handlers:
-            raise UsageError(f"unknown command {command!r}; one of: {', '.join(handlers)}")
-        return handlers[command](rest)
+        words = [*SHORTHANDS.get(words[0], words[:1]), *words[1:]]
+        handler = getattr(self, f"_cmd_{words[0].replace('-', '_')}", None)
+        if words[0] not in _LINE_COMMANDS or handler is None:
+            raise UsageError(f"unknown command {words[0]!r}; {_LINE_COMMANDS_HELP}")
+        try:
+            args = line_parser(words[0]).parse(words[1:])
+        except _HelpShown as shown:
+            from dataeng_magics.display import Text
 
-    @staticmethod
-    def _option(words: list[str], name: str) -> str | None:
-        if name in words:
-            index = words.index(name)
-            if index + 1 >= len(words):
-                raise UsageError(f"{name} needs a value")
-            value = words[index + 1]
-            del words[index : index + 2]
-            return value
-        return None
+            return Text(str(shown))
+        return handler(args)
 
-    def _cmd_approve(self, words: list[str]) -> Any:
+    def _cmd_approve(self, args: argparse.Namespace) -> Any:
         from dataeng_magics.display import Text
 
         session = self._require_current()
-        approval = session.approve(self._reviewer(self._option(words, "--reviewer")))
+        approval = session.approve(self._reviewer(args.reviewer))
         entry = approval.entry
         if not approval.recorded:
             return Text(f"{approval.to_text()}. `%transform materialise` inserts its cell.")
@@ -409,36 +447,47 @@ class TransformMagics(Magics):
             f"{entry.code_sha256[:16]}. The approved code is inserted as a cell below."
         )
 
-    def _cmd_reject(self, words: list[str]) -> Any:
-        if not words:
-            raise UsageError("reject needs a reason: %transform reject 'why'")
-        entry = self._require_current().reject(self._reviewer(), " ".join(words))
-        self._refresh_panel()
+    def _cmd_reject(self, args: argparse.Namespace) -> Any:
         from dataeng_magics.display import Text
 
+        session = self._require_current()
+        entry = session.reject(self._reviewer(args.reviewer), reason(args))
+        self._refresh_panel()
         return Text(f"Rejected key {entry.key[:16]}: {entry.reason}")
 
-    def _cmd_revise(self, words: list[str]) -> Any:
+    def _cmd_revise(self, args: argparse.Namespace) -> Any:
         from dataeng_magics.display import Text
 
-        entry, revision = self._require_current().revise(" ".join(words), actor=self._reviewer())
+        session = self._require_current()
+        entry, revision = session.revise(" ".join(args.feedback), actor=self._reviewer())
         self._refresh_panel()
         changes = entry.conversation[-1].get("changes", []) if entry.conversation else []
         revoked = [str(revision.revoked)] if revision.revoked else []
         return Text("\n".join([revision.reply, *revoked, *changes, "", entry.pseudocode]))
 
-    def _cmd_materialise(self, words: list[str]) -> Any:
+    def _cmd_materialise(self, args: argparse.Namespace) -> Any:
         from dataeng_magics.display import Text
 
-        self._materialise(self._require_current(), self._option(words, "--output-dir"))
+        self._materialise(self._require_current(), args.output_dir)
         return Text("The approved code is inserted as a cell below.")
 
-    def _cmd_run(self, words: list[str]) -> None:
+    def _cmd_run(self, args: argparse.Namespace) -> None:
         session = self._require_current()
-        out = self._option(words, "--output-dir")
-        self._run_and_show(lambda: session.run(output_dir=out, actor=self._reviewer()))
+        executor = None
+        if args.platform:
+            from dataeng_magics.run.executors import get_executor
 
-    def _cmd_preview(self, words: list[str]) -> Any:
+            executor = get_executor(args.platform, settings=session.settings)
+        self._run_and_show(
+            lambda: session.run(
+                output_dir=args.output_dir,
+                output_format=args.format,
+                executor=executor,
+                actor=self._reviewer(),
+            )
+        )
+
+    def _cmd_preview(self, args: argparse.Namespace) -> Any:
         preview = self._require_current().preview()
         for name, frame in preview.tables.items():
             display(frame.head(10).style.set_caption(name) if hasattr(frame, "style") else frame)
@@ -446,83 +495,70 @@ class TransformMagics(Magics):
 
         return Text(preview.report.to_text())
 
-    def _cmd_plan(self, words: list[str]) -> Any:
+    def _cmd_plan(self, args: argparse.Namespace) -> Any:
         from dataeng_magics.display import Text
 
         entry = self._require_current().current_draft()
         return Text(entry.pseudocode)
 
-    def _cmd_code(self, words: list[str]) -> Any:
+    def _cmd_code(self, args: argparse.Namespace) -> Any:
         from dataeng_magics.display import Text
 
         entry = self._require_current().current_draft()
         return Text(entry.code or "(the plan has unresolved steps; nothing to compile yet)")
+
+    def _cmd_config(self, args: argparse.Namespace) -> Any:
+        return self._transform_config("")
 
     def _store(self) -> Any:
         from dataeng_magics.state.store import Store
 
         return Store(self.settings().store_path)
 
-    def _cmd_list(self, words: list[str]) -> Any:
-        from dataeng_magics.display import entries_table, outdated_report
+    def _cmd_cache(self, args: argparse.Namespace) -> Any:
+        from dataeng_magics.display import Text, entries_table, outdated_report
 
-        client = self._option(words, "--client")
-        if "--outdated" in words:
+        if args.action == "list" and args.outdated:
             from dataeng_magics.workflow import outdated
 
-            return outdated_report(outdated(self._store(), client))
-        return entries_table(self._store().list(client), client)
-
-    def _cmd_show(self, words: list[str]) -> Any:
-        from dataeng_magics.display import Text
-
-        if not words:
-            raise UsageError("show needs a KEY (or a unique prefix)")
-        store = self._store()
-        entry = store.get(store.resolve(words[0]))
-        head = (
-            f"key {entry.key}\nclient {entry.client}  status {entry.status}  "
-            f"runs {entry.runs}  reviewer {entry.reviewer or '-'}\n"
-        )
-        return Text(head + "\n" + entry.pseudocode + ("\n" + entry.code if entry.code else ""))
-
-    def _cmd_revoke(self, words: list[str]) -> Any:
-        from dataeng_magics.display import Text
+            return outdated_report(outdated(self._store(), args.client))
+        if args.action == "list":
+            return entries_table(self._store().list(args.client), args.client)
+        if args.action == "show":
+            store = self._store()
+            entry = store.get(store.resolve(args.key))
+            head = (
+                f"key {entry.key}\nclient {entry.client}  status {entry.status}  "
+                f"runs {entry.runs}  reviewer {entry.reviewer or '-'}\n"
+            )
+            code = "\n" + entry.code if args.code and entry.code else ""
+            return Text(head + "\n" + entry.pseudocode + code)
         from dataeng_magics.workflow import revoke
 
-        if not words:
-            raise UsageError("revoke needs a KEY (or a unique prefix)")
-        entry = revoke(self.settings(), words[0], self._reviewer(), " ".join(words[1:]))
+        entry = revoke(self.settings(), args.key, self._reviewer(), reason(args))
         return Text(f"Revoked {entry.key[:16]}: replays now need a new approval.")
 
-    def _cmd_verify(self, words: list[str]) -> Any:
-        from dataeng_magics.display import Text
+    def _cmd_audit(self, args: argparse.Namespace) -> Any:
+        from dataeng_magics.display import Text, audit_table
         from dataeng_magics.state.audit import AuditLog
-
-        log = AuditLog(self.settings().audit_path)
-        result = log.verify()
-        if not result.ok:
-            raise UsageError(result.describe(log.path))
-        return Text(result.describe(log.path))
-
-    def _cmd_audit(self, words: list[str]) -> Any:
-        from dataeng_magics.display import audit_table
         from dataeng_magics.workflow import audit_events
 
-        client, key = self._option(words, "--client"), self._option(words, "--key")
-        limit = int(self._option(words, "--limit") or 50)
-        events = audit_events(self.settings(), client=client, key=key)
-        return audit_table(events[-limit:], client, key)
+        if args.action == "verify":
+            log = AuditLog(self.settings().audit_path)
+            result = log.verify()
+            if not result.ok:
+                raise UsageError(result.describe(log.path))
+            return Text(result.describe(log.path))
+        events = audit_events(self.settings(), client=args.client, key=args.key)
+        return audit_table(events[-args.limit :], args.client, args.key)
 
-    def _cmd_stats(self, words: list[str]) -> Any:
+    def _cmd_stats(self, args: argparse.Namespace) -> Any:
         from dataeng_magics.display import Text
         from dataeng_magics.state.audit import AuditLog
         from dataeng_magics.state.stats import collect, to_text
 
         settings = self.settings()
-        figures = collect(
-            self._store(), AuditLog(settings.audit_path), self._option(words, "--client")
-        )
+        figures = collect(self._store(), AuditLog(settings.audit_path), args.client)
         return Text(to_text(figures))
 
     # -- %transform_config ----------------------------------------------------------
@@ -536,7 +572,7 @@ class TransformMagics(Magics):
     def _transform_config(self, line: str) -> Any:
         from dataeng_magics.display import Table
 
-        for word in shlex.split(line):
+        for word in _words(line):
             name, sep, value = word.partition("=")
             if not sep or name not in self.trait_names(config=True):
                 raise UsageError(

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dataeng_magics import __version__
+from dataeng_magics.commands import HelpFormatter, Parser, commands, reason
 from dataeng_magics.display import audit_table, entries_table, outdated_report, text_table
 from dataeng_magics.errors import DataEngMagicsError, ExecutionError, ValidationFailed
 
@@ -38,13 +39,6 @@ EXAMPLE_MAPPING = (
     / "northwind"
     / "northwind.xlsx"
 )
-
-
-def _source_pair(text: str) -> tuple[str, str]:
-    name, sep, path = text.partition("=")
-    if not sep or not name.strip() or not path.strip():
-        raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {text!r}")
-    return name.strip(), path.strip()
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -79,6 +73,10 @@ def _print_entry(entry: Any) -> None:
     print(f"status: {status}; runs: {entry.runs}")
 
 
+def _reviewer(args: argparse.Namespace) -> str:
+    return str(args.reviewer or getpass.getuser())
+
+
 def cmd_draft(args: argparse.Namespace) -> int:
     session = _session(args, "interactive")
     entry = session.draft(force=args.force)
@@ -90,7 +88,7 @@ def cmd_draft(args: argparse.Namespace) -> int:
 
 
 def cmd_revise(args: argparse.Namespace) -> int:
-    entry, revision = _session(args, "interactive").revise(args.feedback)
+    entry, revision = _session(args, "interactive").revise(" ".join(args.feedback))
     print(revision.reply)
     if revision.revoked:
         print(revision.revoked)
@@ -100,13 +98,14 @@ def cmd_revise(args: argparse.Namespace) -> int:
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
-    print(_session(args, "interactive").approve(args.reviewer).to_text())
+    print(_session(args, "interactive").approve(_reviewer(args)).to_text())
     return 0
 
 
 def cmd_reject(args: argparse.Namespace) -> int:
-    entry = _session(args, "interactive").reject(args.reviewer, args.reason)
-    print(f"rejected key {entry.key}: {args.reason}")
+    why = reason(args)
+    entry = _session(args, "interactive").reject(_reviewer(args), why)
+    print(f"rejected key {entry.key}: {why}")
     return 0
 
 
@@ -133,7 +132,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     home = ["--home", args.home] if args.home else []
     steps = [
         ("1/3 draft", ["draft", *base, *home]),
-        ("2/3 approve", ["approve", *base, *home, "--reviewer", args.reviewer]),
+        ("2/3 approve", ["approve", *base, *home, "--reviewer", _reviewer(args)]),
         ("3/3 run", ["run", *base, *home, "--output-dir", args.output_dir]),
     ]
     for title, argv in steps:
@@ -273,8 +272,6 @@ def cmd_cache(args: argparse.Namespace) -> int:
     if args.action == "list":
         print(entries_table(store.list(args.client), args.client))
         return 0
-    if not args.key:
-        raise DataEngMagicsError(f"cache {args.action} needs a KEY", hint="See `cache list`.")
     key = store.resolve(args.key)
     if args.action == "show":
         entry = store.get(key)
@@ -288,7 +285,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
     if args.action == "invalidate":
         print("note: `cache invalidate` is now `cache revoke`", file=sys.stderr)
-    entry = revoke(settings, key, reason=args.reason or "")
+    entry = revoke(settings, key, reason=reason(args))
     print(f"revoked {entry.key}: replays now need a new approval")
     return 0
 
@@ -319,31 +316,27 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
-class _HelpFormatter(argparse.HelpFormatter):
-    """An option's help ends with its default when it has one worth saying (not None,
-    not a flag's False)."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        text = action.help
-        default = action.default
-        if (
-            text
-            and text != argparse.SUPPRESS
-            and "%(default)" not in text
-            and action.option_strings
-            and default not in (None, argparse.SUPPRESS)
-            and default is not False
-        ):
-            text += " (default: %(default)s)"
-        return text
-
-
-class _TopHelpFormatter(argparse.RawDescriptionHelpFormatter, _HelpFormatter):
+class _TopHelpFormatter(argparse.RawDescriptionHelpFormatter, HelpFormatter):
     """The top-level help: its epilog (the exit codes) keeps its lines."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "draft": cmd_draft,
+    "revise": cmd_revise,
+    "approve": cmd_approve,
+    "reject": cmd_reject,
+    "run": cmd_run,
+    "demo": cmd_demo,
+    "replay": cmd_replay,
+    "cache": cmd_cache,
+    "audit": cmd_audit,
+    "stats": cmd_stats,
+}
+
+
+def build_parser() -> Parser:
+    """The CLI's parser: each command as ``commands`` defines it, bound to its handler."""
+    parser = Parser(
         prog="dataeng-magics",
         description="Onboard client data: mapping -> approved plan -> PySpark.",
         epilog=EXIT_CODES,
@@ -356,181 +349,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="also show local Spark's start-up lines and warnings (setting 'verbose')",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def command(
-        name: str, func: Callable[[argparse.Namespace], int], help: str, description: str = ""
-    ) -> argparse.ArgumentParser:
+    for name, command in commands("cli").items():
         p = sub.add_parser(
-            name, help=help, description=description or help, formatter_class=_HelpFormatter
+            name,
+            help=command.help,
+            description=command.description or command.help,
+            formatter_class=HelpFormatter,
         )
-        p.set_defaults(func=func)
-        return p
-
-    def home(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "--home", help="state directory: store and audit log (default $DATAENG_MAGICS_HOME)"
-        )
-
-    def keyed(
-        name: str, func: Callable[[argparse.Namespace], int], help: str, description: str = ""
-    ) -> argparse.ArgumentParser:
-        p = command(name, func, help, description)
-        p.add_argument("--client", required=True, help="client id, part of the cache key")
-        p.add_argument("--mapping", required=True, help="mapping workbook (.xlsx or .csv)")
-        p.add_argument(
-            "--source",
-            action="append",
-            type=_source_pair,
-            metavar="NAME=PATH",
-            help="read source NAME from PATH instead (repeatable); the key does not change",
-        )
-        home(p)
-        return p
-
-    planner_help = "offline, openai, azure, openai-compatible (default: setting 'planner')"
-    p = keyed(
-        "draft",
-        cmd_draft,
-        "draft a plan and print it with its cache key",
-        "Draft a plan from the mapping and the first rows of each source, and print it as "
-        "pseudocode with its cache key. An existing draft or approval is shown, not replaced.",
-    )
-    p.add_argument("--notes", default="", help="plain-English notes for the planner")
-    p.add_argument(
-        "--force",
-        action="store_true",
-        help="replace an existing draft or approval (an approval is revoked, and audited)",
-    )
-    p.add_argument("--planner", help=planner_help)
-    p = keyed(
-        "revise",
-        cmd_revise,
-        "revise the draft with feedback ('COL: rule', 'filter: cond')",
-        "Revise the current plan with feedback, one instruction per line. Changing an "
-        "approved plan revokes its approval: it must be approved again.",
-    )
-    p.add_argument("feedback", help="'COLUMN: rule', 'filter: condition' or 'drop filters'")
-    p.add_argument("--planner", help=planner_help)
-    p = keyed(
-        "approve",
-        cmd_approve,
-        "approve the draft (recorded in the audit log)",
-        "Approve the current plan and its compiled code (by hash), recorded in the audit "
-        "log. A plan that is already approved stays as it is; nothing is recorded.",
-    )
-    p.add_argument("--reviewer", required=True, help="the name recorded on the approval")
-    p = keyed("reject", cmd_reject, "reject the draft with a reason")
-    p.add_argument("--reviewer", required=True, help="the name recorded on the rejection")
-    p.add_argument("--reason", required=True, help="why, recorded in the audit log")
-    p = keyed(
-        "run",
-        cmd_run,
-        "run the approved plan, write and validate each target table",
-        "Run the approved code (never re-planned) and write each target table to "
-        "OUTPUT_DIR/<TABLE>/, then validate it. Exit 3 if there is no approval, 4 if the "
-        "output fails validation, 5 if the run fails.",
-    )
-    p.add_argument("--output-dir", required=True, help="folder (or URL) for the target tables")
-    p.add_argument(
-        "--format",
-        choices=["parquet", "csv", "delta"],
-        help="output format (default: setting 'output_format', parquet)",
-    )
-    p.add_argument("--platform", help="where to run (default: setting 'platform', local)")
-    p.add_argument("--json", action="store_true", help="also print the summary as JSON")
-
-    p = command(
-        "demo",
-        cmd_demo,
-        "onboard the bundled example client end to end",
-        "Draft, approve and run the bundled example client (example_notebooks/data/"
-        "northwind/) on local Spark, printing each step's command.",
-    )
-    p.add_argument("--client", default="NORTHWIND", help="client id for the example")
-    p.add_argument("--mapping", help=argparse.SUPPRESS)
-    p.add_argument("--output-dir", default="out", help="folder for the target tables")
-    p.add_argument(
-        "--reviewer", default=getpass.getuser(), help="the name recorded on the approval"
-    )
-    home(p)
-
-    p = command(
-        "replay",
-        cmd_replay,
-        "run a notebook with papermill in replay mode, once per --client",
-        "Batch re-runs: each client's approved plan runs with no LLM and no "
-        "widgets; a client without an approved plan fails with exit code 3 and runs nothing.",
-    )
-    p.add_argument("notebook", help="the template notebook (with a 'parameters' cell)")
-    p.add_argument(
-        "--client",
-        action="append",
-        required=True,
-        help="client id, passed as the 'client' parameter (repeat for a batch)",
-    )
-    p.add_argument(
-        "-p",
-        "--parameter",
-        nargs=2,
-        action="append",
-        metavar=("NAME", "VALUE"),
-        help="another notebook parameter (repeatable)",
-    )
-    p.add_argument("--output-notebooks", help="folder for executed notebooks (default replayed/)")
-    p.add_argument("--kernel", help="kernel name (default: the notebook's)")
-    home(p)
-
-    p = command(
-        "cache",
-        cmd_cache,
-        "list, show or revoke cached plans",
-        "List the cached plans, show one (by key or a unique prefix of 8+ characters), or "
-        "revoke one so replays need a new approval (recorded in the audit log).",
-    )
-    # `invalidate` is the old name of `revoke`: accepted, not offered.
-    p.add_argument(
-        "action",
-        choices=["list", "show", "revoke", "invalidate"],
-        metavar="{list,show,revoke}",
-        help="what to do",
-    )
-    p.add_argument("key", nargs="?", help="with show, revoke: a key or a unique prefix (8+)")
-    p.add_argument("--client", help="with list: only this client (any case)")
-    p.add_argument("--code", action="store_true", help="with show: print the code too")
-    p.add_argument(
-        "--outdated",
-        action="store_true",
-        help="with list: approved entries the current compiler would compile differently",
-    )
-    p.add_argument("--reason", help="with revoke: why, recorded in the audit log")
-    home(p)
-
-    p = command(
-        "audit",
-        cmd_audit,
-        "verify or show the audit log",
-        "verify: check the audit log's hash chain and name the first edited line (exit 1). "
-        "show: the latest records, optionally for one client or key.",
-    )
-    p.add_argument("action", choices=["verify", "show"], help="what to do")
-    p.add_argument("--client", help="with show: only this client (any case)")
-    p.add_argument("--key", help="with show: only this key, or a unique prefix (8+)")
-    p.add_argument("--limit", type=int, default=50, help="with show: the latest N records")
-    home(p)
-
-    p = command(
-        "stats",
-        cmd_stats,
-        "cache hit rate, tokens, time from draft to approval, runs and outcomes",
-    )
-    p.add_argument("--client", help="only this client (any case)")
-    p.add_argument("--json", action="store_true", help="print the figures as JSON")
-    home(p)
+        p.add_command(command, "cli")
+        p.set_defaults(func=HANDLERS[name])
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse(argv)
     if args.verbose:  # the setting, for every step of this command and the kernels it starts
         import os
 

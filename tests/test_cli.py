@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 import subprocess
@@ -236,6 +237,39 @@ def test_every_command_and_option_has_help_and_the_exit_codes_are_listed(
     for code in ("0", "1", "2", "3", "4", "5"):
         assert f"\n  {code}  " in top, f"exit code {code} is not listed"
     assert "approval required" in top
+
+
+def test_a_misspelt_flag_names_the_closest_one(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["cache", "list", "--clinet", "X"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: dataeng-magics cache" in err
+    assert "unrecognized arguments: --clinet X; did you mean --client?" in err
+    with pytest.raises(SystemExit):
+        main(["cache", "show"])
+    assert "cache show needs a KEY" in capsys.readouterr().err
+
+
+def test_reviewer_defaults_to_the_os_user_and_reasons_may_be_words(
+    example: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same arguments as %transform: --reviewer as in the notebook, a reason as
+    words after the command or as --reason."""
+    main(["draft", *args(example)])
+    assert main(["approve", *args(example)]) == 0
+    main(["revise", *args(example), "DESK: first 3 characters, upper"])
+    capsys.readouterr()
+    assert main(["reject", *args(example), "too", "vague"]) == 0
+    assert capsys.readouterr().out.endswith(": too vague\n")
+    assert main(["audit", "show"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[3:]]
+    assert [(row[3], row[4]) for row in rows if row[3] in ("approval", "rejection")] == [
+        ("approval", getpass.getuser()), ("rejection", getpass.getuser())
+    ]  # fmt: skip
+    with pytest.raises(SystemExit):
+        main(["reject", *args(example), "--reviewer", "alice"])
+    assert "a rejection needs a reason" in capsys.readouterr().err
 
 
 @pytest.mark.slow

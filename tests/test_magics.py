@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
+import getpass
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,7 +16,9 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
-from dataeng_magics.cli import main
+from dataeng_magics._magics import line_parser
+from dataeng_magics.cli import build_parser, main
+from dataeng_magics.commands import SHORTHANDS, commands
 from dataeng_magics.state.store import Store
 
 HEAVY = (
@@ -148,6 +153,19 @@ def test_edited_materialised_cell_runs_nothing(ip: Shell, example: Path, tmp_pat
     assert store_of(ip).list()[0].runs == 0
 
 
+def test_quoted_paths_with_spaces(ip: Shell, example: Path, tmp_path: Path) -> None:
+    """A path in quotes is one word without its quotes, in %%transform and in the guard
+    line of its materialised cell (which quotes it)."""
+    spaced = tmp_path / "client files"
+    shutil.copytree(example.parent, spaced)
+    ip.run_cell(f'%%transform --client NORTHWIND --mapping "{spaced / example.name}"\n')
+    ip.run_line_magic("transform", "approve --reviewer alice")
+    cell = ip.rl_next_input
+    assert f"--mapping '{spaced / example.name}'" in cell.splitlines()[0]
+    with pytest.raises(UsageError, match="edited after approval; nothing ran"):
+        ip.run_cell(cell.replace("F.round(", "F.floor(", 1))
+
+
 def test_materialised_cell_refuses_when_inputs_changed(ip: Shell, example: Path) -> None:
     from openpyxl import load_workbook
 
@@ -263,6 +281,99 @@ def test_store_and_audit_line_magics(ip: Shell, example: Path) -> None:
     assert ip.run_line_magic("transform", "list").rows[0]["status"] == "revoked"
     with pytest.raises(UsageError, match="unknown command"):
         ip.run_line_magic("transform", "frobnicate")
+
+
+def test_line_commands_refuse_what_they_do_not_take_in_one_line(ip: Shell) -> None:
+    """Each %transform command parses its words like the CLI: a misspelt flag or a bad
+    value is refused with the usage, not ignored and not a traceback."""
+    with pytest.raises(UsageError) as err:
+        ip.run_line_magic("transform", "list --clinet X")
+    text = str(err.value)
+    assert "unrecognized arguments: --clinet" in text and "did you mean --client?" in text
+    assert "usage: %transform cache" in text and "\n" not in text
+    with pytest.raises(UsageError) as err:
+        ip.run_line_magic("transform", "audit --limit abc")
+    text = str(err.value)
+    assert "argument --limit: invalid int value: 'abc'" in text and "\n" not in text
+    assert "usage: %transform audit" in text
+    with pytest.raises(UsageError, match="cache show needs a KEY"):
+        ip.run_line_magic("transform", "show")
+    with pytest.raises(UsageError, match="a rejection needs a reason"):
+        ip.run_line_magic("transform", "reject --reviewer alice")
+    with pytest.raises(UsageError, match="No closing quotation"):
+        ip.run_line_magic("transform", "revise 'DESK: upper")
+    with pytest.raises(UsageError) as err:
+        ip.run_line_magic("transform", "")
+    assert "one of: revise, approve, " in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(UsageError, match="--replya; did you mean --replay"):
+        ip.run_cell("%%transform --client X --mapping m.xlsx --replya\n")
+
+
+def test_every_line_command_has_a_handler_and_help(ip: Shell) -> None:
+    for name in [*commands("kernel"), *SHORTHANDS]:
+        shown = repr(ip.run_line_magic("transform", f"{name} -h"))
+        assert shown.startswith("usage: %transform "), name
+    assert "with list: only this client" in repr(ip.run_line_magic("transform", "list -h"))
+    doc = ip.find_line_magic("transform").__doc__
+    assert all(f"  {name} " in doc for name in [*commands("kernel"), *SHORTHANDS])
+
+
+#: What a keyed CLI command names and a kernel takes from its last %%transform (the
+#: inputs) or its settings (%config: home, planner), and the terminal's --json output.
+TERMINAL_ONLY = {"--client", "--mapping", "--source", "--home", "--planner", "--json"}
+
+
+def arguments(parser: argparse.ArgumentParser) -> dict[str, tuple[Any, ...]]:
+    """Each argument of a parser, by its longest name, with all that defines it."""
+    return {
+        max(a.option_strings, key=len) if a.option_strings else a.dest: (
+            type(a), a.help, a.choices, a.nargs, a.type, a.default, a.metavar, a.required
+        )
+        for a in parser._actions
+    }  # fmt: skip
+
+
+def test_every_cli_command_in_a_kernel_takes_the_same_arguments() -> None:
+    [cli] = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    both = set(cli.choices) & set(commands("kernel"))
+    assert both == {"revise", "approve", "reject", "run", "cache", "audit", "stats"}
+    for name in both:
+        terminal, kernel = arguments(cli.choices[name]), arguments(line_parser(name))
+        assert set(kernel) <= set(terminal), name
+        assert set(terminal) - set(kernel) <= TERMINAL_ONLY, name
+        for flag, spec in kernel.items():
+            assert terminal[flag] == spec, f"{name} {flag}"
+
+
+def test_approve_reject_run_and_show_take_the_cli_arguments(
+    ip: Shell, example: Path, tmp_path: Path
+) -> None:
+    ip.run_cell(transform(example))
+    ip.run_line_magic("transform", "approve")  # the OS user, as in the CLI
+    assert store_of(ip).list()[0].reviewer == getpass.getuser()
+    ip.run_line_magic("transform", "revise DESK: first 3 characters, upper")
+    rejected = ip.run_line_magic("transform", "reject --reason 'too vague' --reviewer dan")
+    assert repr(rejected).endswith(": too vague")
+    events = ip.run_line_magic("transform", "audit").rows
+    assert [(e["event"], e["actor"]) for e in events][-1] == ("rejection", "dan")
+    with pytest.raises(UsageError, match="unknown platform 'nowhere'"):
+        ip.run_line_magic("transform", f"run --output-dir {tmp_path / 'o'} --platform nowhere")
+    assert not (tmp_path / "o").exists()
+    key = store_of(ip).list()[0].key
+    shown = repr(ip.run_line_magic("transform", f"cache show {key[:12]}"))
+    assert "status rejected" in shown and "spark.read" not in shown  # code only with --code
+    assert "spark.read" in repr(ip.run_line_magic("transform", f"cache show --code {key[:12]}"))
+
+
+@pytest.mark.spark
+def test_line_run_takes_the_cli_run_flags(
+    ip: Shell, example: Path, tmp_path: Path, spark: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ip.run_cell(transform(example))
+    ip.run_line_magic("transform", "approve --reviewer alice")
+    ip.run_line_magic("transform", f"run --output-dir {tmp_path / 'out'} --format csv")
+    assert "SUCCEEDED on local" in capsys.readouterr().out
+    assert list((tmp_path / "out" / "TRADES").glob("*.csv"))
 
 
 def test_approve_twice_and_revise_say_what_happened_to_the_approval(

@@ -44,7 +44,7 @@ export interface IFlag {
 }
 
 /**
- * The flags of `%%transform`, as `_magics.TransformMagics.transform` declares them
+ * The flags of `%%transform`, as `dataeng_magics.commands.TRANSFORM_FLAGS` defines them
  * (tests/test_labextension.py compares the two, and `--platform`'s values with the
  * executors the package registers).
  */
@@ -57,17 +57,21 @@ export const TRANSFORM_FLAGS: readonly IFlag[] = [
     repeatable: true
   },
   { flag: '--output-dir', doc: 'where each target table is written (DIR/<TABLE>/)' },
-  { flag: '--format', doc: 'output format', values: ['parquet', 'csv', 'delta'] },
+  {
+    flag: '--format',
+    doc: 'output format (default: the output_format setting, parquet)',
+    values: ['parquet', 'csv', 'delta']
+  },
   {
     flag: '--platform',
-    doc: 'where to run: local, or a registered platform',
+    doc: 'where to run: local or a registered platform (default: the platform setting, local)',
     values: ['local', 'notebook', 'connect', 'fabric']
   },
   {
     flag: '--replay',
     doc: 'run the approved plan with no widgets and no planner (batch mode)'
   },
-  { flag: '--reviewer', doc: 'name recorded on approval (default: the OS user)' }
+  { flag: '--reviewer', doc: 'name recorded in the audit log (default: the OS user)' }
 ];
 
 export namespace CommandIDs {
