@@ -9,7 +9,6 @@ the store and audit log, and ``%transform_config`` shows or changes settings (al
 from __future__ import annotations
 
 import functools
-import getpass
 import re
 import shlex
 from collections.abc import Callable
@@ -22,7 +21,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from IPython.display import display
 from traitlets import Enum, Float, Int, Unicode
 
-from dataeng_magics.config import Settings, load_settings
+from dataeng_magics.config import Settings, current_user, load_settings
 from dataeng_magics.errors import DataEngMagicsError
 
 if TYPE_CHECKING:
@@ -123,7 +122,7 @@ class TransformMagics(Magics):
         None,
         allow_none=True,
         config=True,
-        help="Name recorded on approvals (default: the OS user).",
+        help="Name recorded on approvals (default: the JupyterHub user, else the OS user).",
     )
     mode = Enum(
         ["interactive", "replay"],
@@ -193,7 +192,7 @@ class TransformMagics(Magics):
         return TransformSession(request, self.settings())
 
     def _reviewer(self, name: str | None = None) -> str:
-        return name or self.reviewer or getpass.getuser()
+        return name or self.reviewer or current_user()
 
     def _require_current(self) -> TransformSession:
         if self.current is None:
@@ -236,7 +235,10 @@ class TransformMagics(Magics):
         action="store_true",
         help="run the approved plan with no widgets and no planner (batch mode)",
     )
-    @argument("--reviewer", help="name recorded on approval (default: the OS user)")
+    @argument(
+        "--reviewer",
+        help="name recorded on approval (default: the reviewer setting, else the Jupyter user)",
+    )
     @cell_magic
     @_user_errors
     def transform(self, line: str, cell: str) -> Any:
@@ -283,7 +285,8 @@ class TransformMagics(Magics):
         else:
             from dataeng_magics.widgets import ReviewPanel
 
-            self.panel = ReviewPanel(session, reviewer=self._reviewer(args.reviewer))
+            # the panel's Reviewer field: this name, else the Jupyter user if a person
+            self.panel = ReviewPanel(session, reviewer=args.reviewer or self.reviewer)
         display(self.panel)
         return None
 
@@ -347,7 +350,7 @@ class TransformMagics(Magics):
 
         Session: approve [--reviewer R] | reject REASON | revise FEEDBACK | materialise
                  [--output-dir D] | run [--output-dir D] | preview | code | plan
-        Store:   list [--client C] | show KEY | revoke KEY [REASON] | verify |
+        Store:   list [--client C] | show KEY | revoke KEY REASON | verify |
                  audit [--client C] [--key K] [--limit N] | stats [--client C] | config
         """
         words = shlex.split(line)
@@ -484,8 +487,8 @@ class TransformMagics(Magics):
         from dataeng_magics.display import Text
         from dataeng_magics.workflow import revoke
 
-        if not words:
-            raise UsageError("revoke needs a KEY (or a unique prefix)")
+        if len(words) < 2:
+            raise UsageError("revoke needs a KEY and a reason: %transform revoke KEY 'why'")
         entry = revoke(self.settings(), words[0], self._reviewer(), " ".join(words[1:]))
         return Text(f"Revoked {entry.key[:16]}: replays now need a new approval.")
 

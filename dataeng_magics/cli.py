@@ -5,7 +5,6 @@ as the notebook. ``dataeng-magics --help`` lists the commands and the exit codes
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -259,7 +258,11 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
     if args.action == "invalidate":
         print("note: `cache invalidate` is now `cache revoke`", file=sys.stderr)
-    entry = revoke(settings, key, reason=args.reason or "")
+    if not (args.reason or "").strip():
+        raise DataEngMagicsError(
+            f"cache {args.action} needs --reason", hint='Say why: --reason "mapping v4 arrived".'
+        )
+    entry = revoke(settings, key, reason=args.reason)
     print(f"revoked {entry.key}: replays now need a new approval")
     return 0
 
@@ -321,6 +324,8 @@ class _TopHelpFormatter(argparse.RawDescriptionHelpFormatter, _HelpFormatter):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from dataeng_magics.config import current_user
+
     parser = argparse.ArgumentParser(
         prog="dataeng-magics",
         description="Onboard client data: mapping -> approved plan -> PySpark.",
@@ -422,9 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--client", default="NORTHWIND", help="client id for the example")
     p.add_argument("--mapping", help=argparse.SUPPRESS)
     p.add_argument("--output-dir", default="out", help="folder for the target tables")
-    p.add_argument(
-        "--reviewer", default=getpass.getuser(), help="the name recorded on the approval"
-    )
+    p.add_argument("--reviewer", default=current_user(), help="the name recorded on the approval")
     home(p)
 
     p = command(
@@ -470,7 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("key", nargs="?", help="with show, revoke: a key or a unique prefix (8+)")
     p.add_argument("--client", help="with list: only this client (any case)")
     p.add_argument("--code", action="store_true", help="with show: print the code too")
-    p.add_argument("--reason", help="with revoke: why, recorded in the audit log")
+    p.add_argument("--reason", help="with revoke (required): why, recorded in the audit log")
     home(p)
 
     p = command(

@@ -67,7 +67,7 @@ export const TRANSFORM_FLAGS: readonly IFlag[] = [
     flag: '--replay',
     doc: 'run the approved plan with no widgets and no planner (batch mode)'
   },
-  { flag: '--reviewer', doc: 'name recorded on approval (default: the OS user)' }
+  { flag: '--reviewer', doc: 'name recorded on approval (default: the reviewer setting, else the Jupyter user)' }
 ];
 
 export namespace CommandIDs {
