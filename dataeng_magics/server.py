@@ -40,6 +40,7 @@ SUMMARY_FIELDS = (
     "client",
     "status",
     "reviewer",
+    "revoked_by",
     "approved_at",
     "runs",
     "last_outcome",
@@ -54,7 +55,6 @@ DETAIL_FIELDS = (
     "plan_sha256",
     "code_sha256",
     "reason",
-    "revoked_by",
     "created_at",
 )
 RUN_FIELDS = (

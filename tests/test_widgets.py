@@ -386,6 +386,8 @@ def test_mapping_tab_groups_columns_per_table_and_shows_each_formats_options(
         assert table[0][0] == "Column" and "Table" not in table[0]  # the name is the heading
         assert len(table) == n + 1
         assert not {name for name in counts} & {row[0] for row in table[1:]}
+    trades = {row[0]: row for row in tables[0][1:]}
+    assert trades["TRADE_ID"][4] == "trades.Trade ID"  # source and column in one cell
     sources = {row[0]: row for row in tables[len(counts)][1:]}
     assert tables[len(counts)][0] == ["Source", "Format", "Path", "Read options"]
     assert sources["trades"][1:2] == ["csv"] and "delimiter ','" in sources["trades"][3]

@@ -82,15 +82,15 @@ def pre(text: str, style: str = "") -> Html:
 
 #: Table cells: one line each, cut at CELL_WIDTH with the full value on hover, so a wide
 #: table stays readable and scrolls sideways inside its own box, never the whole tab.
-CELL_WIDTH = "24em"
+CELL_WIDTH = "20em"
 _BORDER = "border-bottom:1px solid rgba(128,128,128,0.25)"
 _TH = (
-    f"text-align:left;padding:3px 8px;{_BORDER};vertical-align:bottom;white-space:nowrap;"
-    "position:sticky;top:0;z-index:1;background:var(--jp-layout-color1,#fff)"
+    f"text-align:left;padding:3px 6px;{_BORDER};vertical-align:bottom;white-space:nowrap;"
+    "position:sticky;top:0;z-index:1;background:var(--jp-layout-color1,#fff);line-height:1.4"
 )
 _TD = (
-    f"text-align:left;padding:3px 8px;{_BORDER};vertical-align:top;white-space:pre;"
-    f"overflow:hidden;text-overflow:ellipsis;max-width:{CELL_WIDTH}"
+    f"text-align:left;padding:3px 6px;{_BORDER};vertical-align:top;white-space:pre;"
+    f"overflow:hidden;text-overflow:ellipsis;max-width:{CELL_WIDTH};line-height:1.4"
 )
 #: The table's own scroll box: both directions, so the header row can stick to its top.
 TABLE_BOX = "overflow:auto;max-height:460px;max-width:100%"
@@ -135,8 +135,7 @@ def mapping_html(mapping: Mapping, plan: Plan) -> Html:
     summary = f"{len(mapping.targets)} target columns in {len(tables)} table(s); " + (
         f"{unresolved} unresolved (highlighted)" if unresolved else "every rule resolved"
     )
-    head = ["Column", "Type", "Required", "Default", "Source", "Source column", "Rule",
-            "Planned steps"]  # fmt: skip
+    head = ["Column", "Type", "Required", "Default", "Source column", "Rule", "Planned steps"]
     parts = [note(summary, MARKED if unresolved else MUTED)]
     for name, targets in tables.items():
         rows: list[list[object]] = []
@@ -158,8 +157,7 @@ def mapping_html(mapping: Mapping, plan: Plan) -> Html:
                     target.type,
                     "yes" if target.required else "",
                     "" if target.default is None else target.default,
-                    target.source or "",
-                    target.source_column or "",
+                    ".".join(part for part in (target.source, target.source_column) if part),
                     target.rule,
                     steps,
                 ]

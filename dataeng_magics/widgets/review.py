@@ -47,6 +47,7 @@ PREVIEW_RUNNING = "running… (the first preview starts local Spark, about 10 s)
 INSERTED = {
     "inserted": "The approved code is inserted as a cell below (read-only until unlocked).",
     "exists": "The approved cell is already in this notebook.",
+    "replaced": "The approved code replaces the earlier approved cell below (read-only).",
 }
 REVIEWER_NEEDED = "Type your name in Reviewer first: an approval records who approved it."
 PREVIEW_INTRO = (
@@ -144,7 +145,10 @@ class _Panel(widgets.VBox):
             shown.status, shown.updated_at, shown.plan_sha256
         ):  # fmt: skip
             return shown
-        return self.refresh()
+        entry = self.refresh()
+        if shown.status == "approved" and entry.status != "approved":
+            self._say(_gone(entry), error=True)  # not the "Approved by ..." of before
+        return entry
 
     def run(self, output_dir: str | None = None) -> RunSummary | None:
         """Run the approved code (default output: the Output dir field)."""
