@@ -131,9 +131,12 @@ def test_review_from_unresolved_draft_to_approval(unresolved: Path) -> None:
     assert user == {"role": "user", "text": "DESK: first 4 characters, then upper"}
     assert planner["role"] == "planner" and any("DESK" in c for c in planner["changes"])
     assert not panel.chat.busy
-    # the compiled code is shown now, highlighted, and said to be the draft's
-    assert panel.code_view.code == panel.entry.code and "spark" in panel.code_view.html
+    # the compiled code is shown now, said to be the draft's, and highlighted once the
+    # Code tab is opened (not before: the panel's first paint does not wait for it)
+    assert panel.code_view.code == panel.entry.code and panel.code_view.html == ""
     assert "Compiled from the draft (not approved yet)" in panel.code_view.note
+    panel.tabs.selected_index = panel.tabs.titles.index("Code")
+    assert '<span class="n">spark</span>' in panel.code_view.html
     assert "Runs the plan on the sample rows" in panel.preview_html.value
 
     # and one through chat.send, the same path from Python
@@ -405,10 +408,20 @@ def test_code_tab_is_highlighted_escaped_and_says_where_it_comes_from() -> None:
     assert render.code_note("draft", 2).startswith("Resolve the 2 unresolved step(s) first")
 
 
-def test_code_view_shows_nothing_to_copy_without_code() -> None:
+def test_code_view_highlights_only_while_shown() -> None:
     view = CodeView()
     view.show("spark.range(1)", "compiled")
-    assert (view.code, view.note) == ("spark.range(1)", "compiled") and "spark" in view.html
+    assert (view.code, view.html, view.note) == ("spark.range(1)", "", "compiled")
+    view.active = True  # its tab is selected
+    highlighted = view.html
+    assert '<span class="n">spark</span>' in highlighted
+    view.show("spark.range(1)", "approved")  # the same code: not highlighted again
+    assert view.html is highlighted and view.note == "approved"
+    view.show("spark.range(2)", "revised")  # shown: highlighted at once
+    assert '<span class="mi">2</span>' in view.html
+    view.active = False
+    view.show("spark.range(3)", "revised again")  # hidden: plain until shown again
+    assert view.html == ""
     view.show("", "resolve first")
     assert (view.code, view.html, view.note) == ("", "", "resolve first")
 
@@ -658,12 +671,20 @@ console.log(JSON.stringify(out));
 """
 
 
-def test_chat_front_end_renders_text_and_sends_user_messages(tmp_path: Path) -> None:
+def run_front_end(tmp_path: Path, script: str, *args: str) -> Any:
+    """Run ``script`` (a module that prints JSON) with node; what it printed."""
     node = shutil.which("node")
     if node is None:
         pytest.skip("node is not installed")
-    script = tmp_path / "fake_dom.mjs"
-    script.write_text(FAKE_DOM, encoding="utf-8")
+    path = tmp_path / "front_end.mjs"
+    path.write_text(script, encoding="utf-8")
+    result = subprocess.run(
+        [node, str(path), *args], capture_output=True, text=True, check=True, timeout=60
+    )
+    return json.loads(result.stdout)
+
+
+def test_chat_front_end_renders_text_and_sends_user_messages(tmp_path: Path) -> None:
     state = {
         "busy": False,
         "messages": [
@@ -672,14 +693,7 @@ def test_chat_front_end_renders_text_and_sends_user_messages(tmp_path: Path) -> 
             {"role": "x' onclick='alert(1)", "text": "odd role"},
         ],
     }
-    result = subprocess.run(
-        [node, str(script), CHAT_JS.as_uri(), json.dumps(state)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    out = json.loads(result.stdout)
+    out = run_front_end(tmp_path, FAKE_DOM, CHAT_JS.as_uri(), json.dumps(state))
     assert out["first"] == [
         ["dem-chat-msg dem-chat-system", "Notehello"],
         ["dem-chat-msg dem-chat-planner", "Planner<img src=x>+  A-  B"],  # as text, not markup
@@ -727,19 +741,7 @@ console.log(JSON.stringify(out));
 
 
 def test_frame_keeps_keys_in_the_panel_and_reports_returns(tmp_path: Path) -> None:
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("node is not installed")
-    script = tmp_path / "frame_dom.mjs"
-    script.write_text(FRAME_DOM, encoding="utf-8")
-    result = subprocess.run(
-        [node, str(script), (STATIC / "frame.js").as_uri()],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    out = json.loads(result.stdout)
+    out = run_front_end(tmp_path, FRAME_DOM, (STATIC / "frame.js").as_uri())
     assert out["before"] is None and out["waiting"] == 1  # it waits for its panel
     assert out["attr"] == "true"  # Lumino (JupyterLab, Notebook 7) skips its shortcuts
     assert out["stopped"] == 1  # nobody above hears the key

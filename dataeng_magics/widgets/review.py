@@ -135,6 +135,7 @@ class _Panel(widgets.VBox):
         return self._entry
 
     def refresh(self) -> Entry:
+        """Re-read the stored entry and show it."""
         raise NotImplementedError
 
     def recheck(self) -> Entry:
@@ -156,8 +157,7 @@ class _Panel(widgets.VBox):
             self.output_dir.value = output_dir
         shown = self._entry.status
         if shown == "approved" and self.recheck().status != "approved":
-            self._say(_gone(self._entry), error=True)  # not the CLI's "approval required"
-            return None
+            return None  # recheck said by whom and why, rather than the CLI's hint
         try:
             with _running(self._run_view, self.run_button, "running…"):
                 summary = self.session.run(output_dir=self._output_dir(), actor=self._actor())
@@ -240,6 +240,7 @@ class ReviewPanel(_Panel):
             titles=TABS,
             selected_index=TABS.index("Plan"),
         )
+        self.tabs.observe(self._tab_selected, names="selected_index")
 
         self.reviewer = widgets.Text(
             value=default_reviewer(reviewer),
@@ -432,6 +433,9 @@ class ReviewPanel(_Panel):
             self.preview_html.value = render.note(PREVIEW_INTRO)
         self.preview_button.disabled = bool(unresolved)
         self._show_footer(entry)
+
+    def _tab_selected(self, change: dict[str, Any]) -> None:
+        self.code_view.active = change["new"] == TABS.index("Code")
 
     def _show_approve(self) -> None:
         """Approve is enabled for a draft with no unresolved step and a reviewer's name;

@@ -74,7 +74,10 @@ export const TRANSFORM_FLAGS: readonly IFlag[] = [
     flag: '--replay',
     doc: 'run the approved plan with no widgets and no planner (batch mode)'
   },
-  { flag: '--reviewer', doc: 'name recorded on approval (default: the reviewer setting, else the Jupyter user)' }
+  {
+    flag: '--reviewer',
+    doc: 'name recorded on approval (default: the reviewer setting, else the Jupyter user)'
+  }
 ];
 
 export namespace CommandIDs {

@@ -188,7 +188,8 @@ function badgeOf(
   } else {
     why = `Not approved: the plan is ${state.status}`;
   }
-  return { kind: state.status === 'approved' ? 'outdated' : 'revoked', text: `✘ ${why}; ${RERUN}`, title };
+  const kind = state.status === 'approved' ? 'outdated' : 'revoked';
+  return { kind, text: `✘ ${why}; ${RERUN}`, title };
 }
 
 /**
@@ -264,7 +265,8 @@ async function checkKeys(keys: Iterable<string>, force: boolean): Promise<boolea
         });
       } catch (error) {
         if (error instanceof ServerConnection.ResponseError && error.response.status === 404) {
-          states.set(key, { status: 'missing', code_sha256: '', by: null, reason: null, checked: Date.now() });
+          const checked = Date.now();
+          states.set(key, { status: 'missing', code_sha256: '', by: null, reason: null, checked });
         } else {
           return false; // no server extension, or offline: the badge stays as it was
         }
@@ -309,7 +311,10 @@ function watchNotebook(
       void checkKeys(keys, force).then(changed => changed && schedule());
     }
   };
-  const onEvent = (event: Event): void => handleMaterialise(panel, event);
+  const onEvent = (event: Event): void => {
+    handleMaterialise(panel, event);
+    check(true); // the approval just changed: its cells' badges too
+  };
   const onFocus = (): void => {
     if (tracker.currentWidget === panel && !document.hidden) {
       check();

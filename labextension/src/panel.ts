@@ -178,7 +178,11 @@ function eventDetails(event: IAuditEvent): Node {
     if (revision.changes.length) {
       const diff = el('pre', 'dem-Revision-diff');
       for (const line of revision.changes) {
-        const kind = line.startsWith('+') ? 'dem-mod-added' : line.startsWith('-') ? 'dem-mod-removed' : '';
+        const kind = line.startsWith('+')
+          ? 'dem-mod-added'
+          : line.startsWith('-')
+            ? 'dem-mod-removed'
+            : '';
         diff.append(el('div', kind, line));
       }
       box.append(diff);
@@ -245,7 +249,8 @@ export class EntryDetail extends Widget {
     revoke.addEventListener('click', () => void this._revoke(entry));
 
     const heading = el('h2', 'dem-Detail-title');
-    heading.append(`${entry.client} `, statusBadge(entry.status), el('span', 'dem-Muted', ` ${byLine(entry)}`));
+    const by = el('span', 'dem-Muted', ` ${byLine(entry)}`);
+    heading.append(`${entry.client} `, statusBadge(entry.status), by);
     const code = (text: string | null | undefined): Node => el('code', 'dem-Hash', text || '—');
     const fields: [string, CellValue][] = [
       ['key', code(entry.key)],
@@ -318,7 +323,13 @@ export class EntryDetail extends Widget {
     }
     const node = table(
       ['#', 'Time', 'Event', 'By', 'What'],
-      events.map(event => [event.seq, when(event.time), event.event, event.actor, eventDetails(event)]),
+      events.map(event => [
+        event.seq,
+        when(event.time),
+        event.event,
+        event.actor,
+        eventDetails(event)
+      ]),
       'dem-AuditTable'
     );
     Array.from(node.tBodies[0].rows).forEach((row, index) => {
@@ -455,7 +466,12 @@ export class TransformationsPanel extends Widget {
     const top = el('div', 'dem-EntryRow-line');
     top.append(field('client', entry.client), status);
     const middle = el('div', 'dem-EntryRow-line dem-Muted');
-    middle.append('key ', field('key', short(entry.key), 'dem-Code'), ' · ', field('by', byLine(entry)));
+    middle.append(
+      'key ',
+      field('key', short(entry.key), 'dem-Code'),
+      ' · ',
+      field('by', byLine(entry))
+    );
     const bottom = el('div', 'dem-EntryRow-line dem-Muted');
     bottom.append(
       'approved ',

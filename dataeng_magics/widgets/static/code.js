@@ -1,6 +1,6 @@
-// The Code tab: a note, a Copy button and the highlighted code, read-only.
-// `html` is markup Python built with Pygments, which escapes the code; `code` is the
-// plain text Copy puts on the clipboard; `note` is set as text.
+// The Code tab: a note, a Copy button and the code, read-only: highlighted once Python
+// sends `html` (markup built with Pygments, which escapes the code), plain text until
+// then. `code` is what Copy puts on the clipboard; `note` is set as text.
 
 function copyText(text) {
   if (navigator.clipboard && window.isSecureContext) {
@@ -39,7 +39,15 @@ function render({ model, el }) {
   let timer = 0;
   const draw = () => {
     note.textContent = model.get("note") || "";
-    body.innerHTML = model.get("html") || "";
+    const html = model.get("html");
+    if (html) {
+      body.innerHTML = html;
+    } else {
+      const plain = document.createElement("pre");
+      plain.className = "dem-code-pre";
+      plain.textContent = model.get("code") || "";
+      body.replaceChildren(plain);
+    }
     copy.hidden = !model.get("code");
     copy.textContent = "Copy";
   };
