@@ -120,7 +120,9 @@ def test_without_the_extension_the_kernel_inserts_the_cell(
         open_notebook(page, server, f"notebooks/example_notebooks/{PLAIN}")
         run_all(page, server)  # the plan is approved now: the approved panel shows
         panel = page.locator(".jp-OutputArea-output").filter(has_text="Approved plan for client")
-        panel.locator("button", has_text="Materialise").click()
+        materialise = panel.locator("button", has_text="Materialise")
+        materialise.wait_for(timeout=120_000)  # a busy machine: the kernel may start late
+        materialise.click()
         note = panel.locator(".widget-html-content").filter(has_text="%transform materialise")
         note.wait_for()
         time.sleep(1)
