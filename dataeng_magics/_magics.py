@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import getpass
 import re
 import shlex
 from collections.abc import Callable
@@ -34,7 +33,7 @@ from dataeng_magics.commands import (
     reason,
     unrecognized,
 )
-from dataeng_magics.config import Mode, Settings, load_settings
+from dataeng_magics.config import Mode, Settings, current_user, load_settings
 from dataeng_magics.display import error_bundle
 from dataeng_magics.errors import DataEngMagicsError, ValidationFailed
 
@@ -214,7 +213,7 @@ class TransformMagics(Magics):
         None,
         allow_none=True,
         config=True,
-        help="Name recorded on approvals (default: the OS user).",
+        help="Name recorded on approvals (default: the JupyterHub user, else the OS user).",
     )
     mode = Enum(
         ["interactive", "replay"],
@@ -284,7 +283,7 @@ class TransformMagics(Magics):
         return TransformSession(request, self.settings(), mode=mode)
 
     def _reviewer(self, name: str | None = None) -> str:
-        return name or self.reviewer or getpass.getuser()
+        return name or self.reviewer or current_user()
 
     def _require_current(self) -> TransformSession:
         if self.current is None:
@@ -365,7 +364,8 @@ class TransformMagics(Magics):
         else:
             from dataeng_magics.widgets import ReviewPanel
 
-            self.panel = ReviewPanel(session, reviewer=self._reviewer(args.reviewer))
+            # the panel's Reviewer field: this name, else the Jupyter user if a person
+            self.panel = ReviewPanel(session, reviewer=args.reviewer or self.reviewer)
         display(self.panel)
         return None
 

@@ -5,7 +5,6 @@ as the notebook. ``dataeng-magics --help`` lists the commands and the exit codes
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import os
 import sys
@@ -74,7 +73,9 @@ def _print_entry(entry: Any) -> None:
 
 
 def _reviewer(args: argparse.Namespace) -> str:
-    return str(args.reviewer or getpass.getuser())
+    from dataeng_magics.config import current_user
+
+    return str(args.reviewer or current_user())
 
 
 def cmd_draft(args: argparse.Namespace) -> int:

@@ -73,7 +73,10 @@ REPLAY = arg(
     action="store_true",
     help="run the approved plan with no widgets and no planner (batch mode)",
 )
-REVIEWER = arg("--reviewer", help="name recorded in the audit log (default: the OS user)")
+REVIEWER = arg(
+    "--reviewer",
+    help="name recorded on approval (default: the reviewer setting, else the Jupyter user)",
+)
 HOME = arg("--home", help="state directory: store and audit log (default $DATAENG_MAGICS_HOME)")
 PLANNER = arg(
     "--planner", help="offline, openai, azure, openai-compatible (default: setting 'planner')"

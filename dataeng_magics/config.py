@@ -7,6 +7,7 @@ pyproject.toml, ``DATAENG_MAGICS_*`` environment variables, then explicit overri
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import tomllib
@@ -214,3 +215,20 @@ def _config_error(exc: ValidationError) -> ConfigError:
     first = exc.errors()[0]
     field = ".".join(str(p) for p in first["loc"])
     return ConfigError(f"setting {field!r}: {first['msg']}")
+
+
+#: Account names that are not a person: shared container and service users.
+NOT_A_PERSON = frozenset({"", "root", "jovyan", "nobody", "unknown"})
+
+
+def current_user() -> str:
+    """Who is acting, by the one scheme every front end uses: the JupyterHub user (a
+    hub-spawned server, its kernels and terminals), else the OS user; "unknown" when
+    neither is known (a container without a passwd entry)."""
+    hub_user = os.environ.get("JUPYTERHUB_USER", "").strip()
+    if hub_user:
+        return hub_user
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"

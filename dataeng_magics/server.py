@@ -8,8 +8,9 @@ XSRF check), and are enabled by ``jupyter-config/.../dataeng_magics.json``, whic
 wheel installs into ``etc/jupyter/jupyter_server_config.d/``.
 
     GET  entries[?client=C]        every entry (newest first; C in any case) and every client
-    GET  entries/KEY               one entry, its runs and its audit events
-    POST entries/KEY/revoke        {"reason": "..."}: revoke it, audited ("revocation")
+    GET  entries/KEY               one entry, its runs and its audit events (each
+                                   "revision" with the request and the plan lines it changed)
+    POST entries/KEY/revoke        {"reason": "..."} (required): revoke it, audited
          (``entries/KEY/invalidate``, the old path, does the same)
 
 The functions below the handlers do the work and know nothing of tornado.
@@ -18,17 +19,17 @@ The functions below the handlers do the work and know nothing of tornado.
 from __future__ import annotations
 
 import asyncio
-import getpass
 import json
 import re
 from collections.abc import Callable
+from itertools import pairwise
 from typing import Any
 
 import tornado.web
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
-from dataeng_magics.config import Settings, load_settings
+from dataeng_magics.config import Settings, current_user, load_settings
 from dataeng_magics.errors import DataEngMagicsError, StoreError
 from dataeng_magics.state.audit import AuditLog
 from dataeng_magics.state.store import Entry, Store
@@ -39,6 +40,7 @@ SUMMARY_FIELDS = (
     "client",
     "status",
     "reviewer",
+    "revoked_by",
     "approved_at",
     "runs",
     "last_outcome",
@@ -53,7 +55,6 @@ DETAIL_FIELDS = (
     "plan_sha256",
     "code_sha256",
     "reason",
-    "revoked_by",
     "created_at",
 )
 RUN_FIELDS = (
@@ -76,6 +77,10 @@ class NotFound(LookupError):
 
 class Conflict(ValueError):
     """The entry cannot make that transition (e.g. it is already revoked)."""
+
+
+class BadRequest(ValueError):
+    """The request itself is incomplete (e.g. a revocation without a reason)."""
 
 
 def _fields(entry: Entry, names: tuple[str, ...]) -> dict[str, Any]:
@@ -121,18 +126,45 @@ def entry_detail(settings: Settings, key: str) -> dict[str, Any]:
     with Store(settings.store_path) as store:
         entry = _resolve(store, key)
         runs = store.runs(entry.key)
-    events = AuditLog(settings.audit_path).events(key=entry.key)
+    events = [
+        event.model_dump(mode="json")
+        for event in AuditLog(settings.audit_path).events(key=entry.key)
+    ]
+    revision_events = [event for event in events if event["event"] == "revision"]
+    for event, turn in zip(revision_events, _revisions(entry, len(revision_events)), strict=True):
+        event["revision"] = turn
     return {
         "entry": _fields(entry, DETAIL_FIELDS),
         "runs": [run.model_dump(mode="json", include=set(RUN_FIELDS)) for run in runs],
-        "events": [event.model_dump(mode="json") for event in events],
+        "events": events,
     }
 
 
+def _revisions(entry: Entry, count: int) -> list[dict[str, Any] | None]:
+    """What each of the entry's last ``count`` revisions asked and changed, from its
+    conversation (a user turn, then the planner's answer with the changed plan lines),
+    in order; None for a revision the conversation does not hold (older logs)."""
+    turns = entry.conversation
+    pairs = [
+        {
+            "request": str(asked.get("text", "")),
+            "reply": str(answer.get("text", "")),
+            "changes": [str(line) for line in answer.get("changes", [])],
+        }
+        for asked, answer in pairwise(turns)
+        if asked.get("role") == "user" and answer.get("role") == "planner"
+    ]
+    missing: list[dict[str, Any] | None] = [None] * max(0, count - len(pairs))
+    return [*missing, *pairs[len(pairs) - count + len(missing) :]]
+
+
 def revoke_entry(settings: Settings, key: str, actor: str, reason: str = "") -> dict[str, Any]:
-    """Revoke an entry and audit it, by the path the CLI and ``%transform`` take."""
+    """Revoke an entry and audit it, by the path the CLI and ``%transform`` take; as
+    there, a revocation needs a reason."""
     from dataeng_magics.workflow import revoke  # heavier than the reads: only here
 
+    if not reason.strip():
+        raise BadRequest("a revocation needs a reason: say why (the audit log records it)")
     if not settings.store_path.exists():
         raise NotFound(f"no cached plan with key {key!r}")
     with Store(settings.store_path) as store:
@@ -148,14 +180,11 @@ def revoke_entry(settings: Settings, key: str, actor: str, reason: str = "") -> 
 
 def _actor(user: Any) -> str:
     """Who the audit log names: the server's user, or for a shared-token login (an
-    anonymous identity) the OS user running the server, as the CLI would."""
+    anonymous identity) who the kernels and the CLI name (``current_user``)."""
     username = str(getattr(user, "username", "") or "")
     if username and not _ANONYMOUS_ID.fullmatch(username):
         return username
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return username or "jupyter"
+    return current_user()
 
 
 class _Handler(APIHandler):
@@ -169,6 +198,8 @@ class _Handler(APIHandler):
             raise tornado.web.HTTPError(404, str(exc)) from None
         except Conflict as exc:
             raise tornado.web.HTTPError(409, str(exc)) from None
+        except BadRequest as exc:
+            raise tornado.web.HTTPError(400, str(exc)) from None
         except DataEngMagicsError as exc:
             raise tornado.web.HTTPError(500, f"{type(exc).__name__}: {exc}") from None
         self.set_header("Content-Type", "application/json")

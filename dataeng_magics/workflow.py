@@ -9,7 +9,6 @@ approvals.
 from __future__ import annotations
 
 import difflib
-import getpass
 import shlex
 import tempfile
 import time
@@ -25,7 +24,7 @@ from dataeng_magics.canonical import canonical_json, hashed_form, sha256_text
 from dataeng_magics.compile.cell import parse_parameters, render_parameters, split_cell
 from dataeng_magics.compile.codegen import compile_plan
 from dataeng_magics.compile.lint import used_columns
-from dataeng_magics.config import Mode, Settings, load_settings, resolve
+from dataeng_magics.config import Mode, Settings, current_user, load_settings, resolve
 from dataeng_magics.errors import (
     ApprovalRequired,
     DataEngMagicsError,
@@ -48,6 +47,9 @@ if TYPE_CHECKING:
     from dataeng_magics.agent import Planner, PlanningContext, PlanResult
     from dataeng_magics.run.executors import Executor
     from dataeng_magics.sources.sampling import Sample
+
+#: What a materialised cell whose approval is gone (revoked, or new inputs) says to do.
+RERUN_TRANSFORM = "Re-run the %%transform cell above to review the plan and approve it again."
 
 
 class TransformRequest(BaseModel):
@@ -202,8 +204,13 @@ def _audit_revocation(audit: AuditLog, entry: Entry, actor: str | None, reason: 
 
 
 def revoke(settings: Settings, key: str, actor: str | None = None, reason: str = "") -> Entry:
-    """Revoke a cached plan (by key or unique prefix) so replays need a new approval."""
-    actor = actor or getpass.getuser()
+    """Revoke a cached plan (by key or unique prefix) so replays need a new approval.
+    The reason is required: it is what the audit log and every front end show later."""
+    if not reason.strip():
+        raise DataEngMagicsError(
+            "a revocation needs a reason", hint="Say why, e.g. 'mapping v4 arrived'.", key=key
+        )
+    actor = actor or current_user()
     store = Store(settings.store_path)
     entry = store.revoke(store.resolve(key), actor, reason)
     _audit_revocation(AuditLog(settings.audit_path), entry, actor, reason)
@@ -402,17 +409,22 @@ class TransformSession:
             )
         return entry
 
-    def require_approved(self) -> Entry:
+    def require_approved(self, hint: str | None = None) -> Entry:
+        """The approved entry, or ``ApprovalRequired`` (``hint``: what to do, where the
+        caller knows better than the CLI's default)."""
         entry = self.approved_entry()
         if entry is None:
             current = self.entry()
             why = f" (the entry is {current.status})" if current else ""
             if current and current.status == "approved":
                 why = " (the approval has expired)"
+            elif current and current.status == "revoked":
+                why = f" (the entry is revoked by {current.revoked_by}: {current.reason})"
             raise ApprovalRequired(
                 f"approval required: no approved plan for client {self.request.client!r}, "
                 f"key {self.key[:16]}{why}; nothing ran",
-                hint="Draft and approve it: dataeng-magics draft ... then approve --reviewer NAME.",
+                hint=hint
+                or "Draft and approve it: dataeng-magics draft ... then approve --reviewer NAME.",
                 client=self.request.client,
                 key=self.key,
             )
@@ -714,10 +726,10 @@ def run_cell(
         raise ApprovalRequired(
             f"the inputs no longer match the approved key {key[:16]} (they give "
             f"{session.key[:16]}): the mapping or a used source column changed; nothing ran",
-            hint="Re-run the %%transform cell to review and approve the new inputs.",
+            hint=RERUN_TRANSFORM,
             client=client, key=session.key,
         )  # fmt: skip
-    entry = session.require_approved()
+    entry = session.require_approved(hint=RERUN_TRANSFORM)
     if entry.code_sha256 != code_sha256:
         raise ApprovalRequired(
             f"this cell's code {code_sha256[:16]} is not the approved code "

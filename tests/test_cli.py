@@ -132,6 +132,8 @@ def test_cache_revoke_requires_a_new_approval(
     main(["draft", *args(example)])
     main(["approve", *args(example), "--reviewer", "alice"])
     key = key_of(capsys.readouterr().out)
+    assert main(["cache", "revoke", key[:10]]) == 2  # a revocation needs a reason
+    assert "a revocation needs a reason" in capsys.readouterr().err
     assert main(["cache", "revoke", key[:10], "--reason", "mapping v4"]) == 0
     assert capsys.readouterr().out == f"revoked {key}: replays now need a new approval\n"
     assert main(["run", *args(example), "--output-dir", str(tmp_path / "o")]) == 3

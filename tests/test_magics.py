@@ -179,6 +179,24 @@ def test_materialised_cell_refuses_when_inputs_changed(ip: Shell, example: Path)
         ip.run_cell(cell)
 
 
+def test_revoked_materialised_cell_says_to_rerun_the_transform_cell(
+    ip: Shell, example: Path, tmp_path: Path
+) -> None:
+    ip.run_cell(transform(example, f"--output-dir {tmp_path / 'out'}"))
+    ip.run_line_magic("transform", "approve --reviewer alice")
+    cell = ip.rl_next_input
+    key = store_of(ip).list()[0].key
+    with pytest.raises(UsageError, match="a revocation needs a reason"):
+        ip.run_line_magic("transform", f"revoke {key}")
+    ip.run_line_magic("transform", f"revoke {key} mapping v5 arrived")
+    with pytest.raises(UsageError) as raised:
+        ip.run_cell(cell)
+    message = str(raised.value)
+    assert "revoked by" in message and "mapping v5 arrived" in message
+    assert "Re-run the %%transform cell above" in message and "dataeng-magics" not in message
+    assert not (tmp_path / "out").exists()
+
+
 def test_cli_approval_is_honoured_by_the_notebook(
     ip: Shell, example: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -18,7 +18,7 @@ from jupyter_servers import JupyterServer, jupyter_server
 
 from dataeng_magics.config import load_settings
 from dataeng_magics.errors import ApprovalRequired
-from dataeng_magics.server import entry_detail, list_entries
+from dataeng_magics.server import _revisions, entry_detail, list_entries
 from dataeng_magics.state.audit import AuditLog
 from dataeng_magics.workflow import TransformRequest, TransformSession
 
@@ -38,7 +38,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterServer]:
 
 @pytest.fixture(scope="module")
 def keys(server: JupyterServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """NORTHWIND approved (and run once), ACME a draft: each client's key."""
+    """NORTHWIND approved, ACME a draft revised once: each client's key."""
     data = tmp_path_factory.mktemp("client") / "northwind"
     shutil.copytree(EXAMPLE_DIR, data)
     northwind = session_for("NORTHWIND", data / "northwind.xlsx", server.home)
@@ -46,6 +46,7 @@ def keys(server: JupyterServer, tmp_path_factory: pytest.TempPathFactory) -> dic
     northwind.approve("alice")
     acme = session_for("ACME", data / "northwind.xlsx", server.home)
     acme.draft(actor="carol")
+    acme.revise("DESK: upper", actor="carol")
     return {"NORTHWIND": northwind.key, "ACME": acme.key}
 
 
@@ -102,6 +103,7 @@ def test_list_and_filter_by_client(server: JupyterServer, keys: dict[str, str]) 
     assert set(northwind) >= {"last_outcome", "last_run_at", "updated_at", "mapping_file"}
     assert "code" not in northwind and "plan_json" not in northwind  # the list stays small
     assert rows["ACME"]["status"] == "draft" and rows["ACME"]["approved_at"] is None
+    assert northwind["revoked_by"] is None  # the list names who revoked, once someone has
 
     status, reply = server.request("GET", "dataeng-magics/entries?client=ACME")
     assert status == 200
@@ -134,10 +136,38 @@ def test_detail_has_plan_code_runs_and_audit_history(
     assert status == 404 and "ffffffffffffffff" in reply["message"]
 
 
+def test_detail_says_what_each_revision_asked_and_changed(
+    server: JupyterServer, keys: dict[str, str]
+) -> None:
+    events = server.request("GET", f"dataeng-magics/entries/{keys['ACME']}")[1]["events"]
+    assert [e["event"] for e in events] == ["draft", "revision"]
+    assert "revision" not in events[0]
+    revision = events[1]["revision"]
+    assert revision["request"] == "DESK: upper" and revision["reply"]
+    assert [line[:8] for line in revision["changes"]] == ["-  DESK ", "+  DESK "]
+    assert events[1]["actor"] == "carol"
+
+
+def test_revisions_older_than_the_conversation_are_none(example: Path, tmp_path: Path) -> None:
+    session = session_for("NORTHWIND", example, tmp_path / "state")
+    session.draft()
+    entry, _ = session.revise("DESK: upper")
+    kept = entry.model_copy(update={"conversation": entry.conversation[-2:]})
+    asked = [None if r is None else r["request"] for r in _revisions(kept, 2)]
+    assert asked == [None, "DESK: upper"]
+    assert _revisions(kept, 0) == []
+
+
 def test_revoke_audits_and_blocks_replay(server: JupyterServer, keys: dict[str, str]) -> None:
     key = keys["NORTHWIND"]
     path = f"dataeng-magics/entries/{key}/revoke"
     assert server.request("POST", path, b"not json")[0] == 400
+    for body in ({}, {"reason": "   "}):  # a revocation needs a reason
+        status, reply = server.request("POST", path, body)
+        assert status == 400 and "needs a reason" in reply["message"]
+    assert (
+        server.request("GET", f"dataeng-magics/entries/{key}")[1]["entry"]["status"] == "approved"
+    )
     status, reply = server.request("POST", path, {"reason": "  mapping v2 arrived "})
     assert status == 200
     assert reply["entry"]["status"] == "revoked"
@@ -159,7 +189,7 @@ def test_revoke_audits_and_blocks_replay(server: JupyterServer, keys: dict[str, 
     status, reply = server.request("POST", path, {"reason": "again"})
     assert status == 409 and "already revoked" in reply["message"]
     unknown = "dataeng-magics/entries/ffffffffffffffff/revoke"
-    assert server.request("POST", unknown, {})[0] == 404
+    assert server.request("POST", unknown, {"reason": "x"})[0] == 404
     # ACME was untouched; the old path still revokes (a panel built before the rename)
     acme = f"dataeng-magics/entries/{keys['ACME']}"
     assert server.request("GET", acme)[1]["entry"]["status"] == "draft"

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +20,21 @@ from openpyxl import load_workbook
 
 from dataeng_magics.state.store import Entry
 from dataeng_magics.widgets import ApprovedPanel, ChatWidget, ReviewPanel, text_report
+from dataeng_magics.widgets import _render as render
 from dataeng_magics.widgets._render import ADDED, MARKED, REMOVED
-from dataeng_magics.widgets.review import MATERIALISE_NOTE
-from dataeng_magics.workflow import RunSummary, TransformRequest, TransformSession
+from dataeng_magics.widgets.code import CodeView
+from dataeng_magics.widgets.review import MATERIALISE_NOTE, REVIEWER_NEEDED
+from dataeng_magics.workflow import (
+    RERUN_TRANSFORM,
+    RunSummary,
+    TransformRequest,
+    TransformSession,
+    revoke,
+)
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
-CHAT_JS = Path(__file__).resolve().parent.parent / "dataeng_magics/widgets/static/chat.js"
+STATIC = Path(__file__).resolve().parent.parent / "dataeng_magics/widgets/static"
+CHAT_JS = STATIC / "chat.js"
 
 
 def make_session(mapping: Path) -> TransformSession:
@@ -43,14 +53,22 @@ def html_values(widget: Any) -> Iterator[str]:
     """The markup of every HTML widget inside ``widget``: what the front end renders."""
     if isinstance(widget, ipywidgets.HTML):
         yield widget.value
+    if isinstance(widget, CodeView):
+        yield widget.html
     for child in getattr(widget, "children", ()):
         yield from html_values(child)
 
 
+def front_end_message(widget: Any, content: dict[str, Any]) -> None:
+    """Deliver a custom message from the widget's JS, as the comm delivers it."""
+    widget._handle_msg(
+        {"content": {"data": {"method": "custom", "content": content}}, "buffers": []}
+    )
+
+
 def js_message(chat: ChatWidget, text: str) -> None:
-    """Deliver what chat.js sends on Send, as the comm delivers it to the widget."""
-    content = {"type": "user", "text": text}
-    chat._handle_msg({"content": {"data": {"method": "custom", "content": content}}, "buffers": []})
+    """Deliver what chat.js sends on Send."""
+    front_end_message(chat, {"type": "user", "text": text})
 
 
 def stored(session: TransformSession) -> Entry:
@@ -85,7 +103,8 @@ def test_review_from_unresolved_draft_to_approval(unresolved: Path) -> None:
     desk_row = next(r for r in panel.mapping_html.value.split("<tr") if "DESK" in r)
     assert MARKED in desk_row and "frobnicate" in desk_row
     assert "UNRESOLVED" in panel.plan_html.value
-    assert "Resolve the 1 unresolved step(s) first" in panel.code_html.value
+    assert "Resolve the 1 unresolved step(s) first" in panel.code_view.note
+    assert panel.code_view.code == "" and panel.code_view.html == ""
     assert "unresolved step(s)" in panel.preview_html.value
     assert panel.preview_button.disabled
     assert panel.refresh_preview() is None  # says so instead of starting Spark
@@ -112,7 +131,12 @@ def test_review_from_unresolved_draft_to_approval(unresolved: Path) -> None:
     assert user == {"role": "user", "text": "DESK: first 4 characters, then upper"}
     assert planner["role"] == "planner" and any("DESK" in c for c in planner["changes"])
     assert not panel.chat.busy
-    assert "spark" in panel.code_html.value  # the compiled code is shown now
+    # the compiled code is shown now, said to be the draft's, and highlighted once the
+    # Code tab is opened (not before: the panel's first paint does not wait for it)
+    assert panel.code_view.code == panel.entry.code and panel.code_view.html == ""
+    assert "Compiled from the draft (not approved yet)" in panel.code_view.note
+    panel.tabs.selected_index = panel.tabs.titles.index("Code")
+    assert '<span class="n">spark</span>' in panel.code_view.html
     assert "Runs the plan on the sample rows" in panel.preview_html.value
 
     # and one through chat.send, the same path from Python
@@ -138,8 +162,9 @@ def test_review_from_unresolved_draft_to_approval(unresolved: Path) -> None:
     assert panel._review_row not in panel.footer.children
     assert "alice" in panel.approved_html.value
     assert entry.code_sha256[:16] in panel.approved_html.value
-    assert "%%transform_run" in panel.code_html.value and entry.key in panel.code_html.value
-    assert MATERIALISE_NOTE in panel.code_html.value
+    assert panel.code_view.code.startswith("%%transform_run") and entry.key in panel.code_view.code
+    assert entry.code in panel.code_view.code and 'class="kn">import</span>' in panel.code_view.html
+    assert "Approved by alice" in panel.code_view.note and MATERIALISE_NOTE in panel.code_view.note
     assert "%transform materialise" in MATERIALISE_NOTE
 
 
@@ -189,13 +214,60 @@ def test_reject_requires_a_reason(example: Path) -> None:
 
 def test_refresh_shows_changes_made_outside_the_panel(unresolved: Path) -> None:
     session = make_session(unresolved)
-    panel = ReviewPanel(session)
+    panel = ReviewPanel(session, reviewer="hal")
     session.revise("DESK: upper")  # e.g. `%transform revise ...` or the CLI
     assert panel.approve_button.disabled
     assert panel.refresh().plan_sha256 == stored(session).plan_sha256
     assert not panel.approve_button.disabled and not panel.unresolved
     session.approve("gina")
     assert panel.refresh().status == "approved" and "gina" in panel.approved_html.value
+
+
+def as_user(monkeypatch: pytest.MonkeyPatch, hub: str | None, os_user: str) -> None:
+    """Who the process runs as: JupyterHub's user (None: not under a hub), the OS user."""
+    if hub is None:
+        monkeypatch.delenv("JUPYTERHUB_USER", raising=False)
+    else:
+        monkeypatch.setenv("JUPYTERHUB_USER", hub)
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):  # what getpass reads first
+        monkeypatch.setenv(name, os_user)
+
+
+@pytest.mark.parametrize(
+    ("given", "hub", "os_user", "shown"),
+    [
+        (None, "jane", "root", "jane"),  # the JupyterHub user
+        (None, None, "ola", "ola"),  # else the OS user
+        ("Carol Reviewer", "jane", "ola", "Carol Reviewer"),  # --reviewer / the setting
+        (None, None, "root", ""),  # no person's name: typed in before approving
+        (None, None, "jovyan", ""),
+    ],
+)
+def test_reviewer_defaults_to_a_persons_name(
+    example: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    given: str | None,
+    hub: str | None,
+    os_user: str,
+    shown: str,
+) -> None:
+    as_user(monkeypatch, hub, os_user)
+    session = make_session(example)
+    panel = ReviewPanel(session, reviewer=given)
+    assert panel.reviewer.value == shown
+    assert panel.approve_button.disabled is (shown == "")
+    if shown:
+        return
+    assert panel.approve_button.tooltip == REVIEWER_NEEDED
+    panel.approve_button.click()  # a click anyway: refused, and nothing recorded
+    assert stored(session).status == "draft" and events(session, "approval") == []
+    panel.reviewer.value = "  "
+    assert panel.approve_button.disabled
+    panel.reviewer.value = "Ida"  # typing a name is what enables it
+    assert not panel.approve_button.disabled
+    assert panel.approve_button.tooltip == "Approve this plan and its compiled code."
+    panel.approve_button.click()
+    assert stored(session).reviewer == "Ida"
 
 
 def test_run_before_approval_is_one_line_error(example: Path) -> None:
@@ -236,6 +308,122 @@ def test_sample_tab_shows_rows_and_inferred_types(example: Path) -> None:
             assert f"{column}<br><span" in value and type_name in value
     first_trade = str(session.samples["trades"].frame.iloc[0]["Trade ID"]).strip()
     assert first_trade in value
+
+
+# --- the tabs' HTML ---------------------------------------------------------------
+
+
+class _Tables(HTMLParser):
+    """Headings and tables of a tab's markup, as text: what a reviewer reads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[Any] = []  # heading texts and tables (lists of rows of cells)
+        self.cells: list[dict[str, str | None]] = []  # each cell's attributes, in order
+        self._text: list[str] | None = None
+        self._heading = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "table":
+            self.parts.append([])
+        elif tag == "tr":
+            self.parts[-1].append([])
+        elif tag in ("td", "th"):
+            self.cells.append({"tag": tag, **dict(attrs)})
+            self._text = []
+        elif tag == "div" and "font-weight:600" in (dict(attrs).get("style") or ""):
+            self._heading, self._text = True, []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._text is not None:
+            self.parts[-1][-1].append("".join(self._text))
+            self._text = None
+        elif tag == "div" and self._heading and self._text is not None:
+            self.parts.append("".join(self._text))
+            self._heading, self._text = False, None
+
+    def handle_data(self, data: str) -> None:
+        if self._text is not None:
+            self._text.append(data)
+
+
+def parse_tables(markup: str) -> _Tables:
+    parser = _Tables()
+    parser.feed(markup)
+    return parser
+
+
+def test_tables_keep_their_header_and_show_one_line_per_cell() -> None:
+    long = "a very long value " * 10
+    markup = render.table(["Name", "Note"], [[long, None], ["line 1\nline 2", 3]])
+    parsed = parse_tables(markup)
+    assert parsed.parts == [[["Name", "Note"], [long, "null"], ["line 1↵line 2", "3"]]]
+    heads = [c for c in parsed.cells if c["tag"] == "th"]
+    cells = [c for c in parsed.cells if c["tag"] == "td"]
+    for head in heads:  # the header row stays visible while the rows scroll
+        assert "position:sticky;top:0" in (head["style"] or "")
+    for cell in cells:
+        style = cell["style"] or ""
+        assert "white-space:pre" in style and "text-overflow:ellipsis" in style
+        assert f"max-width:{render.CELL_WIDTH}" in style
+    # the full value on hover; none for a null
+    assert [c.get("title") for c in cells] == [long, None, "line 1\nline 2", "3"]
+    # scrolls inside its own box, never wider than the tab
+    assert markup.startswith(f"<div class='dem-table' style='{render.TABLE_BOX}'>")
+    assert "overflow:auto" in render.TABLE_BOX and "max-width:100%" in render.TABLE_BOX
+
+
+def test_mapping_tab_groups_columns_per_table_and_shows_each_formats_options(
+    example: Path,
+) -> None:
+    session = make_session(example)
+    parsed = parse_tables(render.mapping_html(session.mapping, session.plan_of(stored(session))))
+    headings = [part for part in parsed.parts if isinstance(part, str)]
+    tables = [part for part in parsed.parts if isinstance(part, list)]
+    counts = {name: len(cols) for name, cols in session.mapping.tables().items()}
+    assert headings == [f"{name} ({n} columns)" for name, n in counts.items()] + [
+        "Sources",
+        "Filters",
+    ]
+    for table, n in zip(tables, counts.values(), strict=False):
+        assert table[0][0] == "Column" and "Table" not in table[0]  # the name is the heading
+        assert len(table) == n + 1
+        assert not {name for name in counts} & {row[0] for row in table[1:]}
+    trades = {row[0]: row for row in tables[0][1:]}
+    assert trades["TRADE_ID"][4] == "trades.Trade ID"  # source and column in one cell
+    sources = {row[0]: row for row in tables[len(counts)][1:]}
+    assert tables[len(counts)][0] == ["Source", "Format", "Path", "Read options"]
+    assert sources["trades"][1:2] == ["csv"] and "delimiter ','" in sources["trades"][3]
+    assert sources["counterparties"][1:2] == ["parquet"] and sources["counterparties"][3] == ""
+
+
+def test_code_tab_is_highlighted_escaped_and_says_where_it_comes_from() -> None:
+    html = render.highlight_python("x = '<b>'  # note\nimport os")
+    assert '<span class="n">x</span>' in html and '<span class="kn">import</span>' in html
+    assert "<span class=\"s1\">'&lt;b&gt;'</span>" in html and "<b>" not in html
+    assert '<span class="c1"># note</span>' in html
+    assert "Compiled from the draft (not approved yet)" in render.code_note("draft", 0)
+    assert "Read-only" in render.code_note("draft", 0)
+    assert "Compiled from the revoked plan" in render.code_note("revoked", 0)
+    assert render.code_note("draft", 2).startswith("Resolve the 2 unresolved step(s) first")
+
+
+def test_code_view_highlights_only_while_shown() -> None:
+    view = CodeView()
+    view.show("spark.range(1)", "compiled")
+    assert (view.code, view.html, view.note) == ("spark.range(1)", "", "compiled")
+    view.active = True  # its tab is selected
+    highlighted = view.html
+    assert '<span class="n">spark</span>' in highlighted
+    view.show("spark.range(1)", "approved")  # the same code: not highlighted again
+    assert view.html is highlighted and view.note == "approved"
+    view.show("spark.range(2)", "revised")  # shown: highlighted at once
+    assert '<span class="mi">2</span>' in view.html
+    view.active = False
+    view.show("spark.range(3)", "revised again")  # hidden: plain until shown again
+    assert view.html == ""
+    view.show("", "resolve first")
+    assert (view.code, view.html, view.note) == ("", "", "resolve first")
 
 
 # --- text fallback ----------------------------------------------------------------
@@ -309,6 +497,50 @@ def test_approved_panel_shows_runs_materialises_and_redrafts(example: Path) -> N
     assert events(session, "draft")[-1].actor == "erin"
     assert panel.entry.status == "draft"
     assert "status: draft" in panel._repr_mimebundle_()["text/plain"]
+
+
+def test_a_revocation_made_elsewhere_shows_when_the_reviewer_comes_back(
+    example: Path, tmp_path: Path
+) -> None:
+    session = make_session(example)
+    session.approve("dave")
+    entry = session.approved_entry()
+    assert entry is not None
+    panel = ApprovedPanel(session, entry)
+    assert "dem-panel" in panel._dom_classes and panel.frame in panel.children
+    assert not panel.run_button.disabled
+    revoke(session.settings, entry.key, "carol", "mapping v5")  # the side panel, the CLI
+
+    front_end_message(panel.frame, {"type": "something else"})
+    assert "✔ Approved plan" in panel.info_html.value  # only a return to the panel re-reads
+    front_end_message(panel.frame, {"type": "interact"})  # pointer or focus back in the panel
+    info = panel.info_html.value
+    assert "No longer approved" in info and "carol" in info and "mapping v5" in info
+    assert RERUN_TRANSFORM in info
+    assert panel.run_button.disabled and panel.materialise_button.disabled
+    assert panel.run_button.tooltip == RERUN_TRANSFORM
+
+
+def test_run_and_materialise_recheck_the_approval_first(example: Path, tmp_path: Path) -> None:
+    session = make_session(example)
+    review = ReviewPanel(session, reviewer="dave")
+    entry = review.approve()
+    assert entry is not None and not review.run_button.disabled
+    approved = ApprovedPanel(session, entry)
+    revoke(session.settings, entry.key, "carol", "mapping v5")
+
+    # the buttons still look enabled (nobody came back yet); a click re-reads first
+    for panel in (review, approved):
+        assert panel.run(str(tmp_path / "out")) is None
+        said = panel.status.value
+        assert "The approval was revoked by carol: mapping v5. Nothing ran." in said
+        assert "Re-run the %%transform cell above" in said and "dataeng-magics" not in said
+        assert panel.run_button.disabled
+    asked = approved.inserter.materialise
+    assert approved.materialise() is None and approved.inserter.materialise == asked
+    assert "revoked by carol" in approved.status.value
+    assert "revoked by carol" in review.approved_html.value  # the footer shows it too
+    assert stored(session).runs == 0 and not (tmp_path / "out").exists()
 
 
 # --- the chat widget --------------------------------------------------------------
@@ -416,6 +648,16 @@ form.listeners.submit({ preventDefault() {} });
 input.value = "";
 input.listeners.keydown({ key: "Enter", shiftKey: false, preventDefault() {} });
 out.sent = [...sent];
+// Shift+Enter is a new line; Enter while an IME composes is not a send
+input.value = "two lines";
+input.listeners.keydown({ key: "Enter", shiftKey: true, preventDefault() { throw 1; } });
+input.listeners.keydown({ key: "Enter", isComposing: true, preventDefault() { throw 1; } });
+out.sentAfterShiftEnter = sent.length;
+// no key typed in the chat reaches the notebook: Lumino skips it, nobody above hears it
+const box = root.children[0];
+let stopped = 0;
+box.listeners.keydown({ key: "Enter", shiftKey: true, stopPropagation() { stopped++; } });
+out.keys = [box.attrs["data-lm-suppress-shortcuts"], stopped];
 state.busy = true;
 handlers["change:busy"]();
 out.busy = [input.disabled, button.disabled, button.textContent];
@@ -429,12 +671,20 @@ console.log(JSON.stringify(out));
 """
 
 
-def test_chat_front_end_renders_text_and_sends_user_messages(tmp_path: Path) -> None:
+def run_front_end(tmp_path: Path, script: str, *args: str) -> Any:
+    """Run ``script`` (a module that prints JSON) with node; what it printed."""
     node = shutil.which("node")
     if node is None:
         pytest.skip("node is not installed")
-    script = tmp_path / "fake_dom.mjs"
-    script.write_text(FAKE_DOM, encoding="utf-8")
+    path = tmp_path / "front_end.mjs"
+    path.write_text(script, encoding="utf-8")
+    result = subprocess.run(
+        [node, str(path), *args], capture_output=True, text=True, check=True, timeout=60
+    )
+    return json.loads(result.stdout)
+
+
+def test_chat_front_end_renders_text_and_sends_user_messages(tmp_path: Path) -> None:
     state = {
         "busy": False,
         "messages": [
@@ -443,20 +693,57 @@ def test_chat_front_end_renders_text_and_sends_user_messages(tmp_path: Path) -> 
             {"role": "x' onclick='alert(1)", "text": "odd role"},
         ],
     }
-    result = subprocess.run(
-        [node, str(script), CHAT_JS.as_uri(), json.dumps(state)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    out = json.loads(result.stdout)
+    out = run_front_end(tmp_path, FAKE_DOM, CHAT_JS.as_uri(), json.dumps(state))
     assert out["first"] == [
         ["dem-chat-msg dem-chat-system", "Notehello"],
         ["dem-chat-msg dem-chat-planner", "Planner<img src=x>+  A-  B"],  # as text, not markup
         ["dem-chat-msg dem-chat-system", "Noteodd role"],  # unknown roles never reach a class
     ]
     assert out["sent"] == [{"type": "user", "text": "DESK: upper"}]  # blank input is not sent
+    assert out["sentAfterShiftEnter"] == 1
+    assert out["keys"] == ["true", 1]
     assert out["busy"] == [True, True, "Revising…"]
     assert out["sentWhileBusy"] == 1
     assert out["after"] == 4
+
+
+#: frame.js's world: a panel found on a later animation frame, its listeners, the model.
+FRAME_DOM = """
+const listeners = {};
+const panel = {
+  dataset: {}, attrs: {},
+  setAttribute(name, value) { this.attrs[name] = value; },
+  addEventListener(type, f) { listeners[type] = f; },
+  removeEventListener(type) { delete listeners[type]; },
+};
+let attached = null;
+const el = { classList: { add() {} }, closest: (sel) => (sel === ".dem-panel" ? attached : null) };
+const frames = [];
+globalThis.requestAnimationFrame = (f) => frames.push(f);
+globalThis.cancelAnimationFrame = () => {};
+const { default: widget } = await import(process.argv[2]);
+const sent = [];
+const cleanup = widget.render({ model: { send: (m) => sent.push(m) }, el });
+const out = { before: panel.attrs["data-lm-suppress-shortcuts"] ?? null, waiting: frames.length };
+attached = panel;  // the panel's children are attached now
+frames.shift()();
+out.attr = panel.attrs["data-lm-suppress-shortcuts"];
+let stopped = 0;
+listeners.keydown({ key: "Enter", shiftKey: true, stopPropagation() { stopped++; } });
+out.stopped = stopped;
+listeners.pointerenter();
+listeners.focusin();  // right after: one message for both
+out.sent = sent;
+cleanup();
+out.after = Object.keys(listeners);
+console.log(JSON.stringify(out));
+"""
+
+
+def test_frame_keeps_keys_in_the_panel_and_reports_returns(tmp_path: Path) -> None:
+    out = run_front_end(tmp_path, FRAME_DOM, (STATIC / "frame.js").as_uri())
+    assert out["before"] is None and out["waiting"] == 1  # it waits for its panel
+    assert out["attr"] == "true"  # Lumino (JupyterLab, Notebook 7) skips its shortcuts
+    assert out["stopped"] == 1  # nobody above hears the key
+    assert out["sent"] == [{"type": "interact"}]
+    assert out["after"] == []  # a removed panel keeps no listener

@@ -14,9 +14,10 @@ from collections.abc import Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from dataeng_magics.plan.render import column_steps
+from dataeng_magics.redact import public_path  # source paths may carry SAS tokens
 
 if TYPE_CHECKING:
-    from dataeng_magics.mapping.model import Mapping
+    from dataeng_magics.mapping.model import Mapping, SourceSpec
     from dataeng_magics.plan.model import Plan
     from dataeng_magics.run.validate import ValidationReport
     from dataeng_magics.sources.sampling import Sample
@@ -52,7 +53,15 @@ def cell(value: object) -> str:
         return value
     if _is_null(value):
         return f"<span style='{MUTED}'>null</span>"
-    return esc(value)
+    return esc(str(value).replace("\r\n", "\n").replace("\n", "↵"))  # one line
+
+
+def _title(value: object) -> str:
+    """The full value, shown on hover over a cell cut to one line."""
+    if isinstance(value, Html) or _is_null(value):
+        return ""
+    text = str(value)
+    return f" title='{esc(text)}'" if text else ""
 
 
 def _div(text: str, style: str) -> Html:
@@ -71,6 +80,22 @@ def pre(text: str, style: str = "") -> Html:
     return Html(f"<pre style='{PRE};{style}'>{esc(text)}</pre>")
 
 
+#: Table cells: one line each, cut at CELL_WIDTH with the full value on hover, so a wide
+#: table stays readable and scrolls sideways inside its own box, never the whole tab.
+CELL_WIDTH = "20em"
+_BORDER = "border-bottom:1px solid rgba(128,128,128,0.25)"
+_TH = (
+    f"text-align:left;padding:3px 6px;{_BORDER};vertical-align:bottom;white-space:nowrap;"
+    "position:sticky;top:0;z-index:1;background:var(--jp-layout-color1,#fff);line-height:1.4"
+)
+_TD = (
+    f"text-align:left;padding:3px 6px;{_BORDER};vertical-align:top;white-space:pre;"
+    f"overflow:hidden;text-overflow:ellipsis;max-width:{CELL_WIDTH};line-height:1.4"
+)
+#: The table's own scroll box: both directions, so the header row can stick to its top.
+TABLE_BOX = "overflow:auto;max-height:460px;max-width:100%"
+
+
 def table(
     head: Sequence[object],
     rows: Iterable[Sequence[object]],
@@ -78,20 +103,18 @@ def table(
     marked: Collection[int] = (),
     titles: dict[int, str] | None = None,
 ) -> Html:
-    """An HTML table; rows whose index is in ``marked`` are highlighted."""
-    border = "border-bottom:1px solid rgba(128,128,128,0.25)"
-    th = f"text-align:left;padding:3px 8px;{border};vertical-align:bottom"
-    td = f"text-align:left;padding:3px 8px;{border};vertical-align:top;white-space:pre-wrap"
-    header = "".join(f"<th style='{th}'>{cell(h)}</th>" for h in head)
+    """An HTML table whose header row stays visible while it scrolls; rows whose index is
+    in ``marked`` are highlighted (``titles``: their hover text)."""
+    header = "".join(f"<th style='{_TH}'{_title(h)}>{cell(h)}</th>" for h in head)
     body = []
     for i, row in enumerate(rows):
         style = f" style='{MARKED}'" if i in marked else ""
         title = f" title='{esc(titles[i])}'" if titles and i in titles else ""
-        cells = "".join(f"<td style='{td}'>{cell(v)}</td>" for v in row)
+        cells = "".join(f"<td style='{_TD}'{_title(v)}>{cell(v)}</td>" for v in row)
         body.append(f"<tr{style}{title}>{cells}</tr>")
     return Html(
-        "<div style='overflow:auto;max-height:460px'>"
-        "<table style='border-collapse:collapse;font-size:12px'>"
+        f"<div class='dem-table' style='{TABLE_BOX}'>"
+        "<table style='border-collapse:separate;border-spacing:0;font-size:12px'>"
         f"<thead><tr>{header}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
     )
 
@@ -104,66 +127,49 @@ def typed_header(name: str, type_name: str) -> Html:
 
 
 def mapping_html(mapping: Mapping, plan: Plan) -> Html:
-    """The parsed mapping, with each target column's planned steps beside its rule."""
-    from dataeng_magics.redact import public_path  # source paths may carry SAS tokens
-
+    """The parsed mapping, one table per target table, with each target column's planned
+    steps beside its rule; then the sources (with the read options of their format)."""
     columns = {(t.name, c.name): c for t in plan.tables for c in t.columns}
-    rows: list[list[object]] = []
-    marked: set[int] = set()
-    titles: dict[int, str] = {}
-    for target in mapping.targets:
-        planned = columns.get((target.table, target.name))
-        if planned is None:
-            steps = "(not in the plan)"
-        else:
-            steps = column_steps(planned)  # the Plan tab's words for the same steps
-            if planned.unresolved:
-                marked.add(len(rows))
-                reasons = "; ".join(f"{s.text!r}: {s.reason}" for s in planned.unresolved)
-                titles[len(rows)] = f"unresolved: {reasons}"
-        rows.append(
-            [
-                target.table,
-                target.name,
-                target.type,
-                "yes" if target.required else "",
-                "" if target.default is None else target.default,
-                target.source or "",
-                target.source_column or "",
-                target.rule,
-                steps,
-            ]
-        )
     unresolved = len(plan.unresolved())
-    summary = f"{len(mapping.targets)} target columns in {len(mapping.tables())} table(s); " + (
+    tables = mapping.tables()
+    summary = f"{len(mapping.targets)} target columns in {len(tables)} table(s); " + (
         f"{unresolved} unresolved (highlighted)" if unresolved else "every rule resolved"
     )
-    head = [
-        "Table",
-        "Column",
-        "Type",
-        "Required",
-        "Default",
-        "Source",
-        "Source column",
-        "Rule",
-        "Planned steps",
-    ]
-    parts = [
-        note(summary, MARKED if unresolved else MUTED),
-        table(head, rows, marked=marked, titles=titles),
-    ]
+    head = ["Column", "Type", "Required", "Default", "Source column", "Rule", "Planned steps"]
+    parts = [note(summary, MARKED if unresolved else MUTED)]
+    for name, targets in tables.items():
+        rows: list[list[object]] = []
+        marked: set[int] = set()
+        titles: dict[int, str] = {}
+        for target in targets:
+            planned = columns.get((name, target.name))
+            if planned is None:
+                steps = "(not in the plan)"
+            else:
+                steps = column_steps(planned)  # the Plan tab's words for the same steps
+                if planned.unresolved:
+                    marked.add(len(rows))
+                    reasons = "; ".join(f"{s.text!r}: {s.reason}" for s in planned.unresolved)
+                    titles[len(rows)] = f"unresolved: {reasons}"
+            rows.append(
+                [
+                    target.name,
+                    target.type,
+                    "yes" if target.required else "",
+                    "" if target.default is None else target.default,
+                    ".".join(part for part in (target.source, target.source_column) if part),
+                    target.rule,
+                    steps,
+                ]
+            )
+        parts.append(heading(f"{name} ({len(targets)} columns)"))
+        parts.append(table(head, rows, marked=marked, titles=titles))
     parts.append(heading("Sources"))
     parts.append(
         table(
-            ["Source", "Format", "Path", "Options"],
+            ["Source", "Format", "Path", "Read options"],
             [
-                [
-                    name,
-                    spec.format,
-                    public_path(spec.path),
-                    _options(spec.delimiter, spec.header, spec.encoding, spec.excel_sheet),
-                ]
+                [name, spec.format, public_path(spec.path), read_options(spec)]
                 for name, spec in mapping.sources.items()
             ],
         )
@@ -179,11 +185,16 @@ def mapping_html(mapping: Mapping, plan: Plan) -> Html:
     return Html("".join(parts))
 
 
-def _options(delimiter: str, header: bool, encoding: str, sheet: str | None) -> str:
-    parts = [f"delimiter {delimiter!r}", "header" if header else "no header", encoding]
-    if sheet:
-        parts.append(f"sheet {sheet!r}")
-    return ", ".join(parts)
+def read_options(spec: SourceSpec) -> str:
+    """The options that apply to the source's format: a Parquet file has none."""
+    if spec.format == "csv":
+        return ", ".join(
+            [f"delimiter {spec.delimiter!r}", "header" if spec.header else "no header",
+             spec.encoding]
+        )  # fmt: skip
+    if spec.format == "excel" and spec.excel_sheet:
+        return f"sheet {spec.excel_sheet!r}"
+    return ""
 
 
 def samples_html(samples: dict[str, Sample], schemas: dict[str, dict[str, str]], rows: int) -> Html:
@@ -235,25 +246,34 @@ def plan_html(pseudocode: str, unresolved: int, last: tuple[list[str], str] | No
     return Html("".join(parts))
 
 
-def code_html(code: str, unresolved: int) -> Html:
-    if unresolved or not code:
-        return note(
-            f"Resolve the {unresolved} unresolved step(s) first: the code is compiled from the "
-            "plan once every step is resolved."
+def code_note(status: str, unresolved: int) -> str:
+    """What the Code tab says above the code: where it comes from, and that it is
+    read-only. Until the plan is approved, the code is the draft's."""
+    if unresolved:
+        return (
+            f"Resolve the {unresolved} unresolved step(s) first: the code is compiled from "
+            "the plan once every step is resolved."
         )
-    return Html(
-        str(
-            note(
-                "Read-only: compiled deterministically from the plan. Change the plan (Chat), "
-                "not the code."
-            )
-        )
-        + pre(code)
+    where = "the draft (not approved yet)" if status == "draft" else f"the {status} plan"
+    return (
+        f"Compiled from {where}, deterministically. Read-only: change the plan (Chat tab), "
+        "not the code."
     )
 
 
+def highlight_python(code: str) -> Html:
+    """Python as Pygments token spans (Pygments escapes the text); the classes are
+    coloured by static/panel.css from the notebook theme's editor colours."""
+    from pygments import highlight
+    from pygments.formatters import HtmlFormatter
+    from pygments.lexers import PythonLexer
+
+    spans = highlight(code, PythonLexer(), HtmlFormatter(nowrap=True))
+    return Html(f"<pre class='dem-code-pre' style='{PRE}'>{spans}</pre>")
+
+
 def materialised_html(cell_text: str, instruction: str) -> Html:
-    return Html(str(note(instruction, "")) + pre(cell_text))
+    return Html(str(note(instruction, "")) + highlight_python(cell_text))
 
 
 def report_html(report: ValidationReport) -> Html:

@@ -5,7 +5,8 @@ that ran, and only when a cell runs), so the panel holds this invisible anywidge
 ``request(cell, key, code_sha256)`` sets a synced trait; its JS dispatches a bubbling
 ``dataeng-magics:materialise`` DOM event from the panel's output, which the lab
 extension answers by inserting the cell below the ``%%transform`` cell, with metadata
-naming the approval, unless one with that key and code hash is already there. Where
+naming the approval, unless one with that key and code hash is already there; an
+earlier approved cell of the same client and mapping there is replaced. Where
 nobody listens (no extension: Notebook 7 alone, VS Code, Databricks, Fabric) nothing
 happens, and ``%transform materialise`` inserts it from the kernel instead.
 """
@@ -19,8 +20,8 @@ from typing import Any, Literal
 import anywidget
 import traitlets
 
-Result = Literal["inserted", "exists"]
-RESULTS: tuple[Result, ...] = ("inserted", "exists")
+Result = Literal["inserted", "exists", "replaced"]
+RESULTS: tuple[Result, ...] = ("inserted", "exists", "replaced")
 
 
 class CellInserter(anywidget.AnyWidget):

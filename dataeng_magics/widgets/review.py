@@ -6,24 +6,28 @@ rules (what may be approved, what a run records). Errors the user can fix
 (``DataEngMagicsError``) show as one line in the status bar, never as a traceback.
 
 Fabric notebooks do not support the ``Output`` widget and ``jslink``, so results are
-HTML widgets whose value is replaced.
+HTML widgets whose value is replaced. Each panel holds a ``PanelFrame``: keys typed in
+the panel stay in it, and when the reviewer comes back to it, it re-reads its entry, so
+a revocation made elsewhere shows before anyone clicks.
 """
 
 from __future__ import annotations
 
-import getpass
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
+from dataeng_magics.config import NOT_A_PERSON, current_user
 from dataeng_magics.errors import DataEngMagicsError
 from dataeng_magics.widgets import _render as render
 from dataeng_magics.widgets.chat import ChatWidget, Message
+from dataeng_magics.widgets.code import CodeView
+from dataeng_magics.widgets.frame import PANEL_CLASS, PanelFrame
 from dataeng_magics.widgets.insert import CellInserter, Result
 from dataeng_magics.widgets.report import text_report, when
-from dataeng_magics.workflow import approval_blocker
+from dataeng_magics.workflow import RERUN_TRANSFORM, approval_blocker
 
 if TYPE_CHECKING:
     from dataeng_magics.plan.model import ColumnPlan, Plan, Unresolved
@@ -43,7 +47,9 @@ PREVIEW_RUNNING = "running… (the first preview starts local Spark, about 10 s)
 INSERTED = {
     "inserted": "The approved code is inserted as a cell below (read-only until unlocked).",
     "exists": "The approved cell is already in this notebook.",
+    "replaced": "The approved code replaces the earlier approved cell below (read-only).",
 }
+REVIEWER_NEEDED = "Type your name in Reviewer first: an approval records who approved it."
 PREVIEW_INTRO = (
     "Runs the plan on the sample rows with local Spark and applies the mapping's checks "
     "(the first preview starts Spark, about 10 s)."
@@ -73,15 +79,27 @@ def _running(view: Any, button: Any, text: str) -> Iterator[None]:
         button.disabled = False
 
 
-def _default_user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # containers without a passwd entry for the uid
-        return ""
+def default_reviewer(given: str | None = None) -> str:
+    """The Reviewer field's first value: the name given (``--reviewer``, the ``reviewer``
+    setting), else the Jupyter user; empty, to be typed in, where that is no person's
+    name (``root``, a container's user, unknown)."""
+    if given and given.strip():
+        return given.strip()
+    user = current_user()
+    return "" if user in NOT_A_PERSON else user
 
 
 def _short(digest: str) -> str:
     return digest[:16]
+
+
+def _gone(entry: Entry) -> str:
+    """Why an approval the panel showed is no longer there, and what to do."""
+    if entry.status == "revoked":
+        why = f"was revoked by {entry.revoked_by}: {entry.reason or 'no reason given'}"
+    else:
+        why = f"is gone: the plan is {entry.status} now"
+    return f"The approval {why}. Nothing ran. {RERUN_TRANSFORM}"
 
 
 class _Panel(widgets.VBox):
@@ -96,6 +114,7 @@ class _Panel(widgets.VBox):
         self, session: TransformSession, *, on_run: Callable[[RunSummary], object] | None
     ) -> None:
         super().__init__()
+        self.add_class(PANEL_CLASS)
         self.session = session
         self._on_run = on_run
         self.output_dir = widgets.Text(
@@ -108,16 +127,37 @@ class _Panel(widgets.VBox):
         self.run_button.on_click(lambda _: self.run())
         self.status = widgets.HTML()
         self.inserter = CellInserter(on_result=self._inserted)
+        self.frame = PanelFrame(on_interact=self.recheck)
 
     @property
     def entry(self) -> Entry:
         """The stored entry as of the last action."""
         return self._entry
 
+    def refresh(self) -> Entry:
+        """Re-read the stored entry and show it."""
+        raise NotImplementedError
+
+    def recheck(self) -> Entry:
+        """Re-read the stored entry and show it if it changed elsewhere (revoked from the
+        side panel, the CLI or another kernel); cheap, so it runs before every action."""
+        stored, shown = self.session.entry(), self._entry
+        if stored is None or (stored.status, stored.updated_at, stored.plan_sha256) == (
+            shown.status, shown.updated_at, shown.plan_sha256
+        ):  # fmt: skip
+            return shown
+        entry = self.refresh()
+        if shown.status == "approved" and entry.status != "approved":
+            self._say(_gone(entry), error=True)  # not the "Approved by ..." of before
+        return entry
+
     def run(self, output_dir: str | None = None) -> RunSummary | None:
         """Run the approved code (default output: the Output dir field)."""
         if output_dir is not None:
             self.output_dir.value = output_dir
+        shown = self._entry.status
+        if shown == "approved" and self.recheck().status != "approved":
+            return None  # recheck said by whom and why, rather than the CLI's hint
         try:
             with _running(self._run_view, self.run_button, "running…"):
                 summary = self.session.run(output_dir=self._output_dir(), actor=self._actor())
@@ -174,7 +214,7 @@ class ReviewPanel(_Panel):
     ) -> None:
         super().__init__(session, on_run=on_run)
         self._on_approved = on_approved
-        self._entry = session.draft(actor=reviewer)
+        self._entry = session.draft(actor=reviewer or current_user())
         self._plan = session.plan_of(self._entry)
         self._last_revision: tuple[list[str], str] | None = None
 
@@ -186,7 +226,7 @@ class ReviewPanel(_Panel):
         self.preview_button = widgets.Button(description="Run preview", icon="play")
         self.preview_button.on_click(lambda _: self.refresh_preview())
         self.preview_html = widgets.HTML()
-        self.code_html = widgets.HTML()
+        self.code_view = CodeView()
         self.chat = ChatWidget(self._first_messages(), on_user=self.revise)
         self.tabs = widgets.Tab(
             children=[
@@ -194,18 +234,21 @@ class ReviewPanel(_Panel):
                 self.sample_html,
                 self.plan_html,
                 widgets.VBox([self.preview_button, self.preview_html]),
-                self.code_html,
+                self.code_view,
                 self.chat,
             ],
             titles=TABS,
             selected_index=TABS.index("Plan"),
         )
+        self.tabs.observe(self._tab_selected, names="selected_index")
 
         self.reviewer = widgets.Text(
-            value=reviewer or _default_user(),
+            value=default_reviewer(reviewer),
             description="Reviewer",
+            placeholder="your name (required to approve)",
             layout=widgets.Layout(width="260px"),
         )
+        self.reviewer.observe(lambda _: self._show_approve(), names="value")
         self.approve_button = widgets.Button(
             description="Approve", button_style="success", icon="check"
         )
@@ -225,7 +268,9 @@ class ReviewPanel(_Panel):
         self._run_row = widgets.HBox([self.output_dir, self.run_button])
         self.footer = widgets.VBox()
 
-        self.children = (self.tabs, self.footer, self.run_html, self.status, self.inserter)
+        self.children = (
+            self.tabs, self.footer, self.run_html, self.status, self.inserter, self.frame,
+        )  # fmt: skip
         self._show_entry(self._entry)
 
     # -- read-only state ---------------------------------------------------------------
@@ -325,7 +370,7 @@ class ReviewPanel(_Panel):
     # -- rendering ---------------------------------------------------------------------
 
     def _actor(self) -> str | None:
-        return self.reviewer.value.strip() or None
+        return self.reviewer.value.strip() or current_user()
 
     def _ran(self, summary: RunSummary) -> None:
         self._entry = self.session.entry() or self._entry
@@ -389,19 +434,31 @@ class ReviewPanel(_Panel):
         self.preview_button.disabled = bool(unresolved)
         self._show_footer(entry)
 
+    def _tab_selected(self, change: dict[str, Any]) -> None:
+        self.code_view.active = change["new"] == TABS.index("Code")
+
+    def _show_approve(self) -> None:
+        """Approve is enabled for a draft with no unresolved step and a reviewer's name;
+        otherwise its tooltip says what is missing (what a click would be told)."""
+        blocker = approval_blocker(self._plan)
+        status = self._entry.status
+        if blocker is not None:
+            why: str | None = str(blocker)
+        elif status != "draft":
+            why = f"The plan is {status}."
+        elif not self.reviewer.value.strip():
+            why = REVIEWER_NEEDED
+        else:
+            why = None
+        self.approve_button.disabled = why is not None
+        self.approve_button.tooltip = why or "Approve this plan and its compiled code."
+
     def _show_footer(self, entry: Entry) -> None:
         """The Code tab and the footer follow the status: Approve/Reject while a draft;
         who approved it, the materialised cell and Run once approved."""
         unresolved = self.unresolved
         approved = entry.status == "approved"
-        blocker = approval_blocker(self._plan)
-        self.approve_button.disabled = blocker is not None or entry.status != "draft"
-        if blocker is not None:
-            self.approve_button.tooltip = str(blocker)  # what a click would be told
-        elif entry.status != "draft":
-            self.approve_button.tooltip = f"The plan is {entry.status}."
-        else:
-            self.approve_button.tooltip = "Approve this plan and its compiled code."
+        self._show_approve()
         self.reject_button.disabled = entry.status != "draft"
         self.reject_button.tooltip = "Reject this plan (a reason is required)."
         self.run_button.disabled = not approved
@@ -409,14 +466,14 @@ class ReviewPanel(_Panel):
 
         if approved:
             cell = self.session.materialised_cell(entry, self._output_dir())
-            self.code_html.value = render.materialised_html(cell, MATERIALISE_NOTE)
+            self.code_view.show(cell, f"Approved by {entry.reviewer}. {MATERIALISE_NOTE}")
             self.approved_html.value = render.status_html(
                 f"✔ Approved by {entry.reviewer} at {when(entry.approved_at)}; "
                 f"code sha256 {_short(entry.code_sha256)}"
             )
             self.footer.children = (self.approved_html, self._run_row)
         else:
-            self.code_html.value = render.code_html(entry.code, len(unresolved))
+            self.code_view.show(entry.code, render.code_note(entry.status, len(unresolved)))
             if entry.status in ("rejected", "revoked"):
                 who = entry.reviewer if entry.status == "rejected" else entry.revoked_by
                 self.approved_html.value = render.status_html(
@@ -478,6 +535,7 @@ class ApprovedPanel(_Panel):
             self.result_html,
             self.status,
             self.inserter,
+            self.frame,
         )
         self._show()
 
@@ -498,6 +556,9 @@ class ApprovedPanel(_Panel):
         """The approved code as a notebook cell; ``on_materialise`` receives its text."""
         if output_dir is not None:
             self.output_dir.value = output_dir
+        if self.recheck().status != "approved":
+            self._say(_gone(self._entry), error=True)
+            return None
         try:
             cell = self.session.materialised_cell(self._entry, self._output_dir())
         except DataEngMagicsError as exc:
@@ -537,21 +598,32 @@ class ApprovedPanel(_Panel):
 
     def _show(self) -> None:
         entry = self._entry
+        approved = entry.status == "approved"
         last = f"{when(entry.last_run_at)} ({entry.last_outcome})" if entry.runs else "never"
-        self.info_html.value = render.Html(
-            render.heading(f"✔ Approved plan for client {entry.client}")
-            + render.fields_html(
-                [
-                    ("status", entry.status),
-                    ("approved by", entry.reviewer),
-                    ("approved at", when(entry.approved_at)),
-                    ("runs", entry.runs),
-                    ("last run", last),
-                    ("key", entry.key),
-                    ("code sha256", entry.code_sha256),
-                ]
-            )
+        fields: list[tuple[str, object]] = [("status", entry.status)]
+        if entry.status == "revoked":
+            fields += [("revoked by", entry.revoked_by), ("reason", entry.reason)]
+        fields += [
+            ("approved by", entry.reviewer),
+            ("approved at", when(entry.approved_at)),
+            ("runs", entry.runs),
+            ("last run", last),
+            ("key", entry.key),
+            ("code sha256", entry.code_sha256),
+        ]
+        title = (
+            f"✔ Approved plan for client {entry.client}"
+            if approved
+            else f"✘ No longer approved: the plan for client {entry.client} is {entry.status}"
         )
+        self.info_html.value = render.Html(
+            render.heading(title)
+            + ("" if approved else render.note(_gone(entry), render.REMOVED))
+            + render.fields_html(fields)
+        )
+        self.run_button.disabled = self.materialise_button.disabled = not approved
+        if not approved:
+            self.run_button.tooltip = self.materialise_button.tooltip = RERUN_TRANSFORM
         self.plan_html.value = (
             "<details><summary>Plan</summary>"
             + render.pseudocode_html(entry.pseudocode)

@@ -14,6 +14,7 @@ export interface IEntrySummary {
   client: string;
   status: Status;
   reviewer: string | null;
+  revoked_by: string | null;
   approved_at: string | null;
   runs: number;
   last_outcome: string | null;
@@ -28,8 +29,14 @@ export interface IEntryDetail extends IEntrySummary {
   plan_sha256: string;
   code_sha256: string;
   reason: string | null;
-  revoked_by: string | null;
   created_at: string;
+}
+
+/** What a revision asked and changed (from the entry's conversation). */
+export interface IRevision {
+  request: string;
+  reply: string;
+  changes: string[];
 }
 
 export interface IAuditEvent {
@@ -42,6 +49,8 @@ export interface IAuditEvent {
   plan_sha256: string | null;
   code_sha256: string | null;
   details: Record<string, unknown>;
+  /** Only on "revision" events; null where the conversation does not hold it. */
+  revision?: IRevision | null;
 }
 
 export interface IRunRecord {
@@ -99,6 +108,11 @@ export function listEntries(client?: string): Promise<IListReply> {
 
 export function getEntry(key: string): Promise<IDetailReply> {
   return request<IDetailReply>(`entries/${encodeURIComponent(key)}`);
+}
+
+/** The last event of a kind, if any (events come oldest first). */
+export function lastEvent(events: IAuditEvent[], kind: string): IAuditEvent | undefined {
+  return [...events].reverse().find(event => event.event === kind);
 }
 
 export function revokeEntry(key: string, reason: string): Promise<{ entry: IEntryDetail }> {

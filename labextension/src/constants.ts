@@ -22,7 +22,14 @@ export interface IMaterialiseRequest {
   result?: MaterialiseResult;
 }
 
-export type MaterialiseResult = 'inserted' | 'exists';
+/** `replaced`: an earlier approved cell of the same client and mapping was replaced. */
+export type MaterialiseResult = 'inserted' | 'exists' | 'replaced';
+
+/**
+ * Dispatched on `window` when this page changed the store (a revocation from the
+ * side panel), so notebooks re-check their approved cells at once.
+ */
+export const STORE_CHANGED_EVENT = 'dataeng-magics:store-changed';
 
 /** The cell metadata stored under `METADATA_KEY`. */
 export interface IMaterialisedMeta {
@@ -71,23 +78,57 @@ export const TRANSFORM_FLAGS: readonly IFlag[] = [
     flag: '--replay',
     doc: 'run the approved plan with no widgets and no planner (batch mode)'
   },
-  { flag: '--reviewer', doc: 'name recorded in the audit log (default: the OS user)' }
+  {
+    flag: '--reviewer',
+    doc: 'name recorded on approval (default: the reviewer setting, else the Jupyter user)'
+  }
 ];
 
 export namespace CommandIDs {
   export const openPanel = 'dataeng-magics:open-panel';
   export const refreshPanel = 'dataeng-magics:refresh-panel';
+  export const openEntry = 'dataeng-magics:open-entry';
   export const unlockCell = 'dataeng-magics:unlock-cell';
   export const lockCell = 'dataeng-magics:lock-cell';
 }
 
-/** Parse `--key K --code-sha256 S` out of a materialised cell's guard line. */
-export function guardOf(source: string): IMaterialisedMeta | null {
+/** What a materialised cell's guard line names. */
+export interface IGuard extends IMaterialisedMeta {
+  client: string;
+  mapping: string;
+}
+
+/** A command line split as a POSIX shell would (the kernel writes it with `shlex.quote`). */
+export function shellWords(line: string): string[] {
+  const words: string[] = [];
+  const token = /(?:[^\s'"\\]+|'[^']*'|"(?:[^"\\]|\\.)*"|\\.)+/g;
+  for (let match = token.exec(line); match; match = token.exec(line)) {
+    words.push(
+      match[0].replace(/'([^']*)'|"((?:[^"\\]|\\.)*)"|\\(.)/g, (_, single, double, escaped) =>
+        single !== undefined
+          ? single
+          : double !== undefined
+            ? double.replace(/\\(.)/g, '$1')
+            : escaped
+      )
+    );
+  }
+  return words;
+}
+
+/** Parse `--client C --mapping M --key K --code-sha256 S` out of a guard line. */
+export function guardOf(source: string): IGuard | null {
   const line = source.split('\n', 1)[0];
   if (!RUN_LINE.test(line)) {
     return null;
   }
-  const key = /\s--key\s+(\S+)/.exec(line);
-  const sha = /\s--code-sha256\s+(\S+)/.exec(line);
-  return key && sha ? { key: key[1], code_sha256: sha[1] } : null;
+  const words = shellWords(line);
+  const value = (flag: string): string | null => {
+    const at = words.indexOf(flag);
+    return at >= 0 && at + 1 < words.length ? words[at + 1] : null;
+  };
+  const [key, sha] = [value('--key'), value('--code-sha256')];
+  return key && sha
+    ? { key, code_sha256: sha, client: value('--client') ?? '', mapping: value('--mapping') ?? '' }
+    : null;
 }

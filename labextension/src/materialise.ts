@@ -5,20 +5,35 @@
  * The kernel side only dispatches a DOM event from the review panel's
  * `CellInserter` widget; inserting through the notebook model (rather than the
  * kernel's `set_next_input`) lets the cell land right below the panel with
- * metadata naming its approval, and lets a second approval of the same code
- * find the cell already there.
+ * metadata naming its approval, lets a second approval of the same code find the
+ * cell already there, and lets a new approval replace the cell of an earlier one.
+ *
+ * The badge follows the store: when the notebook or the page gets focus, a cell is
+ * selected or run, or this page revoked something, it asks the server for each
+ * approved cell's entry (`GET /dataeng-magics/entries/KEY`), so a revocation made
+ * anywhere (side panel, CLI, another kernel) shows on the next interaction.
  */
 import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { Dialog, ICommandPalette, showDialog } from '@jupyterlab/apputils';
 import { Cell, ICellModel } from '@jupyterlab/cells';
-import { INotebookModel, INotebookTracker, Notebook, NotebookPanel } from '@jupyterlab/notebook';
+import {
+  INotebookModel,
+  INotebookTracker,
+  Notebook,
+  NotebookActions,
+  NotebookPanel
+} from '@jupyterlab/notebook';
+import { ServerConnection } from '@jupyterlab/services';
 
+import { IEntryDetail, getEntry, lastEvent } from './api';
 import {
   CommandIDs,
   IMaterialiseRequest,
   IMaterialisedMeta,
   MATERIALISE_EVENT,
   METADATA_KEY,
+  STORE_CHANGED_EVENT,
+  TRANSFORM_LINE,
   guardOf
 } from './constants';
 
@@ -26,6 +41,9 @@ const MATERIALISED_CLASS = 'dem-materialised';
 /** Cells waited for once already (see `decorateCells`). */
 const waiting = new WeakSet<Cell>();
 const BADGE_CLASS = 'dem-ApprovedBadge';
+/** A key's status is asked again after this long, at the next interaction. */
+const FRESH_MS = 3000;
+const RERUN = 're-run the %%transform cell above to review and approve it again';
 
 function isRequest(value: unknown): value is IMaterialiseRequest {
   const v = value as Partial<IMaterialiseRequest> | null;
@@ -50,6 +68,10 @@ function isLocked(model: ICellModel): boolean {
   return model.getMetadata('editable') === false;
 }
 
+function isTransformCell(model: ICellModel): boolean {
+  return model.type === 'code' && TRANSFORM_LINE.test(model.sharedModel.getSource());
+}
+
 /** Index of a cell already tied to this approval (by metadata or guard line), or -1. */
 function findExisting(model: INotebookModel, request: IMaterialiseRequest): number {
   for (let index = 0; index < model.cells.length; index++) {
@@ -59,6 +81,29 @@ function findExisting(model: INotebookModel, request: IMaterialiseRequest): numb
     }
     const meta = materialisedMeta(cell) ?? guardOf(cell.sharedModel.getSource());
     if (meta && meta.key === request.key && meta.code_sha256 === request.code_sha256) {
+      return index;
+    }
+  }
+  return -1;
+}
+
+/**
+ * Index of an earlier approved cell of the same client and mapping among the cells
+ * below the `%%transform` cell at `from` (up to the next `%%transform` cell), or -1:
+ * a new approval replaces it rather than stacking a second cell.
+ */
+function findEarlier(model: INotebookModel, from: number, request: IMaterialiseRequest): number {
+  const wanted = guardOf(request.cell);
+  if (!wanted) {
+    return -1;
+  }
+  for (let index = from + 1; index < model.cells.length; index++) {
+    const cell = model.cells.get(index);
+    if (isTransformCell(cell)) {
+      break;
+    }
+    const guard = cell.type === 'code' ? guardOf(cell.sharedModel.getSource()) : null;
+    if (guard && guard.client === wanted.client && guard.mapping === wanted.mapping) {
       return index;
     }
   }
@@ -86,27 +131,71 @@ export function handleMaterialise(panel: NotebookPanel, event: Event): void {
     return;
   }
   const metadata: IMaterialisedMeta = { key: detail.key, code_sha256: detail.code_sha256 };
-  model.sharedModel.insertCell(index + 1, {
+  const cell = {
     cell_type: 'code',
     source: detail.cell,
     metadata: { [METADATA_KEY]: { ...metadata }, editable: false },
     outputs: [],
     execution_count: null
+  };
+  const earlier = findEarlier(model, index, detail);
+  const at = earlier >= 0 ? earlier : index + 1;
+  model.sharedModel.transact(() => {
+    if (earlier >= 0) {
+      model.sharedModel.deleteCell(earlier);
+    }
+    model.sharedModel.insertCell(at, cell);
   });
-  detail.result = 'inserted';
-  notebook.activeCellIndex = index + 1;
+  detail.result = earlier >= 0 ? 'replaced' : 'inserted';
+  notebook.activeCellIndex = at;
 }
 
-function badgeText(meta: IMaterialisedMeta, locked: boolean): string {
-  return (
-    `Approved transformation · key ${meta.key.slice(0, 12)} · code ${meta.code_sha256.slice(0, 12)}` +
-    (locked ? ' · read-only' : ' · unlocked: an edited cell refuses to run')
-  );
+/** What the server said about an approved cell's entry. */
+interface IState {
+  status: IEntryDetail['status'] | 'missing';
+  code_sha256: string;
+  by: string | null;
+  reason: string | null;
+  checked: number;
+}
+
+/** Entry states by key, shared by every notebook of the page. */
+const states = new Map<string, IState>();
+
+/** The badge's look and words for a cell, given what the store says about its key. */
+function badgeOf(
+  meta: IMaterialisedMeta,
+  locked: boolean,
+  state: IState | undefined
+): { kind: string; text: string; title: string } {
+  const ids = `key ${meta.key.slice(0, 12)} · code ${meta.code_sha256.slice(0, 12)}`;
+  const title =
+    `key ${meta.key}\ncode sha256 ${meta.code_sha256}\n` +
+    '%%transform_run refuses to run this cell unless its code is the current approval.';
+  if (!state || (state.status === 'approved' && state.code_sha256 === meta.code_sha256)) {
+    const lock = locked ? ' · read-only' : ' · unlocked: an edited cell refuses to run';
+    return { kind: 'approved', text: `✔ Approved transformation · ${ids}${lock}`, title };
+  }
+  if (state.status === 'missing') {
+    const text = `? Not in this server's store · ${ids}: it will not run here`;
+    return { kind: 'missing', text, title };
+  }
+  let why: string;
+  if (state.status === 'approved') {
+    why = 'Outdated: another approval replaced this code';
+  } else if (state.status === 'revoked') {
+    why = `Revoked by ${state.by ?? 'someone'}: ${state.reason || 'no reason given'}`;
+  } else {
+    why = `Not approved: the plan is ${state.status}`;
+  }
+  const kind = state.status === 'approved' ? 'outdated' : 'revoked';
+  return { kind, text: `✘ ${why}; ${RERUN}`, title };
 }
 
 /**
- * Badge (or un-badge) every cell of a notebook to match its metadata. A cell the
- * windowed notebook has not rendered yet is decorated once it is (`later`).
+ * Badge (or un-badge) every cell of a notebook to match its metadata and its entry's
+ * status. A cell the windowed notebook has not rendered yet is decorated once it is
+ * (`later`).
  */
 function decorateCells(
   notebook: Notebook,
@@ -146,18 +235,54 @@ function decorateCells(
       badge.append(label, toggle);
       cell.node.insertBefore(badge, input);
     }
+    const { kind, text, title } = badgeOf(meta, locked, states.get(meta.key));
     badge.dataset.key = meta.key;
     badge.dataset.locked = String(locked);
-    badge.querySelector(`.${BADGE_CLASS}-label`)!.textContent = `✔ ${badgeText(meta, locked)}`;
+    badge.dataset.status = kind;
+    badge.querySelector(`.${BADGE_CLASS}-label`)!.textContent = text;
     badge.querySelector(`.${BADGE_CLASS}-toggle`)!.textContent = locked ? 'Unlock' : 'Lock';
-    badge.title =
-      `key ${meta.key}\ncode sha256 ${meta.code_sha256}\n` +
-      '%%transform_run refuses to run this cell if its code no longer matches the approval.';
+    badge.title = `${text}\n${title}`;
   }
 }
 
-/** Keep a notebook's badges in step with its cells and their metadata. */
-function watchNotebook(panel: NotebookPanel, commands: JupyterFrontEnd['commands']): void {
+/** Ask the server about `keys` (those not asked within FRESH_MS, unless `force`). */
+async function checkKeys(keys: Iterable<string>, force: boolean): Promise<boolean> {
+  const now = Date.now();
+  const due = [...new Set(keys)].filter(
+    key => force || now - (states.get(key)?.checked ?? 0) > FRESH_MS
+  );
+  const replies = await Promise.all(
+    due.map(async key => {
+      try {
+        const { entry, events } = await getEntry(key);
+        const revocation = lastEvent(events, 'revocation');
+        states.set(key, {
+          status: entry.status,
+          code_sha256: entry.code_sha256,
+          by: entry.revoked_by ?? revocation?.actor ?? null,
+          reason: entry.reason,
+          checked: Date.now()
+        });
+      } catch (error) {
+        if (error instanceof ServerConnection.ResponseError && error.response.status === 404) {
+          const checked = Date.now();
+          states.set(key, { status: 'missing', code_sha256: '', by: null, reason: null, checked });
+        } else {
+          return false; // no server extension, or offline: the badge stays as it was
+        }
+      }
+      return true;
+    })
+  );
+  return replies.some(Boolean);
+}
+
+/** Keep a notebook's badges in step with its cells, their metadata and the store. */
+function watchNotebook(
+  panel: NotebookPanel,
+  tracker: INotebookTracker,
+  commands: JupyterFrontEnd['commands']
+): void {
   const seen = new WeakSet<ICellModel>();
   let frame = 0;
   const schedule = (): void => {
@@ -176,24 +301,62 @@ function watchNotebook(panel: NotebookPanel, commands: JupyterFrontEnd['commands
       decorateCells(panel.content, commands, schedule);
     });
   };
-  const onEvent = (event: Event): void => handleMaterialise(panel, event);
+  /** Re-check the approved cells' entries (`cells`: only those; default: all). */
+  const check = (force = false, cells?: ICellModel[]): void => {
+    const models = cells ?? [...(panel.content.model?.cells ?? [])];
+    const keys = models
+      .map(model => (model.type === 'code' ? materialisedMeta(model)?.key : undefined))
+      .filter((key): key is string => !!key);
+    if (keys.length) {
+      void checkKeys(keys, force).then(changed => changed && schedule());
+    }
+  };
+  const onEvent = (event: Event): void => {
+    handleMaterialise(panel, event);
+    check(true); // the approval just changed: its cells' badges too
+  };
+  const onFocus = (): void => {
+    if (tracker.currentWidget === panel && !document.hidden) {
+      check();
+    }
+  };
+  const onStoreChanged = (): void => check(true);
   panel.node.addEventListener(MATERIALISE_EVENT, onEvent);
+  window.addEventListener('focus', onFocus);
+  document.addEventListener('visibilitychange', onFocus);
+  window.addEventListener(STORE_CHANGED_EVENT, onStoreChanged);
+  panel.content.activeCellChanged.connect((_, cell) => {
+    if (cell && materialisedMeta(cell.model)) {
+      check(true, [cell.model]); // selecting an approved cell: its state now
+    }
+  });
   const connectCells = (): void => {
     panel.content.model?.cells.changed.connect(schedule);
     schedule();
   };
   panel.content.modelChanged.connect(connectCells);
   connectCells();
-  void panel.context.ready.then(schedule);
+  void panel.context.ready.then(() => {
+    schedule();
+    check(true);
+  });
   panel.disposed.connect(() => {
     panel.node.removeEventListener(MATERIALISE_EVENT, onEvent);
+    window.removeEventListener('focus', onFocus);
+    document.removeEventListener('visibilitychange', onFocus);
+    window.removeEventListener(STORE_CHANGED_EVENT, onStoreChanged);
     cancelAnimationFrame(frame);
   });
+  watchers.set(panel, check);
 }
+
+/** Each notebook's `check`, for the plugin's page-wide triggers. */
+const watchers = new WeakMap<NotebookPanel, (force?: boolean, cells?: ICellModel[]) => void>();
 
 export const materialisePlugin: JupyterFrontEndPlugin<void> = {
   id: 'dataeng-magics:materialise',
-  description: 'Inserts approved cells below their %%transform cell, badged and read-only.',
+  description:
+    'Inserts approved cells below their %%transform cell, badged with their status and read-only.',
   autoStart: true,
   requires: [INotebookTracker],
   optional: [ICommandPalette],
@@ -203,8 +366,17 @@ export const materialisePlugin: JupyterFrontEndPlugin<void> = {
     palette: ICommandPalette | null
   ): void => {
     const { commands } = app;
-    tracker.forEach(panel => watchNotebook(panel, commands));
-    tracker.widgetAdded.connect((_, panel) => watchNotebook(panel, commands));
+    tracker.forEach(panel => watchNotebook(panel, tracker, commands));
+    tracker.widgetAdded.connect((_, panel) => watchNotebook(panel, tracker, commands));
+    // Back to a notebook: its approved cells may have been revoked meanwhile.
+    tracker.currentChanged.connect((_, panel) => panel && watchers.get(panel)?.());
+    // A run of an approved cell (it may have just said "revoked"), or of any cell.
+    NotebookActions.executed.connect((_, { notebook, cell }) => {
+      const panel = tracker.find(p => p.content === notebook);
+      if (panel && materialisedMeta(cell.model)) {
+        watchers.get(panel)?.(true, [cell.model]);
+      }
+    });
 
     /** The active cell, if it is a materialised one (a right click activates a cell). */
     const targetCell = (): Cell | null => {

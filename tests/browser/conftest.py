@@ -97,7 +97,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
             executable_path=str(CHROMIUM),
             headless=True,
             args=CHROMIUM_FLAGS,
-            viewport={"width": 1440, "height": 960},
+            viewport={"width": 1500, "height": 960},  # the width the issue reviews at
         )
         context.set_default_timeout(30_000)
         try:

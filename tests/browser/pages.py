@@ -84,3 +84,30 @@ def approve(page: Any, reviewer: str) -> None:
     field.fill(reviewer)
     field.press("Tab")  # commits the value to the kernel before the click
     panel.locator("button", has_text="Approve").click()
+
+
+def reviewer_field(page: Any) -> Any:
+    return review_panel(page).locator(".widget-text").filter(has_text="Reviewer").locator("input")
+
+
+def transform_prompt(page: Any) -> str:
+    """The %%transform cell's execution prompt: it changes when the cell runs again."""
+    return str(page.locator(TRANSFORM_CELL).locator(".jp-InputPrompt").inner_text()).strip()
+
+
+def transform_ran_again(page: Any, server: JupyterServer, prompt: str, cells: int) -> bool:
+    """Whether the %%transform cell ran again (or cells were added) since ``prompt`` and
+    ``cells`` were read: what a notebook shortcut would have done."""
+    time.sleep(1.5)  # a shortcut acts at once; give its execution time to show
+    wait_kernel_idle(server)
+    return transform_prompt(page) != prompt or len(notebook_cells(page)) != cells
+
+
+def box_metrics(locator: Any) -> dict[str, float]:
+    """Scroll and client sizes of an element, as the browser laid it out."""
+    return dict(
+        locator.evaluate(
+            "e => ({scrollWidth: e.scrollWidth, clientWidth: e.clientWidth,"
+            " scrollHeight: e.scrollHeight, clientHeight: e.clientHeight})"
+        )
+    )

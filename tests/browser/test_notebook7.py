@@ -1,6 +1,8 @@
-"""The same notebook in Notebook 7 (``/notebooks/<path>``): the review panel renders,
-approves, and our extension (lab extensions load in Notebook 7 too) inserts the
-approved cell below the %%transform cell. Then, with the extension disabled, the
+"""The same notebook in Notebook 7 (``/notebooks/<path>``): the review panel renders;
+keys typed in it stay in it (Notebook 7 handles shortcuts before the panel sees the
+key, unlike JupyterLab); it approves, and our extension (lab extensions load in
+Notebook 7 too) inserts the approved cell below the %%transform cell, whose badge shows
+a revocation once the cell is selected. Then, with the extension disabled, the
 kernel-side fallback (``%transform materialise``) still inserts it."""
 
 from __future__ import annotations
@@ -16,12 +18,17 @@ from jupyter_servers import JupyterServer, jupyter_server
 from pages import (
     APPROVED_CELL,
     NOTEBOOK,
+    TRANSFORM_CELL,
     approve,
     notebook_cells,
     open_notebook,
+    open_tab,
     prepare_examples,
     review_panel,
+    reviewer_field,
     run_all,
+    transform_prompt,
+    transform_ran_again,
 )
 
 from dataeng_magics.state.store import Store
@@ -59,6 +66,27 @@ def test_notebook7_renders_the_review_panel(page: Any, server: JupyterServer, sh
     shots(page, "notebook7-review-panel")
 
 
+def test_notebook7_keys_stay_in_the_panel(page: Any, server: JupyterServer, shots: Any) -> None:
+    prompt, cells = transform_prompt(page), len(notebook_cells(page))
+    reviewer_field(page).click()
+    page.keyboard.press("Shift+Enter")
+    page.keyboard.press("Control+Enter")
+    assert not transform_ran_again(page, server, prompt, cells)
+    open_tab(page, "Chat")
+    chat = review_panel(page).locator(".dem-chat-input")
+    chat.click()
+    page.keyboard.type("DESK: upper")
+    page.keyboard.press("Shift+Enter")
+    page.keyboard.type("SIDE: map B=BUY, S=SELL")
+    assert chat.input_value() == "DESK: upper\nSIDE: map B=BUY, S=SELL"
+    assert not transform_ran_again(page, server, prompt, cells)
+    shots(page, "notebook7-chat-two-lines")
+    page.keyboard.press("Enter")
+    review_panel(page).locator(".dem-chat-planner").last.wait_for(timeout=60_000)
+    assert chat.input_value() == ""
+    assert not transform_ran_again(page, server, prompt, cells)
+
+
 def test_notebook7_approves(page: Any, server: JupyterServer, shots: Any) -> None:
     approve(page, "bob")
     cell = page.locator(APPROVED_CELL)
@@ -92,7 +120,9 @@ def test_without_the_extension_the_kernel_inserts_the_cell(
         open_notebook(page, server, f"notebooks/example_notebooks/{PLAIN}")
         run_all(page, server)  # the plan is approved now: the approved panel shows
         panel = page.locator(".jp-OutputArea-output").filter(has_text="Approved plan for client")
-        panel.locator("button", has_text="Materialise").click()
+        materialise = panel.locator("button", has_text="Materialise")
+        materialise.wait_for(timeout=120_000)  # a busy machine: the kernel may start late
+        materialise.click()
         note = panel.locator(".widget-html-content").filter(has_text="%transform materialise")
         note.wait_for()
         time.sleep(1)
@@ -130,3 +160,18 @@ def cell_sources(page: Any) -> list[str]:
             "cells => cells.map(c => (c.querySelector('.cm-line') || {}).textContent || '')",
         )
     )
+
+
+def test_notebook7_badge_shows_a_revocation(page: Any, server: JupyterServer, shots: Any) -> None:
+    """Back on the first page (the extension loaded): a revocation made elsewhere shows
+    on the approved cell once it is selected."""
+    key = Store(server.home / "store.sqlite").list()[0].key
+    path = f"dataeng-magics/entries/{key}/revoke"
+    assert server.request("POST", path, {"reason": "wrong desk codes"})[0] == 200
+    page.locator(TRANSFORM_CELL).locator(".jp-InputPrompt").click()
+    page.locator(APPROVED_CELL).locator(".jp-InputPrompt").click()  # select it
+    badge = page.locator(f"{APPROVED_CELL} .dem-ApprovedBadge[data-status='revoked']")
+    badge.wait_for()
+    assert "wrong desk codes" in badge.inner_text()
+    badge.scroll_into_view_if_needed()
+    shots(page, "notebook7-revoked")

@@ -1,5 +1,7 @@
 // The review chat: shows the conversation and sends what the user types to Python.
 // Every message is data from a planner or a user, so it is set with textContent only.
+// Keys typed here stay here (Enter sends, Shift+Enter is a new line): the notebook's
+// shortcuts (Shift+Enter runs the cell) must not see them, in any front end.
 
 const ROLES = { user: "You", planner: "Planner", system: "Note" };
 
@@ -30,13 +32,16 @@ function messageNode(message) {
 
 function render({ model, el: root }) {
   const box = el("div", "dem-chat");
+  // Lumino (JupyterLab, Notebook 7) skips its key bindings for events from inside this.
+  box.setAttribute("data-lm-suppress-shortcuts", "true");
   const log = el("div", "dem-chat-log");
   log.setAttribute("role", "log");
   log.setAttribute("aria-live", "polite");
   const form = el("form", "dem-chat-form");
   const input = el("textarea", "dem-chat-input");
   input.rows = 2;
-  input.placeholder = "One change per line, e.g.  DESK: first 3 characters, then upper";
+  input.placeholder =
+    "One change per line, e.g.  DESK: first 3 characters, then upper  (Enter sends, Shift+Enter: new line)";
   const send = el("button", "dem-chat-send", "Send");
   send.type = "submit";
   form.append(input, send);
@@ -63,8 +68,11 @@ function render({ model, el: root }) {
   };
   form.addEventListener("submit", submit);
   input.addEventListener("keydown", (event) => {
-    if (event.key === "Enter" && !event.shiftKey) submit(event); // Shift+Enter: new line
+    // Shift+Enter: a new line (the default); Enter mid-composition (IME) is not a send.
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) submit(event);
   });
+  // Whoever listens further up (the notebook, VS Code's webview) never sees the keys.
+  box.addEventListener("keydown", (event) => event.stopPropagation());
   model.on("change:messages", draw);
   model.on("change:busy", setBusy);
   draw();
