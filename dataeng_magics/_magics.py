@@ -20,7 +20,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
-from traitlets import Enum, Float, Int, Unicode
+from traitlets import Bool, Enum, Float, Int, List, Unicode
 
 from dataeng_magics.commands import (
     SHORTHANDS,
@@ -250,6 +250,18 @@ class TransformMagics(Magics):
         help="schema: send column names and types only, never sample values.",
     )  # fmt: skip
     llm_token_budget = Int(None, allow_none=True, config=True, help="Input tokens per call (8000).")
+    # Bad input (README, "Bad input fails loudly").
+    ignore_headers = List(
+        Unicode(), None, allow_none=True, config=True,
+        help="Informational workbook headers to ignore, besides the built-in list.",
+    )  # fmt: skip
+    read_hidden_sheets = Bool(
+        None, allow_none=True, config=True, help="Read hidden workbook sheets (default: ignore)."
+    )
+    network_timeout_seconds = Float(
+        None, allow_none=True, config=True,
+        help="Total deadline for reaching remote storage (default 60).",
+    )  # fmt: skip
 
     LLM_SETTINGS = (
         "llm_model", "llm_base_url", "llm_api_version", "llm_auth", "llm_api_key_env",
@@ -258,7 +270,7 @@ class TransformMagics(Magics):
     )  # fmt: skip
     SETTINGS = (
         "platform", "home", "sample_rows", "planner", "output_format", "ttl_days", "mode",
-        *LLM_SETTINGS,
+        "ignore_headers", "read_hidden_sheets", "network_timeout_seconds", *LLM_SETTINGS,
     )  # fmt: skip
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:

@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from dataeng_magics.connections import StorageConnection, validate_connections
 from dataeng_magics.errors import ConfigError
@@ -60,8 +60,21 @@ class Settings(BaseModel):
     llm_sample_rows: int = Field(20, ge=0, le=1000)  # sample rows sent per source
     llm_privacy: Literal["sample", "schema"] = "sample"  # schema: names and types only
     llm_token_budget: int = Field(8000, ge=1000, le=1_000_000)  # input tokens per call
+    # Bad input: informational workbook headers beyond the built-in list (a list, or
+    # comma-separated in DATAENG_MAGICS_IGNORE_HEADERS); hidden sheets; remote storage's
+    # total deadline (connect, read and retries together).
+    ignore_headers: list[str] = []
+    read_hidden_sheets: bool = False
+    network_timeout_seconds: float = Field(60.0, gt=0, le=3600)
 
     _origins: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @field_validator("ignore_headers", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):  # an environment variable: comma-separated
+            return [h.strip() for h in value.split(",") if h.strip()]
+        return value
 
     def platform_table(self, name: str) -> tuple[dict[str, Any], str]:
         """A platform's settings table and where it came from (for error messages)."""

@@ -74,6 +74,18 @@ class DataEngMagicsError(Exception):
         }
 
 
+#: Longest value echoed in a message; a workbook cell can hold tens of kilobytes.
+ECHO_CHARS = 100
+
+
+def clip(value: object) -> str:
+    """``value`` quoted for a message, cut to ``ECHO_CHARS`` characters."""
+    text = str(value)
+    if len(text) <= ECHO_CHARS:
+        return repr(text)
+    return repr(text[:ECHO_CHARS]) + f"... ({len(text):,} characters)"
+
+
 class ConfigError(DataEngMagicsError, ValueError):
     """A setting is missing or malformed."""
 

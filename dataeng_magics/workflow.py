@@ -183,6 +183,13 @@ def cache_key(client: str, mapping: Mapping, used: dict[str, dict[str, str]]) ->
     return sha256_text(canonical_json(content))
 
 
+def _with_warnings(pseudocode: str, warnings: tuple[str, ...]) -> str:
+    """The reviewer sees what the mapping reader left out, under the client line."""
+    first, _, rest = pseudocode.partition("\n")
+    lines = [first, *(f"# warning: {w}" for w in warnings)]
+    return "\n".join(lines) + ("\n" + rest if rest else "")
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -296,7 +303,12 @@ class TransformSession:
 
     @cached_property
     def mapping(self) -> Mapping:
-        return read_mapping(self.request.mapping, self.request.sources)
+        return read_mapping(
+            self.request.mapping,
+            self.request.sources,
+            ignore_headers=self.settings.ignore_headers,
+            read_hidden_sheets=self.settings.read_hidden_sheets,
+        )
 
     @cached_property
     def samples(self) -> dict[str, Sample]:
@@ -442,7 +454,7 @@ class TransformSession:
             mapping_file=str(self.request.mapping),
             status="draft",
             plan_json=plan.model_dump_json(),
-            pseudocode=render_pseudocode(plan),
+            pseudocode=_with_warnings(render_pseudocode(plan), self.mapping.warnings),
             code=code,
             plan_sha256=plan.sha256(),
             code_sha256=sha256_text(code) if code else "",

@@ -14,7 +14,7 @@ from collections.abc import Mapping as MappingABC
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dataeng_magics.errors import MappingError
+from dataeng_magics.errors import MappingError, clip
 from dataeng_magics.mapping.model import LayoutField, SourceFormat, SourceSpec
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ def parse_layout(
             length = end - start + 1
         if length is None:
             which = "length" if "length" in fields else "end"
-            raise sheet.error(f"field {name!r} has no {which.title()}", row=row,
+            raise sheet.error(f"field {clip(name)} has no {which.title()}", row=row,
                               column=_col(fields, which), hint=_HINT)  # fmt: skip
         size_col = _col(fields, "length" if "length" in fields else "end")
         layouts.setdefault(source, []).append(
@@ -112,7 +112,7 @@ def _position(
         value = 0
     if value < 1 or str(value) != text.strip():
         raise sheet.error(
-            f"{key.title()} {text!r} is not a whole number of at least 1" if text
+            f"{key.title()} {clip(text)} is not a whole number of at least 1" if text
             else f"{key.title()} is empty",
             row=row, column=_col(fields, key), hint=_HINT,
         )  # fmt: skip
@@ -129,7 +129,7 @@ def _check_tiling(
     for field in layout:
         if field.name.lower() in names:
             raise sheet.error(
-                f"field {field.name!r} of {source!r} appears twice (also row "
+                f"field {clip(field.name)} of {clip(source)} appears twice (also row "
                 f"{names[field.name.lower()].row})",
                 row=field.row, column=_col(fields, "field"), hint="Name each field once.",
             )  # fmt: skip
@@ -139,16 +139,16 @@ def _check_tiling(
     for field in sorted(layout, key=lambda f: (f.start, f.end)):
         if field.start < position and previous is not None:
             raise sheet.error(
-                f"field {field.name!r} (positions {field.start}-{field.end}) overlaps "
-                f"{previous.name!r} (positions {previous.start}-{previous.end}, row "
+                f"field {clip(field.name)} (positions {field.start}-{field.end}) overlaps "
+                f"{clip(previous.name)} (positions {previous.start}-{previous.end}, row "
                 f"{previous.row})",
                 row=field.row, column=_col(fields, "start"),
                 hint="Fix Start or Length so each position belongs to one field.",
             )  # fmt: skip
         if field.start > position:
             raise sheet.error(
-                f"positions {position}-{field.start - 1} of {source!r} belong to no field "
-                f"(a gap before {field.name!r})",
+                f"positions {position}-{field.start - 1} of {clip(source)} belong to no field "
+                f"(a gap before {clip(field.name)})",
                 row=field.row, column=_col(fields, "start"),
                 hint="Add a field for them (for example 'Filler'), or fix the Start.",
             )  # fmt: skip
@@ -170,7 +170,7 @@ def attach(
         if spec is None or spec.format != "fixed-width":
             what = "is not a source" if spec is None else f"is a {spec.format} source"
             raise MappingError(
-                f"the layout names {name!r}, which {what}",
+                f"the layout names {clip(name)}, which {what}",
                 file=file, sheet=first.sheet, row=first.row,
                 hint="Set its Format to fixed-width in the Sources sheet, or fix the Source "
                 "Name" if spec is not None else f"Known sources: {', '.join(sources)}.",
@@ -182,13 +182,13 @@ def attach(
         sheet, row, column = located.get(name, (spec.sheet, spec.row, None))
         if name not in layouts:
             raise MappingError(
-                f"fixed-width source {name!r} has no layout",
+                f"fixed-width source {clip(name)} has no layout",
                 file=file, sheet=sheet, row=row, column=column,
                 hint="Add a Layout sheet with Source Name, Field, Start and Length.",
             )  # fmt: skip
         if spec.encoding.lower() not in TEXT_ENCODINGS:
             raise MappingError(
-                f"fixed-width source {name!r} is {spec.encoding}; Spark's text reader reads "
+                f"fixed-width source {clip(name)} is {spec.encoding}; Spark's text reader reads "
                 "UTF-8 only",
                 file=file, sheet=sheet, row=row,
                 hint="Convert the file to UTF-8 (iconv -f latin1 -t utf-8) and set the "
@@ -247,7 +247,7 @@ def source_options(
         value = rec.get(key, "")
         if value and fmt != needs:
             raise sheet.error(
-                f"{fields[key][1]} {value!r} is for {needs} sources, not {fmt}",
+                f"{fields[key][1]} {clip(value)} is for {needs} sources, not {fmt}",
                 row=row, column=_col(fields, key),
                 hint=f"Clear it, or set the Format to {needs}.",
             )  # fmt: skip

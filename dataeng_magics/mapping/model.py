@@ -107,6 +107,8 @@ class TargetColumn(Located):
     required: bool = False
     default: str | None = None
     comment: str | None = Field(default=None, exclude=True)
+    # The Validation cell as written; the checks stage parses it (not in the key yet).
+    validation: str | None = Field(default=None, exclude=True)
 
 
 class FilterSpec(Located):
@@ -124,6 +126,8 @@ class Mapping(BaseModel):
     targets: list[TargetColumn]
     sources: dict[str, SourceSpec]
     filters: list[FilterSpec] = []
+    # What the reader left out on purpose (hidden sheets), shown with the draft.
+    warnings: tuple[str, ...] = Field(default=(), exclude=True)
 
     def tables(self) -> dict[str, list[TargetColumn]]:
         """Target tables in workbook order, each with its columns in workbook order."""

@@ -16,7 +16,7 @@ from collections.abc import Mapping as MappingABC
 from pathlib import Path
 from typing import Any
 
-from dataeng_magics.errors import MappingError
+from dataeng_magics.errors import ECHO_CHARS, MappingError, clip
 from dataeng_magics.mapping import layout
 from dataeng_magics.mapping.model import (
     SIMPLE_TYPES,
@@ -60,11 +60,17 @@ MAPPING_HEADERS: dict[str, tuple[str, ...]] = {
         "rule",
         "transformation",
         "mapping rule",
+        "mapping logic",
+        "derivation",
+        "derivation rule",
+        "derivation logic",
     ),
-    "required": ("required", "mandatory", "is required", "is mandatory"),
-    "nullable": ("nullable", "is nullable", "allow nulls"),
-    "default": ("default", "default value"),
+    "required": ("required", "mandatory", "is required", "is mandatory", "req d", "reqd"),
+    "nullable": ("nullable", "is nullable", "allow nulls", "allow null"),
+    "default": ("default", "default value", "default if blank", "default if null"),
     "comment": ("comments", "comment", "notes", "remarks"),
+    # The checks this round adds per column: carried as text, parsed by the checks stage.
+    "validation": ("validation", "validation rule", "data quality check", "dq check"),
 }
 SOURCE_HEADERS: dict[str, tuple[str, ...]] = {
     "name": ("source name", "source", "name"),
@@ -78,7 +84,15 @@ SOURCE_HEADERS: dict[str, tuple[str, ...]] = {
 }
 FILTER_HEADERS: dict[str, tuple[str, ...]] = {
     "table": ("target table", "table", "output table", "target entity"),
-    "condition": ("condition", "filter", "where", "filter condition"),
+    "condition": (
+        "condition",
+        "filter",
+        "where",
+        "filter condition",
+        "where clause",
+        "filter expression",
+        "filter rule",
+    ),
     "description": ("description", "comment", "comments", "notes"),
 }
 EXTENSIONS: dict[str, SourceFormat] = {
@@ -94,6 +108,28 @@ EXTENSIONS: dict[str, SourceFormat] = {
     ".ndjson": "json",
     ".xml": "xml",
 }
+#: The Checks sheet (parsed by the checks stage): known, so never refused or mistaken
+#: for a mapping sheet; its anchor is On Failure.
+CHECK_HEADERS: dict[str, tuple[str, ...]] = {
+    "table": ("target table", "table", "output table"),
+    "column": ("column", "target column", "field"),
+    "check": ("check", "validation"),
+    "on_failure": ("on failure", "action"),
+}
+#: Informational columns real workbooks carry, matched as whole headers and ignored
+#: (the ``ignore_headers`` setting adds more). Any other header with values is refused.
+INFORMATIONAL_HEADERS = (
+    "comments", "comment", "notes", "note", "remarks", "remark", "description",
+    "business description", "definition", "owner", "data owner", "example", "examples",
+    "sample value", "sample values", "sample data", "questions", "open questions",
+    "status", "last updated", "updated by", "changed by", "change log", "#", "no", "id",
+    "ref", "reference", "ticket", "jira",
+)  # fmt: skip
+#: Characters that change what a name is without showing: zero-width and bidi controls.
+INVISIBLE = re.compile("[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+#: A mapping workbook is a few thousand rows: bigger sheets are refused before reading.
+MAX_SHEET_BYTES = 64 * 1024 * 1024
+MAX_SHEET_CELLS = 5_000_000
 YES = {"y", "yes", "true", "1", "x", "mandatory", "required", "m", "r"}
 NO = {"", "n", "no", "false", "0", "optional", "o", "-"}
 OLE2_MAGIC = bytes.fromhex("D0CF11E0A1B11AE1")
@@ -127,10 +163,21 @@ def _letter(index: int) -> str:
 class _Sheet:
     """Rows of one sheet (merged cells filled in) plus where they came from."""
 
-    def __init__(self, file: str, name: str | None, rows: list[tuple[int, list[str]]]) -> None:
+    def __init__(
+        self,
+        file: str,
+        name: str | None,
+        rows: list[tuple[int, list[str]]],
+        filled: set[tuple[int, int]] | None = None,
+        formulas: dict[tuple[int, int], str] | None = None,
+    ) -> None:
         self.file = file
         self.name = name
         self.rows = rows
+        # (row, column index) of cells that only repeat a merged range's value
+        self.filled = filled or set()
+        # (row, column index) -> formula, for formula cells with no saved value
+        self.formulas = formulas or {}
 
     def error(
         self,
@@ -152,8 +199,7 @@ class _Sheet:
         for index, (_, cells) in enumerate(self.rows[:HEADER_SCAN_ROWS]):
             found: dict[str, tuple[int, str]] = {}
             for col, text in enumerate(cells):
-                # "Mandatory (Y/N)", "Data Type (Spark)": the note in brackets is not the name
-                field = lookup.get(_norm(text)) or lookup.get(_norm(re.sub(r"\(.*?\)", "", text)))
+                field = next((lookup[k] for k in _header_keys(text) if k in lookup), None)
                 if field and field not in found:
                     found[field] = (col, text.strip())
             if anchor in found and len(found) >= minimum:
@@ -161,14 +207,22 @@ class _Sheet:
         return None
 
 
-def _open_sheets(path: Path) -> list[_Sheet]:
+def _header_keys(text: str) -> list[str]:
+    """The ways a header may name a field: as written, without a note in brackets
+    ("Mandatory (Y/N)", "Data Type (Spark)"), and each in the singular."""
+    keys = [_norm(text), _norm(re.sub(r"\(.*?\)", "", text))]
+    return keys + [k[:-1] for k in keys if k.endswith("s") and not k.endswith("ss")]
+
+
+def _open_sheets(path: Path, read_hidden: bool = False) -> tuple[list[_Sheet], list[str]]:
+    """The sheets to read, and a warning for each hidden sheet left out."""
     file = str(path)
     if not path.exists():
         raise MappingError(
             "mapping file does not exist", file=file, hint="Check the path given to --mapping."
         )
     if path.suffix.lower() == ".csv":
-        return [_read_csv(path)]
+        return [_read_csv(path)], []
     if path.suffix.lower() not in (".xlsx", ".xlsm"):
         raise MappingError(
             "mapping must be an .xlsx or .csv file",
@@ -183,33 +237,88 @@ def _open_sheets(path: Path) -> list[_Sheet]:
             file=file,
             hint="Remove the password (File > Info > Protect Workbook) and save as .xlsx.",
         )
-    import zipfile
-
+    _check_part_sizes(path)
     from openpyxl import load_workbook
-    from openpyxl.utils.exceptions import InvalidFileException
 
     try:
+        # Cached values, and the formulas themselves to tell "blank" from "never computed":
+        # a formula is never evaluated here.
         book = load_workbook(path, data_only=True)
-    except (zipfile.BadZipFile, InvalidFileException, KeyError, OSError, ValueError) as exc:
+        formula_book = load_workbook(path, data_only=False)
+    except Exception as exc:  # a damaged part can fail anywhere in openpyxl's parser
         raise MappingError(
-            f"workbook cannot be opened ({type(exc).__name__}: {exc})",
+            f"workbook cannot be opened ({type(exc).__name__}: {clip(str(exc))})",
             file=file,
-            hint="The file is corrupt or not a real .xlsx; re-save it from Excel.",
+            hint="The file is corrupt or not a real .xlsx: open it in Excel and save it again "
+            "as .xlsx, or ask for a fresh copy.",
         ) from None
-    sheets = []
-    for ws in book.worksheets:
-        merged: dict[tuple[int, int], Any] = {}
-        for rng in ws.merged_cells.ranges:
-            value = ws.cell(rng.min_row, rng.min_col).value
-            for r in range(rng.min_row, rng.max_row + 1):
-                for c in range(rng.min_col, rng.max_col + 1):
-                    merged[(r, c)] = value
-        rows = []
-        for r, values in enumerate(ws.iter_rows(values_only=True), start=1):
-            cells = [_cell(merged.get((r, c), v)) for c, v in enumerate(values, start=1)]
-            rows.append((r, cells))
-        sheets.append(_Sheet(file, ws.title, rows))
-    return sheets
+    sheets, warnings = [], []
+    for ws, wf in zip(book.worksheets, formula_book.worksheets, strict=True):
+        if ws.sheet_state != "visible" and not read_hidden:
+            state = "very hidden" if ws.sheet_state == "veryHidden" else "hidden"
+            warnings.append(
+                f"ignored {state} sheet {clip(ws.title)} (set read_hidden_sheets to read it)"
+            )
+            continue
+        sheets.append(_worksheet(file, ws, wf))
+    return sheets, warnings
+
+
+def _check_part_sizes(path: Path) -> None:
+    """Refuse an oversized sheet from the zip directory, before any XML is parsed."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            parts = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return  # reported by the reader, as a damaged file
+    for info in parts:
+        if info.filename.startswith("xl/worksheets/") and info.file_size > MAX_SHEET_BYTES:
+            raise MappingError(
+                f"workbook part {info.filename} is {info.file_size / 2**20:,.0f} MB unpacked, "
+                "too large for a mapping sheet",
+                file=str(path),
+                hint="Keep data out of the mapping workbook: delete the large sheet (or its "
+                "stray far-away cells) and save again.",
+            )
+
+
+def _worksheet(file: str, ws: Any, wf: Any) -> _Sheet:
+    """One sheet's text rows, merged ranges filled in, unreadable cells noted."""
+    if ws.max_row * ws.max_column > MAX_SHEET_CELLS:
+        raise MappingError(
+            f"sheet spans {ws.max_row:,} rows by {ws.max_column:,} columns, too large for a "
+            "mapping sheet",
+            file=file,
+            sheet=ws.title,
+            hint="Delete the stray far-away cells (Ctrl+End shows the last one) and save again.",
+        )
+    merged: dict[tuple[int, int], Any] = {}
+    filled: set[tuple[int, int]] = set()
+    for rng in ws.merged_cells.ranges:
+        value = ws.cell(rng.min_row, rng.min_col).value
+        for r in range(rng.min_row, min(rng.max_row, ws.max_row) + 1):
+            for c in range(rng.min_col, min(rng.max_col, ws.max_column) + 1):
+                merged[(r, c)] = value
+                if (r, c) != (rng.min_row, rng.min_col):
+                    filled.add((r, c - 1))
+    rows = []
+    for r, values in enumerate(ws.iter_rows(values_only=True), start=1):
+        cells = [_cell(merged.get((r, c), v)) for c, v in enumerate(values, start=1)]
+        rows.append((r, cells))
+    unreadable: dict[tuple[int, int], str] = {}
+    for line in wf.iter_rows():
+        for cell in line:
+            saved = ws.cell(cell.row, cell.column)
+            if saved.data_type == "e":
+                unreadable[(cell.row, cell.column - 1)] = f"holds the Excel error {saved.value}"
+            elif cell.data_type == "f" and saved.value is None:
+                formula = getattr(cell.value, "text", None) or str(cell.value)
+                unreadable[(cell.row, cell.column - 1)] = (
+                    f"holds a formula ({clip(formula)}) with no saved value"
+                )
+    return _Sheet(file, ws.title, rows, filled, unreadable)
 
 
 def _read_csv(path: Path) -> _Sheet:
@@ -223,6 +332,106 @@ def _read_csv(path: Path) -> _Sheet:
     return _Sheet(str(path), None, rows)
 
 
+def _check_sheet(
+    sheet: _Sheet,
+    header_index: int,
+    fields: dict[str, tuple[int, str]],
+    synonyms: MappingABC[str, tuple[str, ...]],
+    informational: frozenset[str],
+) -> None:
+    """Nothing under the header row is silently dropped or kept invisibly: every column
+    with values is a known field or an informational one, and every known field's cells
+    are readable text without invisible characters."""
+    header_row, header_cells = sheet.rows[header_index]
+    below = sheet.rows[header_index + 1 :]
+    used = {c: text for c, text in fields.values()}
+    width = max(len(cells) for _, cells in sheet.rows[header_index:])
+    for col in range(width):
+        text = header_cells[col] if col < len(header_cells) else ""
+        if col in used:
+            for row, cells in [(header_row, header_cells), *below]:
+                _check_cell(sheet, row, col, text, cells[col] if col < len(cells) else "")
+            continue
+        if text and (_norm(text) in informational or text.strip().lower() in informational):
+            continue
+        values = [
+            (row, cells[col])
+            for row, cells in below
+            if col < len(cells) and cells[col] and (row, col) not in sheet.filled
+        ]
+        if values:
+            raise _unknown_column(sheet, header_row, col, text, values, synonyms, fields)
+
+
+def _check_cell(sheet: _Sheet, row: int, col: int, header: str, value: str) -> None:
+    letter = _letter(col)
+    problem = sheet.formulas.get((row, col))
+    if problem is not None:
+        raise sheet.error(
+            f"cell {letter}{row} {problem}",
+            row=row,
+            column=_column_name(col, header),
+            hint="Formulas are never evaluated here: open the workbook in Excel and save it "
+            "(Excel saves each formula's value), or type the value itself.",
+        )
+    hidden = INVISIBLE.search(value)
+    if hidden is not None:
+        raise sheet.error(
+            f"cell {letter}{row} holds an invisible character "
+            f"(U+{ord(hidden.group()):04X}) in {clip(value)}",
+            row=row,
+            column=_column_name(col, header),
+            hint="Zero-width and text-direction characters change a name without showing; "
+            "retype the cell.",
+        )
+
+
+def _unknown_column(
+    sheet: _Sheet,
+    header_row: int,
+    col: int,
+    text: str,
+    values: list[tuple[int, str]],
+    synonyms: MappingABC[str, tuple[str, ...]],
+    fields: dict[str, tuple[int, str]],
+) -> MappingError:
+    """Refuse a column of values the reader would otherwise drop, saying which field it
+    most likely is: the nearest header word, else (for rule phrases) the rule."""
+    missing = [f for f in synonyms if f not in fields] or list(synonyms)
+    lookup = {syn: f for f in missing for syn in synonyms[f]}
+    close = difflib.get_close_matches(_norm(text), list(lookup), n=1, cutoff=0.6)
+    field = lookup[close[0]] if close and text else None
+    if field is None and "rule" in missing and synonyms is MAPPING_HEADERS:
+        field = "rule" if _reads_as_rules([v for _, v in values]) else None
+    first_row, first = values[0]
+    letter = _letter(col)
+    what = f"header {clip(text)}, which is not a known header" if text else "a blank header"
+    if field is not None:
+        words = ", ".join(s.title() for s in synonyms[field])
+        hint = f"Did you mean {synonyms[field][0].title()}? Headers accepted for it: {words}."
+    else:
+        words = ", ".join(synonyms[f][0].title() for f in missing)
+        hint = f"Headers this sheet can still take: {words}."
+    return sheet.error(
+        f"column {letter} has values under {what} (first on row {first_row}: {clip(first)}); "
+        "they would be ignored",
+        row=header_row,
+        column=_column_name(col, text),
+        hint=f"{hint} If the column is only informational, add its header to the "
+        "ignore_headers setting.",
+    )
+
+
+def _reads_as_rules(values: list[str]) -> bool:
+    """Most of these values read as transformation rule phrases."""
+    from dataeng_magics.plan.model import Unresolved
+    from dataeng_magics.plan.rules import parse_rule
+
+    sample = values[:20]
+    phrases = [v for v in sample if not any(isinstance(s, Unresolved) for s in parse_rule(v))]
+    return len(phrases) * 2 >= len(sample)
+
+
 def _records(
     sheet: _Sheet, header_index: int, fields: dict[str, tuple[int, str]]
 ) -> Iterable[tuple[int, dict[str, str]]]:
@@ -234,7 +443,12 @@ def _records(
 
 def _col(fields: dict[str, tuple[int, str]], field: str) -> str:
     index, text = fields[field]
-    return f"{text} ({_letter(index)})"
+    return _column_name(index, text)
+
+
+def _column_name(index: int, header: str) -> str:
+    """A column as errors name it: its header (cut short) and its letter."""
+    return f"{header[:ECHO_CHARS] or '(blank)'} ({_letter(index)})"
 
 
 def _missing_header(
@@ -254,18 +468,14 @@ def _flag(sheet: _Sheet, value: str, row: int, column: str) -> bool:
         return True
     if lowered in NO:
         return False
-    raise sheet.error(f"{value!r} is not yes or no", row=row, column=column, hint="Write Y or N.")
+    raise sheet.error(
+        f"{clip(value)} is not yes or no", row=row, column=column, hint="Write Y or N."
+    )
 
 
 def _parse_targets(
     sheet: _Sheet, header_index: int, fields: dict[str, tuple[int, str]]
 ) -> list[TargetColumn]:
-    header_row = sheet.rows[header_index][0]
-    for needed in ("column", "type"):
-        if needed not in fields:
-            raise _missing_header(sheet, MAPPING_HEADERS, needed, header_row)
-    if "source_column" not in fields and "rule" not in fields:
-        raise _missing_header(sheet, MAPPING_HEADERS, "source_column", header_row)
     targets: list[TargetColumn] = []
     seen: dict[tuple[str, str], int] = {}
     table = source = ""
@@ -284,7 +494,7 @@ def _parse_targets(
         name_table = table or default_table
         if UNSAFE_TABLE_NAME.search(name_table):
             raise sheet.error(
-                f"target table name {name_table!r} is not allowed",
+                f"target table name {clip(name_table)} is not allowed",
                 row=row,
                 column=_col(fields, "table") if "table" in fields else None,
                 hint="Table names become folder names: no slashes or '..'.",
@@ -305,9 +515,9 @@ def _parse_targets(
             close = difflib.get_close_matches(
                 rec["type"].lower(), [*SIMPLE_TYPES, "decimal(p,s)"], n=1, cutoff=0.5
             )
-            hint = f"Did you mean {close[0]!r}?" if close else ""
+            hint = f"Did you mean {clip(close[0])}?" if close else ""
             raise sheet.error(
-                f"unknown type {rec['type']!r}",
+                f"unknown type {clip(rec['type'])}",
                 row=row,
                 column=_col(fields, "type"),
                 hint=f"{hint} Known: string, int, bigint, decimal(p,s), double, float, date, "
@@ -322,7 +532,7 @@ def _parse_targets(
         dup = (name_table.lower(), rec["column"].lower())
         if dup in seen:
             raise sheet.error(
-                f"target column {rec['column']!r} appears twice in table {name_table!r}",
+                f"target column {clip(rec['column'])} appears twice in table {clip(name_table)}",
                 row=row,
                 column=_col(fields, "column"),
                 hint=f"It is also on row {seen[dup]}; keep one of them.",
@@ -341,6 +551,7 @@ def _parse_targets(
                 required=required,
                 default=rec.get("default") or None,
                 comment=rec.get("comment") or None,
+                validation=rec.get("validation") or None,
             )
         )
     return targets
@@ -366,7 +577,7 @@ def _format_of(
         fmt = formats.get(_norm(declared))
         if fmt is None:
             raise sheet.error(
-                f"unknown source format {declared!r}",
+                f"unknown source format {clip(declared)}",
                 row=row,
                 column=column,
                 hint="Use csv, parquet, excel, json, xml or fixed-width.",
@@ -376,7 +587,7 @@ def _format_of(
     if suffix in EXTENSIONS:
         return EXTENSIONS[suffix]
     raise sheet.error(
-        f"cannot tell the format of {path!r}",
+        f"cannot tell the format of {clip(path)}",
         row=row,
         column=column,
         hint="Add a Format column to the Sources sheet (csv, parquet, excel, json, xml, "
@@ -393,8 +604,6 @@ def _resolve(base: Path, path: str) -> str:
 def _parse_sources(
     sheet: _Sheet, header_index: int, fields: dict[str, tuple[int, str]], base: Path
 ) -> dict[str, SourceSpec]:
-    if "path" not in fields:
-        raise _missing_header(sheet, SOURCE_HEADERS, "path", sheet.rows[header_index][0])
     sources: dict[str, SourceSpec] = {}
     for row, rec in _records(sheet, header_index, fields):
         name, path = rec.get("name", ""), rec.get("path", "")
@@ -489,7 +698,7 @@ def _implicit_source(
         )
     if len(existing) > 1:
         raise sheet.error(
-            f"source {name!r} could be any of {', '.join(p.name for p in existing)}",
+            f"source {clip(name)} could be any of {', '.join(p.name for p in existing)}",
             row=row,
             column=column,
             hint="Write the file name with its extension, add a Sources sheet, or pass "
@@ -497,8 +706,8 @@ def _implicit_source(
         )
     if not existing:
         raise sheet.error(
-            f"source {name!r} is not in a Sources sheet and no file {name!r} is next to the "
-            "mapping",
+            f"source {clip(name)} is not in a Sources sheet and no file {clip(name)} is next "
+            "to the mapping",
             row=row,
             column=column,
             hint="Add it to a Sources sheet or pass --source NAME=PATH.",
@@ -514,15 +723,11 @@ def _implicit_source(
     )
 
 
-def _no_mapping_header(path: Path, sheets: list[_Sheet]) -> MappingError:
-    """Point at a header row that has mapping headers but no Target Column, if there is one."""
-    for sheet in sheets:
-        for anchor in ("type", "source_column", "rule", "table"):
-            found = sheet.find_header(MAPPING_HEADERS, anchor, minimum=3)
-            if found is not None:
-                return _missing_header(sheet, MAPPING_HEADERS, "column", sheet.rows[found[0]][0])
+def _no_mapping_header(path: Path, warnings: list[str]) -> MappingError:
+    hidden = f" ({'; '.join(warnings)})" if warnings else ""
     return MappingError(
-        "no mapping rows found: no sheet has a header row with Target Column and Data Type",
+        f"no mapping rows found: no sheet has a header row with Target Column and Data "
+        f"Type{hidden}",
         file=str(path),
         hint="Add a header row (Target Table, Target Column, Data Type, Source, Source Column,"
         " Transformation Rule) above the rows.",
@@ -533,11 +738,98 @@ def glob_escape(text: str) -> str:
     return re.sub(r"([\[\]*?])", r"[\1]", text)
 
 
-def read_mapping(path: str | Path, overrides: MappingABC[str, str] | None = None) -> Mapping:
+def _require_headers(
+    sheet: _Sheet, kind: str, header_index: int, fields: dict[str, tuple[int, str]]
+) -> None:
+    """A known sheet missing a column it needs is refused at its header row."""
+    synonyms, needed = SHEET_KINDS[kind]
+    if kind == "mapping" and "source_column" not in fields and "rule" not in fields:
+        needed = (*needed, "source_column")
+    if kind == "layout" and "end" in fields:
+        needed = tuple(n for n in needed if n != "length")
+    for field in needed:
+        if field not in fields:
+            raise _missing_header(sheet, synonyms, field, sheet.rows[header_index][0])
+
+
+def _classify(sheet: _Sheet) -> tuple[str, int, dict[str, tuple[int, str]]] | None:
+    """What kind of sheet this is, by its header row: (kind, header index, fields)."""
+    found = sheet.find_header(CHECK_HEADERS, "on_failure", minimum=3)
+    if found is not None and "check" in found[1]:
+        return "checks", *found
+    found = sheet.find_header(MAPPING_HEADERS, "column")
+    if found is not None:
+        return "mapping", *found
+    found = sheet.find_header(FILTER_HEADERS, "condition")
+    if found is not None and "table" in found[1]:
+        return "filters", *found
+    found = sheet.find_header(SOURCE_HEADERS, "name")
+    if found is not None and ("path" in found[1] or "format" in found[1]):
+        return "sources", *found
+    found = layout.find_layout(sheet)
+    if found is not None:
+        return "layout", *found
+    return None
+
+
+#: Each kind of sheet's headers, and the fields a sheet of that kind cannot do without.
+SHEET_KINDS: dict[str, tuple[MappingABC[str, tuple[str, ...]], tuple[str, ...]]] = {
+    "mapping": (MAPPING_HEADERS, ("column", "type")),
+    "filters": (FILTER_HEADERS, ("table", "condition")),
+    "sources": (SOURCE_HEADERS, ("name", "path")),
+    "layout": (layout.LAYOUT_HEADERS, ("field", "start", "length")),
+    "checks": (CHECK_HEADERS, ("table", "column", "check", "on_failure")),
+}
+#: Sheet names that say what a sheet is, so a renamed header cannot make it vanish.
+SHEET_NAMES = {"filters": "filters", "filter": "filters", "sources": "sources",
+               "source": "sources", "layout": "layout", "checks": "checks"}  # fmt: skip
+
+
+def _unrecognised(sheet: _Sheet) -> MappingError | None:
+    """A sheet no kind matched, refused when it is (by name, or by most of a mapping
+    header) a known sheet missing a column it needs; None for other sheets (covers,
+    notes), which are not read."""
+    kind = SHEET_NAMES.get(_norm(sheet.name or ""))
+    candidates = [kind] if kind else []
+    for anchor in ("type", "source_column", "rule", "table"):
+        found = sheet.find_header(MAPPING_HEADERS, anchor, minimum=3)
+        if found is not None:
+            return _missing_header(sheet, MAPPING_HEADERS, "column", sheet.rows[found[0]][0])
+    for kind in candidates:
+        synonyms, needed = SHEET_KINDS[kind]
+        best = max(
+            (f for a in needed if (f := sheet.find_header(synonyms, a, minimum=1))),
+            key=lambda f: len(f[1]),
+            default=None,
+        )
+        if best is not None:
+            field = next(n for n in needed if n not in best[1])
+            return _missing_header(sheet, synonyms, field, sheet.rows[best[0]][0])
+        if any(any(cells) for _, cells in sheet.rows):
+            words = ", ".join(synonyms[n][0].title() for n in needed)
+            return sheet.error(
+                f"the {kind.title()} sheet has no header row this reader knows",
+                hint=f"Add a header row with: {words}.",
+            )
+    return None
+
+
+def read_mapping(
+    path: str | Path,
+    overrides: MappingABC[str, str] | None = None,
+    *,
+    ignore_headers: Iterable[str] = (),
+    read_hidden_sheets: bool = False,
+) -> Mapping:
     """Parse and check a mapping workbook. ``overrides`` maps source names to paths
-    (``--source NAME=PATH``), resolved against the current directory."""
+    (``--source NAME=PATH``), resolved against the current directory; ``ignore_headers``
+    adds informational headers to ``INFORMATIONAL_HEADERS``; hidden sheets are left out
+    (with a warning) unless ``read_hidden_sheets``."""
     path = Path(path)
-    sheets = _open_sheets(path)
+    sheets, warnings = _open_sheets(path, read_hidden_sheets)
+    informational = frozenset(
+        {*INFORMATIONAL_HEADERS, *(_norm(h) for h in ignore_headers), *ignore_headers}
+    )
     base = path.resolve().parent
     overrides = dict(overrides or {})
     targets: list[TargetColumn] = []
@@ -548,27 +840,30 @@ def read_mapping(path: str | Path, overrides: MappingABC[str, str] | None = None
     named_in: dict[str, str | None] = {}
     layout_sheets: list[tuple[_Sheet, int, dict[str, tuple[int, str]]]] = []
     for sheet in sheets:
-        found = sheet.find_header(MAPPING_HEADERS, "column")
-        if found is not None:
-            targets.extend(_parse_targets(sheet, *found))
-            source_col = _col(found[1], "source") if "source" in found[1] else None
-            mapping_sheets[sheet.name] = (sheet, sheet.rows[found[0]][0], source_col)
+        classified = _classify(sheet)
+        if classified is None:
+            problem = _unrecognised(sheet)
+            if problem is not None:
+                raise problem
             continue
-        found = sheet.find_header(FILTER_HEADERS, "condition")
-        if found is not None and "table" in found[1]:
-            filters.extend(_parse_filters(sheet, *found))
-            continue
-        found = sheet.find_header(SOURCE_HEADERS, "name")
-        if found is not None and ("path" in found[1] or "format" in found[1]):
-            parsed = _parse_sources(sheet, *found, base)
+        kind, index, fields = classified
+        _require_headers(sheet, kind, index, fields)
+        _check_sheet(sheet, index, fields, SHEET_KINDS[kind][0], informational)
+        if kind == "mapping":
+            targets.extend(_parse_targets(sheet, index, fields))
+            source_col = _col(fields, "source") if "source" in fields else None
+            mapping_sheets[sheet.name] = (sheet, sheet.rows[index][0], source_col)
+        elif kind == "filters":
+            filters.extend(_parse_filters(sheet, index, fields))
+        elif kind == "sources":
+            parsed = _parse_sources(sheet, index, fields, base)
             sources.update(parsed)
-            named_in.update(dict.fromkeys(parsed, _col(found[1], "path")))
-            continue
-        found = layout.find_layout(sheet)
-        if found is not None:
-            layout_sheets.append((sheet, *found))
+            named_in.update(dict.fromkeys(parsed, _col(fields, "path")))
+        elif kind == "layout":
+            layout_sheets.append((sheet, index, fields))
+        # "checks": known, parsed by the checks stage
     if not mapping_sheets:
-        raise _no_mapping_header(path, sheets)
+        raise _no_mapping_header(path, warnings)
     if not targets:
         sheet, header_row, _ = next(iter(mapping_sheets.values()))
         raise sheet.error(
@@ -593,11 +888,11 @@ def read_mapping(path: str | Path, overrides: MappingABC[str, str] | None = None
         if f.table not in tables:
             close = difflib.get_close_matches(f.table, sorted(tables), n=1)
             raise MappingError(
-                f"filter names unknown target table {f.table!r}",
+                f"filter names unknown target table {clip(f.table)}",
                 file=str(path),
                 sheet=f.sheet,
                 row=f.row,
-                hint=f"Did you mean {close[0]!r}?"
+                hint=f"Did you mean {clip(close[0])}?"
                 if close
                 else f"Known tables: {', '.join(sorted(tables))}.",
             )
@@ -605,9 +900,9 @@ def read_mapping(path: str | Path, overrides: MappingABC[str, str] | None = None
         if name not in sources:
             close = difflib.get_close_matches(name, sorted(sources), n=1)
             raise MappingError(
-                f"--source names unknown source {name!r}",
+                f"--source names unknown source {clip(name)}",
                 file=str(path),
-                hint=f"Did you mean {close[0]!r}?"
+                hint=f"Did you mean {clip(close[0])}?"
                 if close
                 else f"Known sources: {', '.join(sorted(sources))}.",
             )
@@ -627,11 +922,13 @@ def read_mapping(path: str | Path, overrides: MappingABC[str, str] | None = None
                     hint="Check the path given to --source.",
                 )
             raise MappingError(
-                f"source file for {spec.name!r} does not exist: {spec.path}",
+                f"source file for {clip(spec.name)} does not exist: {spec.path}",
                 file=str(path),
                 sheet=spec.sheet,
                 row=spec.row,
                 column=named_in.get(spec.name),
                 hint="Fix the path in the workbook or pass --source NAME=PATH.",
             )
-    return Mapping(file=str(path), targets=targets, sources=sources, filters=filters)
+    return Mapping(
+        file=str(path), targets=targets, sources=sources, filters=filters, warnings=tuple(warnings)
+    )
