@@ -22,11 +22,11 @@ from dataeng_magics.workflow import TransformRequest, TransformSession
 
 HEADER = ["Target Table", "Target Column", "Data Type", "Source", "Source Column",
           "Transformation Rule", "Mandatory", "Default Value"]  # fmt: skip
-ROWS = [
+ROWS: list[list[Any]] = [
     ["TRADES", "TRADE_ID", "string", "trades.csv", "Trade ID", "trim", "Y", None],
     ["TRADES", "STATUS", "string", "trades.csv", "Status", "upper", "N", "OPEN"],
 ]
-FILTERS = [["Target Table", "Condition"], ["TRADES", "Status <> 'CANCELLED'"]]
+FILTERS: list[list[Any]] = [["Target Table", "Condition"], ["TRADES", "Status <> 'CANCELLED'"]]
 
 
 def workbook(

@@ -238,13 +238,14 @@ def _open_sheets(path: Path, read_hidden: bool = False) -> tuple[list[_Sheet], l
             hint="Remove the password (File > Info > Protect Workbook) and save as .xlsx.",
         )
     _check_part_sizes(path)
-    from openpyxl import load_workbook
+    from openpyxl.reader.excel import ExcelReader
 
     try:
         # Cached values, and the formulas themselves to tell "blank" from "never computed":
         # a formula is never evaluated here.
-        book = load_workbook(path, data_only=True)
-        formula_book = load_workbook(path, data_only=False)
+        readers = [ExcelReader(path, data_only=True), ExcelReader(path, data_only=False)]
+        for reader in readers:
+            reader.read()
     except Exception as exc:  # a damaged part can fail anywhere in openpyxl's parser
         raise MappingError(
             f"workbook cannot be opened ({type(exc).__name__}: {clip(str(exc))})",
@@ -252,8 +253,18 @@ def _open_sheets(path: Path, read_hidden: bool = False) -> tuple[list[_Sheet], l
             hint="The file is corrupt or not a real .xlsx: open it in Excel and save it again "
             "as .xlsx, or ask for a fresh copy.",
         ) from None
+    values = readers[0]
+    for sheet, rel in values.parser.find_sheets():
+        if rel.target not in values.valid_files:  # openpyxl skips such a sheet silently
+            raise MappingError(
+                f"the workbook lists sheet {clip(sheet.name)} but its part {rel.target} is missing",
+                file=file,
+                sheet=sheet.name,
+                hint="The file is damaged: open it in Excel and save it again, or ask for a "
+                "fresh copy.",
+            )
     sheets, warnings = [], []
-    for ws, wf in zip(book.worksheets, formula_book.worksheets, strict=True):
+    for ws, wf in zip(values.wb.worksheets, readers[1].wb.worksheets, strict=True):
         if ws.sheet_state != "visible" and not read_hidden:
             state = "very hidden" if ws.sheet_state == "veryHidden" else "hidden"
             warnings.append(
