@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from dataeng_magics.redact import redact
+
 
 class DataEngMagicsWarning(UserWarning):
     """Our own warnings; the test suite turns them into errors."""
@@ -58,9 +60,16 @@ class DataEngMagicsError(Exception):
         text = f"{self.location}: {self.message}" if self.location else self.message
         if self.hint:
             text = f"{text.rstrip('.')}. {self.hint}"
-        return " ".join(text.split())  # always one line
+        return redact(" ".join(text.split()))  # always one line, never a secret
 
     def to_dict(self) -> dict[str, Any]:
+        """The error as a record (an executed notebook, the audit log), secrets masked."""
+        return {
+            key: redact(value) if isinstance(value, str) else value
+            for key, value in self._fields().items()
+        }
+
+    def _fields(self) -> dict[str, Any]:
         return {
             "error": type(self).__name__,
             "message": self.message,

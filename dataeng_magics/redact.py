@@ -30,7 +30,12 @@ _secrets_lock = threading.Lock()
 _PATTERNS = [
     re.compile(r"(AccountKey=)[^;\s'\"]+", re.IGNORECASE),
     re.compile(r"(SharedAccessSignature=)[^;\s'\"]+", re.IGNORECASE),
-    re.compile(r"([?&]sig=)[^&\s'\"]+", re.IGNORECASE),
+    # secret query parameters: a SAS signature and its key fields, tokens, codes, keys
+    re.compile(
+        r"([?&](?:sig|signature|token|access_token|id_token|code|key|api[-_]?key|apikey|"
+        r"password|passwd|secret|client_secret|skoid|sktid|sks|skt|ske|skv)=)[^&#\s'\"]+",
+        re.IGNORECASE,
+    ),
     re.compile(r"(;token=)[^;/\s'\"]+", re.IGNORECASE),
     re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE),
     re.compile(r"(\"access_token\"\s*:\s*\")[^\"]+", re.IGNORECASE),
@@ -88,6 +93,7 @@ WIRE_LOGGERS = (
     "py4j", "py4j.clientserver", "py4j.java_gateway",
     "azure", "azure.core.pipeline.policies.http_logging_policy", "azure.identity",
     "urllib3.connectionpool", "requests", "adlfs", "adlfs.spec", "fsspec",
+    "fsspec.http", "aiohttp.client", "aiohttp.internal",
     "pyspark", "pyspark.sql.connect.logging", "grpc",
 )  # fmt: skip
 _FILTER = RedactingFilter()

@@ -34,7 +34,7 @@ from dataeng_magics.errors import (
     StoreError,
     ValidationFailed,
 )
-from dataeng_magics.mapping.model import Mapping
+from dataeng_magics.mapping.model import Mapping, SourceSpec
 from dataeng_magics.mapping.read import read_mapping
 from dataeng_magics.plan.model import Plan
 from dataeng_magics.plan.render import plan_diff, render_pseudocode
@@ -313,13 +313,19 @@ class TransformSession:
     @cached_property
     def samples(self) -> dict[str, Sample]:
         from dataeng_magics.connections import storage_options
+        from dataeng_magics.sources.network import is_remote, with_timeouts, within_deadline
         from dataeng_magics.sources.sampling import sample
 
-        connections = self.settings.storage
-        return {
-            name: sample(spec, self.settings.sample_rows, storage_options(spec.path, connections))
-            for name, spec in self.mapping.sources.items()
-        }
+        rows, seconds = self.settings.sample_rows, self.settings.network_timeout_seconds
+
+        def read(spec: SourceSpec) -> Sample:
+            options = storage_options(spec.path, self.settings.storage)
+            if not is_remote(spec.path):
+                return sample(spec, rows, options)
+            options = with_timeouts(spec.path, options, seconds)
+            return within_deadline(spec.path, seconds, lambda: sample(spec, rows, options))
+
+        return {name: read(spec) for name, spec in self.mapping.sources.items()}
 
     @cached_property
     def schemas(self) -> dict[str, dict[str, str]]:

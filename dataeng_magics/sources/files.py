@@ -41,6 +41,9 @@ class SourceFiles:
 
 
 def is_glob(path: str) -> bool:
+    """A glob pattern; in a URL the query (a SAS token's ``?sv=...``) is not part of it."""
+    if "://" in path:
+        path = path.split("?", 1)[0]
     return any(ch in path for ch in _GLOB_CHARS)
 
 
