@@ -614,6 +614,13 @@ class TransformSession:
         entry = self.require_approved()
         out = out if "://" in out else str(Path(out).expanduser().resolve())
         fmt = output_format or self.settings.output_format
+        if executor is None and self.settings.platform == "local":
+            from dataeng_magics.connections import storage_options
+            from dataeng_magics.sources.network import check_output_reachable, is_remote
+
+            if is_remote(out):  # a platform reaches its storage itself: checked there
+                options = storage_options(out, self.settings.storage)
+                check_output_reachable(out, options, self.settings.network_timeout_seconds)
         return self._execute(entry, self.parameters(out, fmt), out, fmt, executor, actor)
 
     def _execute(self, entry: Entry, params: str, out: str, fmt: str, executor: Executor | None,

@@ -153,3 +153,30 @@ def test_the_deadline_setting_is_read_from_the_environment(
     assert load_settings(network_timeout_seconds=None).network_timeout_seconds == 7.5
     monkeypatch.delenv("DATAENG_MAGICS_NETWORK_TIMEOUT_SECONDS")
     assert load_settings().network_timeout_seconds == 60
+
+
+def test_an_unreachable_output_account_fails_before_the_run(
+    tmp_path: Path, silent_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A local run writing to an abfss:// account that never answers: exit 5 in one line
+    at the deadline, before Spark starts or the run is recorded."""
+    from dataeng_magics.errors import ExecutionError
+
+    monkeypatch.setenv("LAKE_KEY", "a2V5LWZvci10aGUtc2lsZW50LWFjY291bnQ=")
+    storage = {"lake": {"account": "lake", "auth": "direct_key", "env": "LAKE_KEY",
+                        "blob_endpoint": f"http://127.0.0.1:{silent_port}/lake"}}  # fmt: skip
+    monkeypatch.setenv("DATAENG_MAGICS_STORAGE", json.dumps(storage))
+    monkeypatch.setenv("DATAENG_MAGICS_HOME", str(tmp_path / "home"))
+    (tmp_path / "trades.csv").write_text("Trade ID\n1\n")
+    mapping = remote_mapping(tmp_path, "trades.csv")
+    session = TransformSession(
+        TransformRequest(client="ACME", mapping=mapping), load_settings(network_timeout_seconds=2)
+    )
+    session.draft()
+    session.approve("alice")
+    with pytest.raises(ExecutionError) as info:
+        session.run(output_dir="abfss://out@lake.dfs.core.windows.net/acme")
+    assert info.value.exit_code == 5
+    assert "cannot reach account 'lake', container 'out', path '/acme'" in str(info.value)
+    assert "network_timeout_seconds" in str(info.value)
+    assert session.store.runs(session.key) == []

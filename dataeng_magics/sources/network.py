@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from dataeng_magics.errors import SourceError
+from dataeng_magics.errors import DataEngMagicsError, SourceError
 from dataeng_magics.redact import public_path
 
 T = TypeVar("T")
@@ -77,8 +77,10 @@ def network_cause(exc: BaseException) -> BaseException | None:
     return None
 
 
-def unreachable(path: str, reason: str, seconds: float) -> SourceError:
-    return SourceError(
+def unreachable(
+    path: str, reason: str, seconds: float, error: type[DataEngMagicsError] = SourceError
+) -> DataEngMagicsError:
+    return error(
         f"cannot reach {where(path)}: {reason}",
         file=public_path(path),
         hint="Check the account and container names, the network (VPN, firewall, private "
@@ -87,7 +89,12 @@ def unreachable(path: str, reason: str, seconds: float) -> SourceError:
     )
 
 
-def within_deadline(path: str, seconds: float, work: Callable[[], T]) -> T:
+def within_deadline(
+    path: str,
+    seconds: float,
+    work: Callable[[], T],
+    error: type[DataEngMagicsError] = SourceError,
+) -> T:
     """``work()`` (a remote read of ``path``), or a one-line ``SourceError`` when the
     storage cannot be reached or does not answer within ``seconds``. A daemon thread,
     not an executor: a read still retrying inside an SDK must not hold the process."""
@@ -103,13 +110,31 @@ def within_deadline(path: str, seconds: float, work: Callable[[], T]) -> T:
     thread.start()
     thread.join(seconds)
     if thread.is_alive():
-        raise unreachable(path, f"no answer within {seconds:g} s", seconds)
+        raise unreachable(path, f"no answer within {seconds:g} s", seconds, error)
     if "error" in box:
-        error: BaseException = box["error"]
-        cause = network_cause(error)
+        failure: BaseException = box["error"]
+        cause = network_cause(failure)
         if cause is not None:
             reason = (str(cause).splitlines() or [""])[0][:200] or type(cause).__name__
-            raise unreachable(path, reason, seconds) from None
-        raise error
+            raise unreachable(path, reason, seconds, error) from None
+        raise failure
     value: T = box["value"]
     return value
+
+
+def check_output_reachable(path: str, options: dict[str, Any], seconds: float) -> None:
+    """Before a local run writes to remote storage: its container answers within the
+    deadline, or the run fails now in one line (not with Spark's "o413.save" after the
+    SDK's retries). Only reaching it is checked: a missing folder is the run's to make."""
+    from dataeng_magics.errors import ExecutionError
+    from dataeng_magics.sources.files import filesystem
+
+    def probe() -> None:
+        fs, root = filesystem(path, with_timeouts(path, options, seconds))
+        try:
+            fs.info(root.split("/", 1)[0])
+        except Exception as exc:  # only a network failure is this check's to report
+            if network_cause(exc) is not None:
+                raise
+
+    within_deadline(path, seconds, probe, ExecutionError)
