@@ -645,6 +645,9 @@ class TransformSession:
             self._record(entry, "failed", started_at, None, actor, {**where, "error": exc.message})
             raise
         report = evaluate(result.metrics)
+        from dataeng_magics.sources.diagnose import unclosed_quotes
+
+        unclosed_quotes(report, self.mapping)
         if any(c.kind == "malformed" for c in report.failures):
             from dataeng_magics.sources.diagnose import locate_malformed
 

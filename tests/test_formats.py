@@ -137,7 +137,7 @@ def test_delimiters_read_the_same_in_sample_and_run(tmp_path: Path, sep: str, sp
 def _csv_client(tmp_path: Path, lines: list[str]) -> Path:
     """A one-source client whose CSV holds ``lines``, and a filter dropping JUNK rows."""
     folder = tmp_path / "client"
-    folder.mkdir()
+    folder.mkdir(parents=True)
     (folder / "notes.csv").write_text("".join(lines), encoding="utf-8")
     book = Workbook()
     sheet = book.active
@@ -226,3 +226,27 @@ def test_example_runs_over_spark_connect(
     expected = json.loads((client.parent / "expected.json").read_text())
     for table, rows in expected.items():
         assert len(pd.read_parquet(tmp_path / "out" / table)) == len(rows)
+
+
+def test_a_quoted_line_break_at_row_3_and_a_cut_off_file(tmp_path: Path, spark: Any) -> None:
+    """Issue 12's two probes: three records with a quoted line break in the third are
+    three rows, in the sample and in the run; the same file cut off inside its last
+    record (past the rows the sample reads; Spark reads it to the end of the file without
+    complaint) fails the run naming the file and that line."""
+    lines = ["id,status,note\n", "1,OK,plain\n", "2,OK,plain\n", '3,OK,"two\nlines"\n']
+    s = session(_csv_client(tmp_path / "whole", lines))
+    assert len(s.samples["notes"].frame) == 3
+    s.draft()
+    s.approve("alice")
+    summary = s.run(output_dir=str(tmp_path / "out"))
+    assert summary.outcome == "succeeded" and summary.rows_in == summary.rows_out == 3
+    good = [f"{i},OK,plain\n" for i in range(1, 201)]  # more than the sample reads
+    cut = [lines[0], *good, '201,OK,"two\nli']  # the export stopped inside a quoted field
+    s = session(_csv_client(tmp_path / "cut", cut))
+    s.draft()
+    s.approve("alice")
+    summary = s.run(output_dir=str(tmp_path / "out2"))
+    assert summary.outcome == "validation_failed"
+    (check,) = [c for c in summary.report.failures if c.kind == "malformed"]
+    assert check.failed == 1 and "notes.csv, line 202" in check.message
+    assert "never closed" in check.message
