@@ -271,3 +271,15 @@ def test_the_mapping_reads_cleanly(tmp_path: Path) -> None:
     mapping = read_mapping(workbook(tmp_path))
     assert isinstance(mapping, Mapping) and mapping.warnings == ()
     assert [f.condition for f in mapping.filters] == ["Status <> 'CANCELLED'"]
+
+
+def test_a_filter_that_uses_no_column_names_its_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATAENG_MAGICS_HOME", str(tmp_path / "home"))
+    path = workbook(tmp_path, filters=[FILTERS[0], ["TRADES", "1 = 0"]])
+    with pytest.raises(MappingError) as info:
+        TransformSession(TransformRequest(client="ACME", mapping=path)).draft()
+    err = info.value
+    assert "uses no column" in str(err) and path.name in str(err)
+    assert (err.sheet, err.row, err.column) == ("Filters", 2, "Condition")

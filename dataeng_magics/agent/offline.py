@@ -133,6 +133,24 @@ def with_read_schemas(plan: Plan, schemas: Schemas) -> Plan:
     return plan.model_copy(update={"sources": sources})
 
 
+def _located(exc: MappingError, mapping: Mapping) -> MappingError:
+    """A plan-level problem pointed at the workbook row it comes from: the filter whose
+    condition it quotes, else the first row of its table."""
+    table = exc.message.split(":", 1)[0]
+    for f in mapping.filters:
+        if f.table == table and repr(f.condition) in exc.message:
+            return MappingError(exc.message, file=mapping.file, sheet=f.sheet, row=f.row,
+                                column="Condition", hint="Fix or remove the filter.")  # fmt: skip
+    first = next((t for t in mapping.targets if t.table == table), None)
+    return MappingError(
+        exc.message,
+        file=mapping.file,
+        sheet=first.sheet if first else None,
+        row=first.row if first else None,
+        hint=exc.hint or "Fix the table's rows in the mapping.",
+    )
+
+
 def finalize(plan: Plan, schemas: Schemas) -> Plan:
     """Check a plan against the sample schemas and make it self-contained."""
     return with_read_schemas(_flag_problems(plan, schemas), schemas)
@@ -206,7 +224,10 @@ class OfflinePlanner:
             for name, s in mapping.sources.items()
         }
         plan = Plan(client=client, sources=sources, tables=tables, notes=notes.strip())
-        return PlanResult(finalize(plan, schemas))
+        try:
+            return PlanResult(finalize(plan, schemas))
+        except MappingError as exc:
+            raise _located(exc, mapping) from None
 
     def revise(
         self,
