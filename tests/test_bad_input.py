@@ -129,6 +129,11 @@ def test_checks_sheet_and_validation_column_are_known(tmp_path: Path) -> None:
     ]
     mapping = read_mapping(workbook(tmp_path, header, rows, Checks=checks))
     assert [t.validation for t in mapping.targets] == ["unique", None]
+    # a mapping sheet with Validation and Action columns is still the mapping sheet, whose
+    # Action column is not one of its headers
+    header = [*HEADER, "Validation", "Action"]
+    rows = [[*ROWS[0], "unique", "fail"], [*ROWS[1], None, None]]
+    assert refusal(workbook(tmp_path, header, rows)).column == "Action (J)"
 
 
 # --- cells: formulas, invisible characters, long values ---------------------------------

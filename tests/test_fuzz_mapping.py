@@ -201,7 +201,9 @@ def unicode_variant(rng: random.Random, i: int) -> Variant:
         at = rng.randint(0, len(text))
         cell.value = text[:at] + mark + text[at:]
 
-    return Variant(f"{i}-unicode-{row}-{col}-U+{ord(mark):04X}", lambda f: build(f, change), True)
+    # in a rule (free text) the character is data: a constant keeps it as an escaped literal
+    keeps = col != FIELD_OF.index("rule") + 1
+    return Variant(f"{i}-unicode-{row}-{col}-U+{ord(mark):04X}", lambda f: build(f, change), keeps)
 
 
 def bytes_variant(rng: random.Random, i: int) -> Variant:

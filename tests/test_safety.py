@@ -236,7 +236,7 @@ CORPUS: list[tuple[str, str, Any]] = [
     ("target_column", "py1", COMPILES),
     ("target_column", "dunder", COMPILES),
     ("target_column", "linesep", COMPILES),
-    ("target_column", "rtl", COMPILES),
+    ("target_column", "rtl", MappingError),  # an invisible character in a name (issue 12)
     ("target_column", "long", COMPILES),
     ("target_column", "backslash", COMPILES),
     ("target_column", "newline", UNRESOLVED),  # control characters in a column name

@@ -127,6 +127,10 @@ INFORMATIONAL_HEADERS = (
 )  # fmt: skip
 #: Characters that change what a name is without showing: zero-width and bidi controls.
 INVISIBLE = re.compile("[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+#: Free text, where an invisible character is data (a constant's value is compiled as an
+#: escaped literal); in every other field (names, types, defaults, conditions) it would
+#: change the meaning without showing, so it is refused.
+TEXT_FIELDS = frozenset({"rule", "comment", "description", "validation"})
 #: A mapping workbook is a few thousand rows: bigger sheets are refused before reading.
 MAX_SHEET_BYTES = 64 * 1024 * 1024
 MAX_SHEET_CELLS = 5_000_000
@@ -355,13 +359,14 @@ def _check_sheet(
     are readable text without invisible characters."""
     header_row, header_cells = sheet.rows[header_index]
     below = sheet.rows[header_index + 1 :]
-    used = {c: text for c, text in fields.values()}
+    used = {c: field for field, (c, _) in fields.items()}
     width = max(len(cells) for _, cells in sheet.rows[header_index:])
     for col in range(width):
         text = header_cells[col] if col < len(header_cells) else ""
         if col in used:
+            name = used[col] not in TEXT_FIELDS
             for row, cells in [(header_row, header_cells), *below]:
-                _check_cell(sheet, row, col, text, cells[col] if col < len(cells) else "")
+                _check_cell(sheet, row, col, text, cells[col] if col < len(cells) else "", name)
             continue
         if text and (_norm(text) in informational or text.strip().lower() in informational):
             continue
@@ -374,7 +379,8 @@ def _check_sheet(
             raise _unknown_column(sheet, header_row, col, text, values, synonyms, fields)
 
 
-def _check_cell(sheet: _Sheet, row: int, col: int, header: str, value: str) -> None:
+def _check_cell(sheet: _Sheet, row: int, col: int, header: str, value: str, name: bool) -> None:
+    """A formula without a saved value, or (outside free text) an invisible character."""
     letter = _letter(col)
     problem = sheet.formulas.get((row, col))
     if problem is not None:
@@ -385,7 +391,7 @@ def _check_cell(sheet: _Sheet, row: int, col: int, header: str, value: str) -> N
             hint="Formulas are never evaluated here: open the workbook in Excel and save it "
             "(Excel saves each formula's value), or type the value itself.",
         )
-    hidden = INVISIBLE.search(value)
+    hidden = INVISIBLE.search(value) if name else None
     if hidden is not None:
         raise sheet.error(
             f"cell {letter}{row} holds an invisible character "
@@ -766,7 +772,7 @@ def _require_headers(
 def _classify(sheet: _Sheet) -> tuple[str, int, dict[str, tuple[int, str]]] | None:
     """What kind of sheet this is, by its header row: (kind, header index, fields)."""
     found = sheet.find_header(CHECK_HEADERS, "on_failure", minimum=3)
-    if found is not None and "check" in found[1]:
+    if found is not None and "check" in found[1] and "type" not in _known(sheet, found[0]):
         return "checks", *found
     found = sheet.find_header(MAPPING_HEADERS, "column")
     if found is not None:
@@ -781,6 +787,12 @@ def _classify(sheet: _Sheet) -> tuple[str, int, dict[str, tuple[int, str]]] | No
     if found is not None:
         return "layout", *found
     return None
+
+
+def _known(sheet: _Sheet, index: int) -> set[str]:
+    """The mapping fields a row's headers name (a mapping sheet may have an Action column)."""
+    lookup = {syn: field for field, syns in MAPPING_HEADERS.items() for syn in syns}
+    return {lookup[k] for text in sheet.rows[index][1] for k in _header_keys(text) if k in lookup}
 
 
 #: Each kind of sheet's headers, and the fields a sheet of that kind cannot do without.
