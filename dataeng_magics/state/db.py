@@ -100,22 +100,22 @@ def _postgres_engine(url: URL, credential: TokenCredential | None) -> Engine:
     return engine
 
 
-_engines: dict[tuple[str, int], Engine] = {}
+_engines: dict[tuple[str, int, int], Engine] = {}
 _engines_lock = threading.Lock()
 
 
 def engine_for(url: URL, credential: TokenCredential | None = None) -> Engine:
-    """One engine per URL and process (a pool inherited through fork() is not used)."""
-    cache_key = (url.render_as_string(hide_password=False), os.getpid())
+    """One engine per URL, credential and process (a pool inherited through fork() is
+    never used by the child)."""
+    cache_key = (url.render_as_string(hide_password=False), id(credential), os.getpid())
     with _engines_lock:
-        engine = _engines.get(cache_key) if credential is None else None
+        engine = _engines.get(cache_key)
         if engine is None:
             if url.get_backend_name() == "sqlite":
                 engine = _sqlite_engine(url)
             else:
                 engine = _postgres_engine(url, credential)
-            if credential is None:
-                _engines[cache_key] = engine
+            _engines[cache_key] = engine
         return engine
 
 
@@ -197,3 +197,27 @@ def wrapped(action: str, where: str) -> Iterator[None]:
         raise StoreError(f"cannot {action} the cache store: {detail}", file=where) from None
 
 
+def upgrade_target(target: Path | str, credential: TokenCredential | None = None) -> str:
+    """Create or upgrade the schema at ``target`` (``store upgrade``); what was done."""
+    url = parse_url(target)
+    where = shown(url)
+    if url.get_backend_name() == "sqlite":
+        Path(str(url.database)).parent.mkdir(parents=True, exist_ok=True)
+    with wrapped("upgrade", where), engine_for(url, credential).connect() as conn:
+        conn = conn.execution_options(dem_write=True)
+        with conn.begin():
+            before, after = upgrade(conn)
+    if before == after:
+        return f"the store at {where} is up to date (schema version {after})"
+    return f"upgraded the store at {where} from schema version {before or 'none'} to {after}"
+
+
+def grant_statements(role: str) -> list[str]:
+    """What the runtime user needs on PostgreSQL, and no more: read and write the cache,
+    runs and leases; only read and append the audit chain (never UPDATE or DELETE)."""
+    return [
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON entries, runs, leases TO {role}",
+        f"GRANT USAGE ON SEQUENCE runs_id_seq TO {role}",
+        f"GRANT SELECT, INSERT ON audit_events TO {role}",
+        f"GRANT SELECT ON alembic_version TO {role}",
+    ]

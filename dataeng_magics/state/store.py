@@ -14,7 +14,7 @@ import builtins
 import json
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -522,3 +522,17 @@ class Store:
         """Runs started and not finished: running, or interrupted (``Lease.state``)."""
         rows = self._read(select(leases).order_by(leases.c.started_at))
         return [Lease.model_validate(dict(row._mapping)) for row in rows]
+
+    def run_states(self, found: Iterable[Entry] | None = None) -> dict[str, str]:
+        """Key -> "running" (a run of it is going on, here or elsewhere) or
+        "interrupted" (its latest run started and never finished), for the keys of
+        ``found`` (default: all) that have one."""
+        last_run = {e.key: e.last_run_at for e in (self.list() if found is None else found)}
+        now, states = utcnow(), dict[str, str]()
+        for lease in self.leases():
+            if lease.key not in last_run or states.get(lease.key) == "running":
+                continue
+            state, finished = lease.state(now), last_run[lease.key]
+            if state == "running" or finished is None or finished < lease.started_at:
+                states[lease.key] = state
+        return states

@@ -1,0 +1,121 @@
+"""A real PostgreSQL for the store's tests: Debian's ``postgresql`` package, ``initdb``
+into a temporary directory, ``pg_ctl`` on 127.0.0.1 and a free port, as an unprivileged
+user (PostgreSQL refuses to run as root), stopped by its own PID. Skips, saying why,
+where the package is missing (scripts/test.sh installs it)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from spark_servers import free_port
+
+ADMIN_PASSWORD = "admin-Pw-4c1d9e"
+RUNTIME_USER = "dem_runtime"
+RUNTIME_PASSWORD = "runtime-Pw-7f3a2b"
+
+
+@dataclass
+class Postgres:
+    port: int
+    data: Path
+    pid: int
+
+    def url(self, database: str, *, user: str = "postgres", password: str = ADMIN_PASSWORD) -> str:
+        return f"postgresql://{user}:{password}@127.0.0.1:{self.port}/{database}"
+
+    def admin(self, database: str, sql: str) -> None:
+        """Run statements as the superuser (psycopg, autocommit)."""
+        import psycopg
+
+        with psycopg.connect(self.url(database), autocommit=True) as conn:
+            conn.execute(sql)  # type: ignore[arg-type]
+
+
+def _as_user(command: list[str]) -> list[str]:
+    if os.geteuid() != 0:
+        return command
+    return ["runuser", "-u", "nobody", "--", *command]
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if not found:
+        pytest.skip("PostgreSQL is not installed: scripts/test.sh installs Debian's postgresql")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pytest.skip('psycopg is not installed: pip install -e ".[dev]"')
+    bin_dir = found[-1].parent
+    root = tmp_path_factory.mktemp("postgres")
+    data, pwfile, log = root / "data", root / "pw", root / "postgres.log"
+    pwfile.write_text(ADMIN_PASSWORD + "\n")
+    if os.geteuid() == 0:
+        shutil.chown(root, "nobody", "nogroup")
+        shutil.chown(pwfile, "nobody", "nogroup")
+        for parent in root.parents:  # let nobody reach its folder
+            if parent.is_relative_to(tmp_path_factory.getbasetemp().parent):
+                parent.chmod(parent.stat().st_mode | 0o711)
+    subprocess.run(
+        _as_user(
+            [str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--pwfile", str(pwfile),
+             "--auth", "scram-sha-256", "-E", "UTF8", "--locale", "C"]
+        ),
+        check=True, capture_output=True,
+    )  # fmt: skip
+    port = free_port()
+    options = f"-p {port} -h 127.0.0.1 -k {root} -c max_connections=60 -c fsync=off"
+    subprocess.run(
+        _as_user([str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(log), "-w",
+                  "start"]),
+        check=True, capture_output=True,
+    )  # fmt: skip
+    pid = int((data / "postmaster.pid").read_text().split()[0])
+    server = Postgres(port, data, pid)
+    server.admin("postgres", f"CREATE ROLE {RUNTIME_USER} LOGIN PASSWORD '{RUNTIME_PASSWORD}'")
+    try:
+        yield server
+    finally:
+        os.kill(pid, signal.SIGINT)  # fast shutdown
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (data / "postmaster.pid").exists():
+            time.sleep(0.1)
+
+
+@pytest.fixture
+def pg_database(postgres: Postgres) -> str:
+    """A fresh, empty database (its name); the runtime user may connect to it."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    postgres.admin("postgres", f"CREATE DATABASE {name}")
+    postgres.admin("postgres", f"GRANT CONNECT ON DATABASE {name} TO {RUNTIME_USER}")
+    return name
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state_target(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """Where a fresh store lives, on each backend: a SQLite path, or the URL of a new
+    PostgreSQL database upgraded by the admin, as the runtime user holding only the
+    documented grants."""
+    if request.param == "sqlite":
+        return tmp_path / "state" / "store.sqlite"
+    server: Postgres = request.getfixturevalue("postgres")
+    database: str = request.getfixturevalue("pg_database")
+    return runtime_url(server, database)
+
+
+def runtime_url(server: Postgres, database: str) -> str:
+    """Upgrade ``database`` as the admin, grant the runtime user, return its URL."""
+    from dataeng_magics.state.db import grant_statements, upgrade_target
+
+    upgrade_target(server.url(database))
+    server.admin(database, ";".join(grant_statements(RUNTIME_USER)))
+    return server.url(database, user=RUNTIME_USER, password=RUNTIME_PASSWORD)
