@@ -549,6 +549,12 @@ class TransformMagics(Magics):
         entry = revoke(self.settings(), args.key, self._reviewer(), reason(args))
         return Text(f"Revoked {entry.key[:16]}: replays now need a new approval.")
 
+    def _cmd_store(self, args: argparse.Namespace) -> Any:
+        from dataeng_magics.display import Text
+        from dataeng_magics.state.backend import store_command
+
+        return Text(store_command(self.settings(), args.action, args.url, args.to, args.role))
+
     def _cmd_audit(self, args: argparse.Namespace) -> Any:
         from dataeng_magics.display import Text, audit_table
         from dataeng_magics.state.backend import open_audit

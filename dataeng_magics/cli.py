@@ -302,6 +302,13 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_store(args: argparse.Namespace) -> int:
+    from dataeng_magics.state.backend import store_command
+
+    print(store_command(_settings(args), args.action, args.url, args.to, args.role))
+    return 0
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     from dataeng_magics.state.backend import open_audit
     from dataeng_magics.workflow import audit_events
@@ -332,6 +339,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "cache": cmd_cache,
     "audit": cmd_audit,
     "stats": cmd_stats,
+    "store": cmd_store,
 }
 
 

@@ -74,11 +74,14 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
     )  # fmt: skip
     port = free_port()
     options = f"-p {port} -h 127.0.0.1 -k {root} -c max_connections=60 -c fsync=off"
-    subprocess.run(
+    started = subprocess.run(
         _as_user([str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(log), "-w",
                   "start"]),
-        check=True, capture_output=True,
+        capture_output=True, text=True,
     )  # fmt: skip
+    if started.returncode:
+        tail = log.read_text()[-2000:] if log.exists() else ""
+        raise RuntimeError(f"PostgreSQL did not start: {started.stderr}{started.stdout}\n{tail}")
     pid = int((data / "postmaster.pid").read_text().split()[0])
     server = Postgres(port, data, pid)
     server.admin("postgres", f"CREATE ROLE {RUNTIME_USER} LOGIN PASSWORD '{RUNTIME_PASSWORD}'")

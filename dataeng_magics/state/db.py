@@ -171,10 +171,10 @@ def check_schema(connection: Connection, where: str) -> None:
     if revision == HEAD:
         return
     if revision is None:
-        raise StoreError(f"the store at {where} has no tables yet", hint=_UPGRADE_HINT, file=where)
+        raise StoreError("the store has no tables yet", hint=_UPGRADE_HINT, file=where)
     if revision.isdigit() and int(revision) < int(HEAD):
         raise StoreError(
-            f"the store at {where} has schema version {revision}; this release needs {HEAD}",
+            f"the store has schema version {revision}; this release needs {HEAD}",
             hint=_UPGRADE_HINT,
             file=where,
         )

@@ -326,7 +326,34 @@ class Store:
             for table in (entries, runs, leases)
         }
 
+    def dump(self) -> tuple[builtins.list[dict[str, Any]], builtins.list[dict[str, Any]]]:
+        """Every entry and run row as stored (``store migrate``)."""
+        return (
+            [dict(row._mapping) for row in self._read(select(entries).order_by(entries.c.key))],
+            [dict(row._mapping) for row in self._read(select(runs).order_by(runs.c.id))],
+        )
+
     # -- writes ------------------------------------------------------------------------
+
+    def load(
+        self, entry_rows: builtins.list[dict[str, Any]], run_rows: builtins.list[dict[str, Any]]
+    ) -> None:
+        """Copy rows into this empty store in one transaction (``store migrate``); runs
+        keep their order and get this store's ids."""
+        with self._tx() as conn:
+            for table in (entries, runs):
+                if conn.execute(select(func.count()).select_from(table)).scalar():
+                    raise StoreError(
+                        f"the target store is not empty (its {table.name} table has rows)",
+                        hint="Migrate into a new, empty database.",
+                        file=self.where,
+                    )
+            if entry_rows:
+                conn.execute(insert(entries), entry_rows)
+            if run_rows:
+                conn.execute(
+                    insert(runs), [{k: v for k, v in r.items() if k != "id"} for r in run_rows]
+                )
 
     def put(self, entry: Entry) -> Entry:
         """Store ``entry`` as the draft for its key, replacing any earlier plan.
