@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -46,25 +47,21 @@ def _as_user(command: list[str]) -> list[str]:
     return ["runuser", "-u", "nobody", "--", *command]
 
 
-@pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
+def start(root: Path) -> Postgres:
+    """initdb into ``root``/data and start the server on a free port (as ``nobody`` when
+    running as root: ``root`` must be reachable by it, e.g. ``tempfile.mkdtemp()``, not
+    pytest's 0700 basetemp); ``stop`` ends it. Raises LookupError without the package."""
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
     if not found:
-        pytest.skip("PostgreSQL is not installed: scripts/test.sh installs Debian's postgresql")
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        pytest.skip('psycopg is not installed: pip install -e ".[dev]"')
+        raise LookupError(
+            "PostgreSQL is not installed: scripts/test.sh installs Debian's postgresql"
+        )
     bin_dir = found[-1].parent
-    root = tmp_path_factory.mktemp("postgres")
     data, pwfile, log = root / "data", root / "pw", root / "postgres.log"
     pwfile.write_text(ADMIN_PASSWORD + "\n")
     if os.geteuid() == 0:
         shutil.chown(root, "nobody", "nogroup")
         shutil.chown(pwfile, "nobody", "nogroup")
-        for parent in root.parents:  # let nobody reach its folder
-            if parent.is_relative_to(tmp_path_factory.getbasetemp().parent):
-                parent.chmod(parent.stat().st_mode | 0o711)
     subprocess.run(
         _as_user(
             [str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--pwfile", str(pwfile),
@@ -73,7 +70,7 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
         check=True, capture_output=True,
     )  # fmt: skip
     port = free_port()
-    options = f"-p {port} -h 127.0.0.1 -k {root} -c max_connections=60 -c fsync=off"
+    options = f"-p {port} -h 127.0.0.1 -k {root} -c max_connections=200 -c fsync=off"
     started = subprocess.run(
         _as_user([str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(log), "-w",
                   "start"]),
@@ -85,22 +82,49 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
     pid = int((data / "postmaster.pid").read_text().split()[0])
     server = Postgres(port, data, pid)
     server.admin("postgres", f"CREATE ROLE {RUNTIME_USER} LOGIN PASSWORD '{RUNTIME_PASSWORD}'")
+    return server
+
+
+def stop(server: Postgres) -> None:
+    """Fast shutdown, by the server's own PID."""
+    os.kill(server.pid, signal.SIGINT)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (server.data / "postmaster.pid").exists():
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pytest.skip('psycopg is not installed: pip install -e ".[dev]"')
+    root = Path(tempfile.mkdtemp(prefix="dem-postgres-"))  # in /tmp: nobody reaches it
+    try:
+        server = start(root)
+    except LookupError as exc:
+        shutil.rmtree(root)
+        pytest.skip(str(exc))
     try:
         yield server
     finally:
-        os.kill(pid, signal.SIGINT)  # fast shutdown
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and (data / "postmaster.pid").exists():
-            time.sleep(0.1)
+        stop(server)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
-def pg_database(postgres: Postgres) -> str:
-    """A fresh, empty database (its name); the runtime user may connect to it."""
+def pg_database(postgres: Postgres) -> Iterator[str]:
+    """A fresh, empty database (its name); the runtime user may connect to it. Its
+    pooled connections are closed afterwards, so tests do not use up the server's."""
+    from dataeng_magics.state import db
+
     name = f"t_{uuid.uuid4().hex[:12]}"
     postgres.admin("postgres", f"CREATE DATABASE {name}")
     postgres.admin("postgres", f"GRANT CONNECT ON DATABASE {name} TO {RUNTIME_USER}")
-    return name
+    yield name
+    for engine in list(db._engines.values()):
+        if engine.url.database == name:
+            engine.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

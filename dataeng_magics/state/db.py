@@ -19,7 +19,6 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
-from sqlalchemy.pool import NullPool
 
 from dataeng_magics.errors import StoreError
 from dataeng_magics.redact import register_secret
@@ -68,10 +67,11 @@ def shown(url: URL) -> str:
 
 
 def _sqlite_engine(url: URL) -> Engine:
-    """SQLite with SQLAlchemy: no pool (a connection never crosses fork() or threads),
-    WAL, and writes that take the write lock up front (BEGIN IMMEDIATE), so a
-    read-modify-write cannot interleave with another process."""
-    engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": 30.0})
+    """SQLite with SQLAlchemy: WAL, and writes that take the write lock up front (BEGIN
+    IMMEDIATE), so a read-modify-write cannot interleave with another process. Pooled
+    connections never cross fork(): engines are per process (``engine_for``), and a
+    parent's stay referenced in the child, so the child never uses nor closes them."""
+    engine = create_engine(url, connect_args={"timeout": 30.0})
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi: Any, _record: Any) -> None:
@@ -80,8 +80,9 @@ def _sqlite_engine(url: URL) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
-        write = conn.get_execution_options().get("dem_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        if conn.get_execution_options().get("dem_write", False):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # a read is one statement: its own implicit transaction
 
     return engine
 
@@ -100,6 +101,7 @@ def _postgres_engine(url: URL, credential: TokenCredential | None) -> Engine:
     return engine
 
 
+#: Every engine made in this process and its parents (never dropped: see _sqlite_engine).
 _engines: dict[tuple[str, int, int], Engine] = {}
 _engines_lock = threading.Lock()
 
