@@ -598,12 +598,18 @@ class TransformMagics(Magics):
                 )
             trait = self.traits()[name]
             self.set_trait(name, None if value in ("", "None") else trait.from_string(value))
+        from dataeng_magics.redact import public_path
+
         settings = self.settings()
+
+        def shown(name: str, value: Any) -> Any:  # a store_url's password: never shown
+            return public_path(value) if name == "store_url" and value else value
+
         rows = [
             {
                 "setting": name,
-                "value": getattr(settings, name, getattr(self, name)),
-                "from %config": getattr(self, name),
+                "value": shown(name, getattr(settings, name, getattr(self, name))),
+                "from %config": shown(name, getattr(self, name)),
             }
             for name in (*self.SETTINGS, "reviewer")
         ]
