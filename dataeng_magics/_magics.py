@@ -222,6 +222,15 @@ class TransformMagics(Magics):
         config=True,
         help="replay: never show widgets or call a planner (DATAENG_MAGICS_MODE).",
     )
+    # Team state (README, "Teams"). A password in the URL is never shown.
+    store_url = Unicode(
+        None, allow_none=True, config=True,
+        help="Team state on PostgreSQL (postgresql://user@host/db); unset: SQLite in home.",
+    )  # fmt: skip
+    store_auth = Enum(
+        ["password", "entra_id"], None, allow_none=True, config=True,
+        help="PostgreSQL sign-in: the URL's password, or an Entra ID token.",
+    )  # fmt: skip
     # The LLM planner (README, "LLM planner"). API keys stay in environment variables.
     llm_model = Unicode(None, allow_none=True, config=True, help="Model (azure: deployment).")
     llm_base_url = Unicode(
@@ -270,7 +279,8 @@ class TransformMagics(Magics):
     )  # fmt: skip
     SETTINGS = (
         "platform", "home", "sample_rows", "planner", "output_format", "ttl_days", "mode",
-        "ignore_headers", "read_hidden_sheets", "network_timeout_seconds", *LLM_SETTINGS,
+        "ignore_headers", "read_hidden_sheets", "network_timeout_seconds", "store_url", "store_auth",
+        *LLM_SETTINGS,
     )  # fmt: skip
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
@@ -523,9 +533,9 @@ class TransformMagics(Magics):
         return self._transform_config("")
 
     def _store(self) -> Any:
-        from dataeng_magics.state.store import Store
+        from dataeng_magics.state.backend import open_store
 
-        return Store(self.settings().store_path)
+        return open_store(self.settings())
 
     def _cmd_cache(self, args: argparse.Namespace) -> Any:
         from dataeng_magics.display import Text, entries_table, outdated_report
@@ -535,7 +545,9 @@ class TransformMagics(Magics):
 
             return outdated_report(outdated(self._store(), args.client))
         if args.action == "list":
-            return entries_table(self._store().list(args.client), args.client)
+            store = self._store()
+            found = store.list(args.client)
+            return entries_table(found, args.client, store.run_states(found))
         if args.action == "show":
             store = self._store()
             entry = store.get(store.resolve(args.key))
@@ -550,27 +562,33 @@ class TransformMagics(Magics):
         entry = revoke(self.settings(), args.key, self._reviewer(), reason(args))
         return Text(f"Revoked {entry.key[:16]}: replays now need a new approval.")
 
+    def _cmd_store(self, args: argparse.Namespace) -> Any:
+        from dataeng_magics.display import Text
+        from dataeng_magics.state.backend import store_command
+
+        return Text(store_command(self.settings(), args.action, args.url, args.to, args.role))
+
     def _cmd_audit(self, args: argparse.Namespace) -> Any:
         from dataeng_magics.display import Text, audit_table
-        from dataeng_magics.state.audit import AuditLog
+        from dataeng_magics.state.backend import open_audit
         from dataeng_magics.workflow import audit_events
 
         if args.action == "verify":
-            log = AuditLog(self.settings().audit_path)
+            log = open_audit(self.settings())
             result = log.verify()
             if not result.ok:
-                raise UsageError(result.describe(log.path))
-            return Text(result.describe(log.path))
+                raise UsageError(result.describe(log.where))
+            return Text(result.describe(log.where))
         events = audit_events(self.settings(), client=args.client, key=args.key)
         return audit_table(events[-args.limit :], args.client, args.key)
 
     def _cmd_stats(self, args: argparse.Namespace) -> Any:
         from dataeng_magics.display import Text
-        from dataeng_magics.state.audit import AuditLog
+        from dataeng_magics.state.backend import audit_of
         from dataeng_magics.state.stats import collect, to_text
 
-        settings = self.settings()
-        figures = collect(self._store(), AuditLog(settings.audit_path), args.client)
+        store = self._store()
+        figures = collect(store, audit_of(store), args.client)
         return Text(to_text(figures))
 
     # -- %transform_config ----------------------------------------------------------
@@ -593,12 +611,18 @@ class TransformMagics(Magics):
                 )
             trait = self.traits()[name]
             self.set_trait(name, None if value in ("", "None") else trait.from_string(value))
+        from dataeng_magics.redact import public_path
+
         settings = self.settings()
+
+        def shown(name: str, value: Any) -> Any:  # a store_url's password: never shown
+            return public_path(value) if name == "store_url" and value else value
+
         rows = [
             {
                 "setting": name,
-                "value": getattr(settings, name, getattr(self, name)),
-                "from %config": getattr(self, name),
+                "value": shown(name, getattr(settings, name, getattr(self, name))),
+                "from %config": shown(name, getattr(self, name)),
             }
             for name in (*self.SETTINGS, "reviewer")
         ]

@@ -261,17 +261,18 @@ def _records(notebook: Path, mime: str) -> list[dict[str, Any]]:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from dataeng_magics.state.store import Store
+    from dataeng_magics.state.backend import open_store
 
     settings = _settings(args)
-    store = Store(settings.store_path)
+    store = open_store(settings)
     if args.action == "list" and args.outdated:
         from dataeng_magics.workflow import outdated
 
         print(outdated_report(outdated(store, args.client)))
         return 0
     if args.action == "list":
-        print(entries_table(store.list(args.client), args.client))
+        found = store.list(args.client)
+        print(entries_table(found, args.client, store.run_states(found)))
         return 0
     key = store.resolve(args.key)
     if args.action == "show":
@@ -292,25 +293,31 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from dataeng_magics.state.audit import AuditLog
+    from dataeng_magics.state.backend import audit_of, open_store
     from dataeng_magics.state.stats import collect, to_text
-    from dataeng_magics.state.store import Store
 
-    settings = _settings(args)
-    figures = collect(Store(settings.store_path), AuditLog(settings.audit_path), args.client)
+    store = open_store(_settings(args))
+    figures = collect(store, audit_of(store), args.client)
     print(json.dumps(figures, default=str) if args.json else to_text(figures))
     return 0
 
 
+def cmd_store(args: argparse.Namespace) -> int:
+    from dataeng_magics.state.backend import store_command
+
+    print(store_command(_settings(args), args.action, args.url, args.to, args.role))
+    return 0
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
-    from dataeng_magics.state.audit import AuditLog
+    from dataeng_magics.state.backend import open_audit
     from dataeng_magics.workflow import audit_events
 
     settings = _settings(args)
-    log = AuditLog(settings.audit_path)
     if args.action == "verify":
+        log = open_audit(settings)
         result = log.verify()
-        print(result.describe(log.path), file=sys.stdout if result.ok else sys.stderr)
+        print(result.describe(log.where), file=sys.stdout if result.ok else sys.stderr)
         return 0 if result.ok else 1
     events = audit_events(settings, client=args.client, key=args.key)
     print(audit_table(events[-args.limit :], args.client, args.key))
@@ -332,6 +339,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "cache": cmd_cache,
     "audit": cmd_audit,
     "stats": cmd_stats,
+    "store": cmd_store,
 }
 
 

@@ -313,6 +313,37 @@ COMMANDS = (
         (arg("--client", help=_ONE_CLIENT),),
         cli_only=(JSON,),
     ),
+    Command(
+        "store",
+        "the store's backend: info, upgrade its schema, migrate it, the grants it needs",
+        (
+            arg(
+                "action",
+                nargs="?",
+                default="info",
+                choices=["info", "upgrade", "migrate", "grants"],
+                help="what to do (default: info)",
+            ),
+            arg(
+                "--url",
+                help="with upgrade: a database URL whose user may create tables (default: "
+                "the store_url setting)",
+            ),
+            arg("--to", metavar="URL", help="with migrate: the new, empty store"),
+            arg(
+                "--role",
+                default="dataeng_magics",
+                help="with grants: the runtime user (default: dataeng_magics)",
+            ),
+        ),
+        "info: backend, schema version, rows, runs in progress, audit chain. upgrade: "
+        "create or migrate the schema (PostgreSQL: run it with a privileged URL). migrate "
+        "--to URL: copy every entry, run and the whole audit chain into an empty store and "
+        "verify the chain there. grants: the SQL that gives the runtime user what it needs.",
+        check=lambda args: (
+            "store migrate needs --to URL" if args.action == "migrate" and not args.to else None
+        ),
+    ),
     Command("config", "the settings (%transform_config name=value sets them)", fronts=("kernel",)),
 )
 

@@ -38,6 +38,10 @@ class Settings(BaseModel):
     platform_spark_version: str | None = None
     output_format: Literal["parquet", "csv", "delta"] = "parquet"
     ttl_days: float | None = Field(None, gt=0)
+    # Team state: the store and audit log on PostgreSQL (postgresql://user@host/db); unset,
+    # the SQLite file and JSONL log in ``home``. Entra ID: the token is the password.
+    store_url: str | None = None
+    store_auth: Literal["password", "entra_id"] = "password"
     mode: Mode = "interactive"
     verbose: bool = False  # local Spark's start-up lines and warnings too (CLI --verbose)
     storage: dict[str, StorageConnection] = {}

@@ -96,9 +96,13 @@ def _nothing(what: str, **filters: str | None) -> str:
     return f"no {what} for {' and '.join(given)}" if given else f"no {what} yet"
 
 
-def entries_table(entries: Sequence[Any], client: str | None = None) -> Table:
+def entries_table(
+    entries: Sequence[Any], client: str | None = None, run_states: dict[str, str] | None = None
+) -> Table:
     """Store entries as the CLI and ``%transform list`` show them (``client``: the
-    filter they were listed with, named when nothing matched)."""
+    filter they were listed with, named when nothing matched); a run going on, or one
+    interrupted since the last that finished, shows as the last outcome."""
+    states = run_states or {}
     rows = [
         {
             "client": e.client,
@@ -107,7 +111,7 @@ def entries_table(entries: Sequence[Any], client: str | None = None) -> Table:
             "reviewer": e.reviewer,
             "approved_at": e.approved_at and f"{e.approved_at:%Y-%m-%d %H:%M}",
             "runs": e.runs,
-            "last_outcome": e.last_outcome,
+            "last_outcome": states.get(e.key, e.last_outcome),
         }
         for e in entries
     ]

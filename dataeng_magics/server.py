@@ -31,7 +31,7 @@ from jupyter_server.utils import url_path_join
 
 from dataeng_magics.config import Settings, current_user, load_settings
 from dataeng_magics.errors import DataEngMagicsError, StoreError
-from dataeng_magics.state.audit import AuditLog
+from dataeng_magics.state.backend import audit_of, exists, open_store
 from dataeng_magics.state.store import Entry, Store
 
 API_PREFIX = "dataeng-magics"
@@ -105,15 +105,16 @@ def list_entries(settings: Settings, client: str | None = None) -> dict[str, Any
     A missing store is an empty list: reading must not create the state directory.
     """
     home = str(settings.home)
-    if not settings.store_path.exists():
+    if not exists(settings):
         return {"entries": [], "clients": [], "home": home}
-    with Store(settings.store_path) as store:
+    with open_store(settings) as store:
         everything = store.list()
+        states = store.run_states(everything)
     clients = sorted({entry.client for entry in everything})
     wanted = None if client is None else client.casefold()  # as Store.list matches it
     shown = [e for e in everything if wanted is None or e.client.casefold() == wanted]
     return {
-        "entries": [_fields(e, SUMMARY_FIELDS) for e in shown],
+        "entries": [{**_fields(e, SUMMARY_FIELDS), "run_state": states.get(e.key)} for e in shown],
         "clients": clients,
         "home": home,
     }
@@ -121,20 +122,18 @@ def list_entries(settings: Settings, client: str | None = None) -> dict[str, Any
 
 def entry_detail(settings: Settings, key: str) -> dict[str, Any]:
     """One entry with its plan and code, its runs and its audit history."""
-    if not settings.store_path.exists():
+    if not exists(settings):
         raise NotFound(f"no cached plan with key {key!r}")
-    with Store(settings.store_path) as store:
+    with open_store(settings) as store:
         entry = _resolve(store, key)
         runs = store.runs(entry.key)
-    events = [
-        event.model_dump(mode="json")
-        for event in AuditLog(settings.audit_path).events(key=entry.key)
-    ]
+        state = store.run_states([entry]).get(entry.key)
+        events = [event.model_dump(mode="json") for event in audit_of(store).events(key=entry.key)]
     revision_events = [event for event in events if event["event"] == "revision"]
     for event, turn in zip(revision_events, _revisions(entry, len(revision_events)), strict=True):
         event["revision"] = turn
     return {
-        "entry": _fields(entry, DETAIL_FIELDS),
+        "entry": {**_fields(entry, DETAIL_FIELDS), "run_state": state},
         "runs": [run.model_dump(mode="json", include=set(RUN_FIELDS)) for run in runs],
         "events": events,
     }
@@ -165,9 +164,9 @@ def revoke_entry(settings: Settings, key: str, actor: str, reason: str = "") -> 
 
     if not reason.strip():
         raise BadRequest("a revocation needs a reason: say why (the audit log records it)")
-    if not settings.store_path.exists():
+    if not exists(settings):
         raise NotFound(f"no cached plan with key {key!r}")
-    with Store(settings.store_path) as store:
+    with open_store(settings) as store:
         entry = _resolve(store, key)
     if entry.status == "revoked":
         raise Conflict(f"the plan {entry.key[:16]} is already revoked (by {entry.revoked_by})")

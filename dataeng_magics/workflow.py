@@ -11,7 +11,10 @@ from __future__ import annotations
 import difflib
 import shlex
 import tempfile
+import threading
 import time
+import uuid
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cached_property
@@ -40,7 +43,8 @@ from dataeng_magics.plan.model import Plan
 from dataeng_magics.plan.render import plan_diff, render_pseudocode
 from dataeng_magics.redact import public_path
 from dataeng_magics.run.validate import ValidationReport, evaluate
-from dataeng_magics.state.audit import AuditEvent, AuditLog
+from dataeng_magics.state.audit import AuditEvent, AuditTrail
+from dataeng_magics.state.backend import audit_of, open_store
 from dataeng_magics.state.store import Entry, Outcome, Revoked, Store
 
 if TYPE_CHECKING:
@@ -194,7 +198,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def audit_entry(audit: AuditLog, event: str, entry: Entry, actor: str | None,
+def audit_entry(audit: AuditTrail, event: str, entry: Entry, actor: str | None,
                 **details: Any) -> None:  # fmt: skip
     """One audit record about an entry, with its client, key and hashes."""
     audit.append(
@@ -203,7 +207,7 @@ def audit_entry(audit: AuditLog, event: str, entry: Entry, actor: str | None,
     )  # fmt: skip
 
 
-def _audit_revocation(audit: AuditLog, entry: Entry, actor: str | None, reason: str) -> None:
+def _audit_revocation(audit: AuditTrail, entry: Entry, actor: str | None, reason: str) -> None:
     """The one "revocation" record, whether a person revoked the plan or a revise or a
     forced re-draft replaced an approved one (logs before this named it "invalidation")."""
     approved_by = entry.reviewer if entry.approved_at is not None else None
@@ -218,9 +222,9 @@ def revoke(settings: Settings, key: str, actor: str | None = None, reason: str =
             "a revocation needs a reason", hint="Say why, e.g. 'mapping v4 arrived'.", key=key
         )
     actor = actor or current_user()
-    store = Store(settings.store_path)
+    store = open_store(settings)
     entry = store.revoke(store.resolve(key), actor, reason)
-    _audit_revocation(AuditLog(settings.audit_path), entry, actor, reason)
+    _audit_revocation(audit_of(store), entry, actor, reason)
     return entry
 
 
@@ -246,13 +250,46 @@ def audit_events(
 ) -> list[AuditEvent]:
     """The audit records for a client (any case) and a key or key prefix, as ``cache
     show`` takes it (8+ characters); a full key no longer in the store still matches."""
+    store = open_store(settings)
     if key is not None:
         try:
-            key = Store(settings.store_path).resolve(key)
+            key = store.resolve(key)
         except StoreError:
             if len(key) != 64:
                 raise
-    return list(AuditLog(settings.audit_path).events(client=client, key=key))
+    return list(audit_of(store).events(client=client, key=key))
+
+
+class RunLease:
+    """The store's lease on a run in progress, renewed by a background thread while the
+    run goes on, so other machines see it running and, if this process dies or is lost,
+    interrupted (recording the run ends the lease; leaving early expires it at once)."""
+
+    SECONDS = 120.0  # a lost run shows as interrupted after at most this long
+
+    def __init__(self, store: Store, run_id: str, key: str, actor: str) -> None:
+        self.store, self.run_id, self.key, self.actor = store, run_id, key, actor
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name=f"lease-{run_id}", daemon=True)
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.SECONDS / 4):
+            try:
+                self.store.renew_lease(self.run_id, self.SECONDS)
+            except DataEngMagicsError:  # the database is away: try again next time
+                continue
+
+    def __enter__(self) -> RunLease:
+        self.store.start_lease(self.run_id, self.key, self.actor, self.SECONDS)
+        self._thread.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        if kind is not None:  # a recorded failure has no lease left; anything else is
+            with suppress(DataEngMagicsError):  # an interruption, shown as one at once
+                self.store.renew_lease(self.run_id, 0)
 
 
 class TransformSession:
@@ -275,7 +312,7 @@ class TransformSession:
         mode: Mode = "interactive",
         planner: Planner | None = None,
         store: Store | None = None,
-        audit: AuditLog | None = None,
+        audit: AuditTrail | None = None,
     ) -> None:
         self.request = request
         self.settings = resolve(
@@ -284,8 +321,8 @@ class TransformSession:
             output_format=request.output_format,
         )
         self.mode: Mode = "replay" if "replay" in (mode, self.settings.mode) else "interactive"
-        self.store = store or Store(self.settings.store_path)
-        self.audit = audit or AuditLog(self.settings.audit_path)
+        self.store = store or open_store(self.settings)
+        self.audit = audit or audit_of(self.store)
         self._planner = planner
 
     def _interactive(self, action: str) -> None:
@@ -638,28 +675,31 @@ class TransformSession:
         started_at, started = _now(), time.perf_counter()
         where = {"platform": executor.name, **executor.location(),
                  "output_dir": public_path(out), "format": fmt}  # fmt: skip
-        audit_entry(self.audit, "run_start", entry, actor, **where)
-        try:
-            result = executor.run(job)
-        except ExecutionError as exc:
-            self._record(entry, "failed", started_at, None, actor, {**where, "error": exc.message})
-            raise
-        report = evaluate(result.metrics)
-        from dataeng_magics.sources.diagnose import unclosed_quotes
+        run_id = uuid.uuid4().hex
+        audit_entry(self.audit, "run_start", entry, actor, run_id=run_id, **where)
+        with RunLease(self.store, run_id, entry.key, actor or current_user()):
+            try:
+                result = executor.run(job)
+            except ExecutionError as exc:
+                details = {**where, "error": exc.message}
+                self._record(entry, "failed", started_at, None, actor, details, run_id)
+                raise
+            report = evaluate(result.metrics)
+            from dataeng_magics.sources.diagnose import unclosed_quotes
 
-        unclosed_quotes(report, self.mapping)
-        if any(c.kind == "malformed" for c in report.failures):
-            from dataeng_magics.sources.diagnose import locate_malformed
+            unclosed_quotes(report, self.mapping)
+            if any(c.kind == "malformed" for c in report.failures):
+                from dataeng_magics.sources.diagnose import locate_malformed
 
-            locate_malformed(report, self.mapping, self.settings.storage)
-        outcome: Outcome = "succeeded" if report.passed else "validation_failed"
-        summary = RunSummary(
-            client=entry.client, key=entry.key, code_sha256=entry.code_sha256,
-            platform=result.platform, output_dir=public_path(out), output_format=fmt,
-            seconds=time.perf_counter() - started, report=report, outcome=outcome,
-            started_at=started_at, details=result.details,
-        )  # fmt: skip
-        self._record(entry, outcome, started_at, summary, actor, where)
+                locate_malformed(report, self.mapping, self.settings.storage)
+            outcome: Outcome = "succeeded" if report.passed else "validation_failed"
+            summary = RunSummary(
+                client=entry.client, key=entry.key, code_sha256=entry.code_sha256,
+                platform=result.platform, output_dir=public_path(out), output_format=fmt,
+                seconds=time.perf_counter() - started, report=report, outcome=outcome,
+                started_at=started_at, details=result.details,
+            )  # fmt: skip
+            self._record(entry, outcome, started_at, summary, actor, where, run_id)
         if self.mode == "replay" and not report.passed:
             raise ValidationFailed(
                 f"the output of client {entry.client!r} failed validation: "
@@ -700,6 +740,7 @@ class TransformSession:
         summary: RunSummary | None,
         actor: str | None,
         details: dict[str, Any],
+        run_id: str,
     ) -> None:
         facts = summary.to_dict() if summary else {}
         self.store.record_run(
@@ -711,11 +752,13 @@ class TransformSession:
             rows_in=facts.get("rows_in"),
             rows_out=facts.get("rows_out"),
             details={**details, **facts},
+            run_id=run_id,
         )
         kept = {
             k: facts[k] for k in ("rows_in", "rows_out", "checks_failed", "seconds") if k in facts
         }
-        audit_entry(self.audit, "run_end", entry, actor, **details, outcome=outcome, **kept)
+        audit_entry(self.audit, "run_end", entry, actor, **details, outcome=outcome,
+                    run_id=run_id, **kept)  # fmt: skip
 
 
 def run_cell(

@@ -11,6 +11,13 @@ if [ ! -x /usr/bin/chromium ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
 fi
+# Debian's PostgreSQL for the team-state tests (tests/pg_server.py starts its own server
+# in a temporary directory; the package's cluster is not used). Skipped when present.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  SUDO=$([ "$(id -u)" -eq 0 ] || echo sudo)
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql >/dev/null
+fi
 # The pinned versions of constraints/test.txt (pip adds them to any constraint file of its
 # own configuration). Also builds the JupyterLab extension (npm, in labextension/) when
 # its source is newer.

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pg_server import pg_database, postgres, state_target  # noqa: F401 (shared fixtures)
 from spark_servers import azurite, spark_connect_server  # noqa: F401 (shared fixtures)
 
 REPO = Path(__file__).resolve().parent.parent

@@ -12,11 +12,23 @@ import pytest
 
 from dataeng_magics.canonical import canonical_json
 from dataeng_magics.errors import AuditError
-from dataeng_magics.state.audit import GENESIS_HASH, AuditLog, record_hash
+from dataeng_magics.state.audit import GENESIS_HASH, AuditLog, AuditTrail, record_hash
+from dataeng_magics.state.backend import audit_of
+from dataeng_magics.state.store import Store
+
+
+@pytest.fixture
+def trail(state_target: Path | str) -> AuditTrail:
+    """A new audit log on each backend: the JSONL file, or the PostgreSQL table as the
+    runtime user (INSERT and SELECT only)."""
+    return audit_of(Store(state_target))
 
 
 def filled_log(tmp_path: Path, count: int = 10) -> AuditLog:
-    log = AuditLog(tmp_path / "audit" / "audit.jsonl")
+    return fill(AuditLog(tmp_path / "audit" / "audit.jsonl"), count)
+
+
+def fill(log: Any, count: int = 10) -> Any:
     for i in range(count):
         log.append(
             "run_end",
@@ -38,8 +50,8 @@ def write_lines(log: AuditLog, lines: list[bytes]) -> None:
     log.path.write_bytes(b"".join(lines))
 
 
-def test_append_builds_a_chain(tmp_path: Path) -> None:
-    log = AuditLog(tmp_path / "new" / "audit.jsonl")
+def test_append_builds_a_chain(trail: AuditTrail) -> None:
+    log = trail
     assert log.last() is None
     first = log.append("draft", actor="alice", client="NW", key="k1", plan_sha256="p" * 64)
     second = log.append("approval", actor="bob", key="k1", details={"when": datetime(2025, 1, 1)})
@@ -50,13 +62,7 @@ def test_append_builds_a_chain(tmp_path: Path) -> None:
     assert second.details == {"when": "2025-01-01T00:00:00"}
     assert log.last() == second
     assert list(log.events()) == [first, second]
-
-    lines = log.path.read_text(encoding="utf-8").splitlines()
-    raw = json.loads(lines[0])
-    assert raw["hash"] == first.hash == record_hash(raw)
-    body = {k: v for k, v in raw.items() if k != "hash"}
-    expected = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    assert raw["hash"] == hashlib.sha256(expected.encode()).hexdigest()
+    assert [record["hash"] for record in log.records()] == [first.hash, second.hash]
     assert log.verify().model_dump() == {
         "ok": True,
         "count": 2,
@@ -66,13 +72,26 @@ def test_append_builds_a_chain(tmp_path: Path) -> None:
     }
 
 
-def test_actor_defaults_to_the_current_user(tmp_path: Path) -> None:
-    event = AuditLog(tmp_path / "a.jsonl").append("draft")
+def test_the_jsonl_line_is_the_canonical_record(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "new" / "audit.jsonl")
+    first = log.append("draft", actor="alice", client="NW", key="k1", plan_sha256="p" * 64)
+    log.append("approval", actor="bob", key="k1", details={"when": datetime(2025, 1, 1)})
+
+    lines = log.path.read_text(encoding="utf-8").splitlines()
+    raw = json.loads(lines[0])
+    assert raw["hash"] == first.hash == record_hash(raw)
+    body = {k: v for k, v in raw.items() if k != "hash"}
+    expected = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert raw["hash"] == hashlib.sha256(expected.encode()).hexdigest()
+
+
+def test_actor_defaults_to_the_current_user(trail: AuditTrail) -> None:
+    event = trail.append("draft")
     assert event.actor == getpass.getuser()
 
 
-def test_events_filter_by_key_and_client(tmp_path: Path) -> None:
-    log = filled_log(tmp_path, 9)
+def test_events_filter_by_key_and_client(trail: AuditTrail, tmp_path: Path) -> None:
+    log = fill(trail, 9)
     assert [e.seq for e in log.events(key="key1")] == [2, 5, 8]
     assert [e.seq for e in log.events(client="NORTHWIND")] == [2, 4, 6, 8]
     assert [e.seq for e in log.events(key="key1", client="NORTHWIND")] == [2, 8]
@@ -80,8 +99,8 @@ def test_events_filter_by_key_and_client(tmp_path: Path) -> None:
     assert list(AuditLog(tmp_path / "none.jsonl").events()) == []
 
 
-def test_unicode_and_long_records_round_trip(tmp_path: Path) -> None:
-    log = AuditLog(tmp_path / "a.jsonl")
+def test_unicode_and_long_records_round_trip(trail: AuditTrail) -> None:
+    log = trail
     long_text = "Beträge in Tausend – ünïcode\u2028 " * 2000  # longer than the tail chunk
     log.append("revision", actor="zoë", details={"feedback": long_text})
     event = log.append("approval", actor="bob")
@@ -90,16 +109,17 @@ def test_unicode_and_long_records_round_trip(tmp_path: Path) -> None:
     assert log.verify().ok and log.verify().count == 2
 
 
-def test_details_must_be_json(tmp_path: Path) -> None:
-    log = AuditLog(tmp_path / "a.jsonl")
+def test_details_must_be_json(trail: AuditTrail) -> None:
+    log = trail
     with pytest.raises(AuditError, match="JSON"):
         log.append("draft", details={"x": object()})
     with pytest.raises(AuditError, match="JSON"):
         log.append("draft", details={"x": float("nan")})
-    assert not log.path.exists() or log.path.read_bytes() == b""
+    assert list(log.records()) == []
 
 
-def test_verify_empty_and_missing(tmp_path: Path) -> None:
+def test_verify_empty_and_missing(trail: AuditTrail, tmp_path: Path) -> None:
+    assert trail.verify().model_dump(include={"ok", "count"}) == {"ok": True, "count": 0}
     assert AuditLog(tmp_path / "missing.jsonl").verify().ok
     (tmp_path / "empty.jsonl").write_bytes(b"")
     result = AuditLog(tmp_path / "empty.jsonl").verify()
@@ -209,8 +229,8 @@ def test_append_refuses_to_extend_an_edited_tail(tmp_path: Path) -> None:
         log.append("run_start", actor="alice")
 
 
-def _append_many(path: Path, count: int, barrier: Any) -> None:
-    log = AuditLog(path)
+def _append_many(target: Path | str, count: int, barrier: Any) -> None:
+    log = audit_of(Store(target))
     barrier.wait(timeout=60)
     for i in range(count):
         log.append(
@@ -218,8 +238,8 @@ def _append_many(path: Path, count: int, barrier: Any) -> None:
         )
 
 
-def test_concurrent_appends_keep_the_chain(tmp_path: Path) -> None:
-    path = tmp_path / "audit.jsonl"
+def test_concurrent_appends_keep_the_chain(state_target: Path | str) -> None:
+    path = state_target
     workers, per_worker = 4, 50
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(workers)
@@ -232,10 +252,38 @@ def test_concurrent_appends_keep_the_chain(tmp_path: Path) -> None:
         process.join(timeout=120)
     assert [p.exitcode for p in processes] == [0] * workers
 
-    log = AuditLog(path)
+    log = audit_of(Store(path))
     result = log.verify()
     assert result.ok, result
     assert result.count == workers * per_worker
     events = list(log.events())
     assert [e.seq for e in events] == list(range(1, workers * per_worker + 1))
     assert len({e.actor for e in events}) == workers
+
+
+def test_an_edited_database_row_is_named(postgres: Any, pg_database: str) -> None:
+    """Someone with the admin's rights edits a record: verify names its seq."""
+    from pg_server import runtime_url
+
+    log = fill(audit_of(Store(runtime_url(postgres, pg_database))), 5)
+    postgres.admin(pg_database, "UPDATE audit_events SET actor = 'mallory' WHERE seq = 3")
+    result = log.verify()
+    assert (result.ok, result.count, result.first_bad_seq) == (False, 2, 3)
+    assert result.reason is not None and "edited" in result.reason
+    postgres.admin(pg_database, "DELETE FROM audit_events WHERE seq = 3")
+    assert log.verify().first_bad_seq == 3
+
+
+def test_the_runtime_user_cannot_update_or_delete_audit_rows(
+    postgres: Any, pg_database: str
+) -> None:
+    """With the documented grants, the database itself refuses to rewrite the chain."""
+    import psycopg
+    from pg_server import runtime_url
+
+    url = runtime_url(postgres, pg_database)
+    fill(audit_of(Store(url)), 2)
+    for statement in ("UPDATE audit_events SET actor = 'x'", "DELETE FROM audit_events"):
+        with psycopg.connect(url) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(statement)  # type: ignore[arg-type]
+    assert audit_of(Store(url)).verify().count == 2

@@ -282,6 +282,8 @@ def test_store_and_audit_line_magics(ip: Shell, example: Path) -> None:
     shown = ip.run_line_magic("transform", f"show {key}")
     assert "TABLE TRADES" in repr(shown) and "spark.read" in repr(shown)
     assert "intact: 2 records" in repr(ip.run_line_magic("transform", "verify"))
+    info = repr(ip.run_line_magic("transform", "store info"))
+    assert "(sqlite)" in info and "entries: 1" in info and "audit.jsonl: 2 records" in info
     revoked = ip.run_line_magic("transform", f"revoke {key} mapping v4")
     assert repr(revoked) == f"Revoked {key}: replays now need a new approval."
     assert ip.run_line_magic("transform", "list").rows[0]["status"] == "revoked"
@@ -354,7 +356,7 @@ def arguments(parser: argparse.ArgumentParser) -> dict[str, tuple[Any, ...]]:
 def test_every_cli_command_in_a_kernel_takes_the_same_arguments() -> None:
     [cli] = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
     both = set(cli.choices) & set(commands("kernel"))
-    assert both == {"revise", "approve", "reject", "run", "cache", "audit", "stats"}
+    assert both == {"revise", "approve", "reject", "run", "cache", "audit", "stats", "store"}
     for name in both:
         terminal, kernel = arguments(cli.choices[name]), arguments(line_parser(name))
         assert set(kernel) <= set(terminal), name
@@ -428,6 +430,13 @@ def test_settings_from_config_pyproject_and_env(
     assert {r["setting"]: r["value"] for r in table.rows}["platform"] == "local"
     with pytest.raises(UsageError, match="expected name=value"):
         ip.run_line_magic("transform_config", "colour=red")
+    url = "postgresql://dem:Secret-Pw-1234@db.example.com/team"
+    table = ip.run_line_magic("transform_config", f"store_url={url}")
+    assert magics.settings().store_url == url
+    assert {r["setting"]: r["value"] for r in table.rows}["store_url"] == (
+        "postgresql://dem:***@db.example.com/team"
+    )
+    assert "Secret-Pw-1234" not in repr(table) + table._repr_html_()
 
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "example_notebooks" / "02_batch_replay.ipynb"

@@ -31,26 +31,26 @@ def make_entry(key: str = "a" * 64, **fields: Any) -> Entry:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(tmp_path / "state" / "store.sqlite")
+def store(state_target: Path | str) -> Store:
+    """A fresh store on each backend (SQLite; PostgreSQL as the runtime user)."""
+    return Store(state_target)
 
 
 def test_put_get_round_trip_and_schema_on_disk(store: Store) -> None:
     entry = make_entry(conversation=[{"role": "user", "content": "Beträge in Tausend"}])
     stored = store.put(entry)
-    assert store.path.is_file()
     assert stored == store.get(entry.key)
     assert stored.model_dump(exclude={"updated_at"}) == entry.model_dump(exclude={"updated_at"})
     assert stored.updated_at.tzinfo is not None and stored.updated_at.utcoffset() == timedelta(0)
     assert store.get("b" * 64) is None
-    mode = sqlite3.connect(store.path).execute("PRAGMA journal_mode").fetchone()[0]
-    assert mode == "wal"
+    if store.path is not None:
+        mode = sqlite3.connect(store.path).execute("PRAGMA journal_mode").fetchone()[0]
+        assert mode == "wal"
 
 
-def test_reopening_keeps_data(tmp_path: Path) -> None:
-    path = tmp_path / "store.sqlite"
-    Store(path).put(make_entry())
-    assert Store(path).get("a" * 64) is not None
+def test_reopening_keeps_data(state_target: Path | str) -> None:
+    Store(state_target).put(make_entry())
+    assert Store(state_target).get("a" * 64) is not None
 
 
 def test_put_replaces_plan_but_keeps_counters(store: Store) -> None:
@@ -118,8 +118,8 @@ def test_approve_refuses_a_code_hash_mismatch(store: Store) -> None:
 
 def test_approve_refuses_code_edited_in_the_database(store: Store) -> None:
     store.put(make_entry())
-    with sqlite3.connect(store.path) as conn:
-        conn.execute("UPDATE entries SET code = 'import os'")
+    with store.engine.begin() as conn:  # someone with write access to the database
+        conn.exec_driver_sql("UPDATE entries SET code = 'import os'")
     with pytest.raises(StoreError, match="hash mismatch"):
         store.approve("a" * 64, "alice", sha256_text(CODE))
 
@@ -306,7 +306,7 @@ def test_unusable_path_is_a_store_error(tmp_path: Path) -> None:
         Store(blocker / "store.sqlite")
 
 
-def _record_runs(path: Path, key: str, count: int, barrier: Any) -> None:
+def _record_runs(path: Path | str, key: str, count: int, barrier: Any) -> None:
     store = Store(path)
     barrier.wait(timeout=60)
     for i in range(count):
@@ -324,8 +324,8 @@ def _record_runs(path: Path, key: str, count: int, barrier: Any) -> None:
         store.add_tokens(key, 1, 2)
 
 
-def test_concurrent_record_run_counts_are_exact(tmp_path: Path) -> None:
-    path = tmp_path / "store.sqlite"
+def test_concurrent_record_run_counts_are_exact(state_target: Path | str) -> None:
+    path = state_target
     key = Store(path).put(make_entry()).key
     workers, per_worker = 4, 50
     ctx = multiprocessing.get_context("spawn")
@@ -348,8 +348,9 @@ def test_concurrent_record_run_counts_are_exact(tmp_path: Path) -> None:
     runs = store.runs(key)
     assert len(runs) == workers * per_worker
     assert len({run.details["pid"] for run in runs}) == workers
-    check = sqlite3.connect(path).execute("PRAGMA integrity_check").fetchone()[0]
-    assert check == "ok"
+    if store.path is not None:
+        check = sqlite3.connect(store.path).execute("PRAGMA integrity_check").fetchone()[0]
+        assert check == "ok"
 
 
 def _open_and_put(path: Path, index: int, barrier: Any) -> None:

@@ -15,10 +15,10 @@ import getpass
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from filelock import FileLock, Timeout
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
@@ -62,7 +62,7 @@ class VerifyResult(BaseModel):
     first_bad_line: int | None = None
     reason: str | None = None
 
-    def describe(self, path: Path) -> str:
+    def describe(self, path: Path | str) -> str:
         """The verdict in one line, as the CLI and the notebook say it."""
         if self.ok:
             return f"audit log intact: {self.count} records ({path})"
@@ -88,11 +88,117 @@ def _current_user() -> str:
         return "unknown"
 
 
+class AuditTrail(Protocol):
+    """What every holder of the audit chain offers: the JSONL file or a database table."""
+
+    where: str
+
+    def append(
+        self,
+        event: str,
+        *,
+        actor: str | None = None,
+        client: str | None = None,
+        key: str | None = None,
+        plan_sha256: str | None = None,
+        code_sha256: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> AuditEvent: ...
+
+    def last(self) -> AuditEvent | None: ...
+
+    def events(
+        self, *, key: str | None = None, client: str | None = None
+    ) -> Iterator[AuditEvent]: ...
+
+    def records(self) -> Iterator[dict[str, Any]]: ...
+
+    def extend(self, records: Iterable[dict[str, Any]]) -> int: ...
+
+    def verify(self) -> VerifyResult: ...
+
+
+def _new_record(
+    previous: dict[str, Any] | None,
+    event: str,
+    actor: str | None,
+    client: str | None,
+    key: str | None,
+    plan_sha256: str | None,
+    code_sha256: str | None,
+    details: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The record that follows ``previous`` (None: the first), with its hash."""
+    try:
+        details_json = to_jsonable_python(details or {})
+    except ValueError as exc:
+        raise AuditError(f"audit details are not JSON-serialisable: {exc}") from exc
+    record: dict[str, Any] = {
+        "seq": 1 if previous is None else previous["seq"] + 1,
+        "time": datetime.now(UTC).isoformat(timespec="microseconds"),
+        "event": event,
+        "actor": actor if actor is not None else _current_user(),
+        "client": client,
+        "key": key,
+        "plan_sha256": plan_sha256,
+        "code_sha256": code_sha256,
+        "details": details_json,
+        "prev_hash": GENESIS_HASH if previous is None else previous["hash"],
+    }
+    try:
+        record["hash"] = record_hash(record)
+    except ValueError as exc:  # NaN, lone surrogates
+        raise AuditError(f"audit event cannot be written as JSON: {exc}") from exc
+    return record
+
+
+class _Chain:
+    """What the chain checks, whatever holds it: walks records in order and reports the
+    first that is wrong."""
+
+    def __init__(self) -> None:
+        self.expected_seq, self.prev_hash, self.count = 1, GENESIS_HASH, 0
+
+    def bad(self, line: int, reason: str) -> VerifyResult:
+        return VerifyResult(
+            ok=False,
+            count=self.count,
+            first_bad_seq=self.expected_seq,
+            first_bad_line=line,
+            reason=reason,
+        )
+
+    def link(self, number: int, record: dict[str, Any]) -> VerifyResult | None:
+        """Check seq and prev_hash of the next record; a failure, or None."""
+        seq = record["seq"]
+        if type(seq) is not int or seq != self.expected_seq:
+            return self.bad(
+                number,
+                f"seq is {seq!r} where {self.expected_seq} was expected "
+                "(a line was deleted, inserted or moved)",
+            )
+        if record["prev_hash"] != self.prev_hash:
+            return self.bad(
+                number,
+                "prev_hash does not match the previous record "
+                "(a line was deleted, inserted, moved or rewritten)",
+            )
+        return None
+
+    def accept(self, stated: str) -> None:
+        self.prev_hash, self.expected_seq, self.count = (
+            stated,
+            self.expected_seq + 1,
+            self.count + 1,
+        )
+
+
 class AuditLog:
-    """The audit trail of drafts, approvals, rejections, revocations and runs."""
+    """The audit trail of drafts, approvals, rejections, revocations and runs (JSONL)."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path).expanduser()
+        self.where = str(self.path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -152,29 +258,11 @@ class AuditLog:
     ) -> AuditEvent:
         """Add one event at the end of the chain; durable (fsync) when this returns."""
         try:
-            details_json = to_jsonable_python(details or {})
-        except ValueError as exc:
-            raise AuditError(f"audit details are not JSON-serialisable: {exc}") from exc
-        try:
             with self._lock:
-                previous = self._tail()
-                record: dict[str, Any] = {
-                    "seq": 1 if previous is None else previous["seq"] + 1,
-                    "time": datetime.now(UTC).isoformat(timespec="microseconds"),
-                    "event": event,
-                    "actor": actor if actor is not None else _current_user(),
-                    "client": client,
-                    "key": key,
-                    "plan_sha256": plan_sha256,
-                    "code_sha256": code_sha256,
-                    "details": details_json,
-                    "prev_hash": GENESIS_HASH if previous is None else previous["hash"],
-                }
-                try:
-                    record["hash"] = record_hash(record)
-                    line = (canonical_json(record) + "\n").encode("utf-8")
-                except ValueError as exc:  # NaN, lone surrogates
-                    raise AuditError(f"audit event cannot be written as JSON: {exc}") from exc
+                record = _new_record(
+                    self._tail(), event, actor, client, key, plan_sha256, code_sha256, details
+                )
+                line = (canonical_json(record) + "\n").encode("utf-8")
                 written = AuditEvent.model_validate(record)
                 with self.path.open("ab") as file:
                     file.write(line)
@@ -212,19 +300,36 @@ class AuditLog:
                         f"line {number} is not a valid audit record", number
                     ) from None
 
+    def records(self) -> Iterator[dict[str, Any]]:
+        """Every record as written (what ``store migrate`` copies; verify first)."""
+        try:
+            file = self.path.open("rb")
+        except FileNotFoundError:
+            return
+        with file:
+            for line in file:
+                yield json.loads(line)
+
+    def extend(self, records: Iterable[dict[str, Any]]) -> int:
+        """Copy a whole chain, verbatim, into an empty log (``store migrate``)."""
+        count = 0
+        try:
+            with self._lock, self.path.open("ab") as file:
+                if file.tell():
+                    raise AuditError("the target audit log is not empty", file=self.where)
+                for record in records:
+                    file.write((canonical_json(record) + "\n").encode("utf-8"))
+                    count += 1
+                file.flush()
+                os.fsync(file.fileno())
+        except OSError as exc:
+            raise AuditError(f"cannot write the audit log: {exc}", file=self.where) from exc
+        return count
+
     def verify(self) -> VerifyResult:
         """Check the whole chain line by line and report the first record that is wrong."""
-        expected_seq, prev_hash, count = 1, GENESIS_HASH, 0
-
-        def bad(line: int, reason: str) -> VerifyResult:
-            return VerifyResult(
-                ok=False,
-                count=count,
-                first_bad_seq=expected_seq,
-                first_bad_line=line,
-                reason=reason,
-            )
-
+        chain = _Chain()
+        bad = chain.bad
         try:
             file = self.path.open("rb")
         except FileNotFoundError:
@@ -239,19 +344,9 @@ class AuditLog:
                     return bad(number, "the line is not valid JSON")
                 if not isinstance(record, dict) or set(record) != _FIELDS:
                     return bad(number, "the line does not have the fields of an audit record")
-                seq = record["seq"]
-                if type(seq) is not int or seq != expected_seq:
-                    return bad(
-                        number,
-                        f"seq is {seq!r} where {expected_seq} was expected "
-                        "(a line was deleted, inserted or moved)",
-                    )
-                if record["prev_hash"] != prev_hash:
-                    return bad(
-                        number,
-                        "prev_hash does not match the previous record "
-                        "(a line was deleted, inserted, moved or rewritten)",
-                    )
+                broken = chain.link(number, record)
+                if broken is not None:
+                    return broken
                 stated = record["hash"]
                 # Fast path: a line as append wrote it is the canonical body with the hash
                 # member inserted, so hashing the line minus that member avoids re-dumping
@@ -264,5 +359,5 @@ class AuditLog:
                         return bad(number, "the record cannot be serialised canonically")
                     if actual != stated:
                         return bad(number, "hash does not match the record (the line was edited)")
-                prev_hash, expected_seq, count = stated, expected_seq + 1, count + 1
-        return VerifyResult(ok=True, count=count)
+                chain.accept(stated)
+        return VerifyResult(ok=True, count=chain.count)

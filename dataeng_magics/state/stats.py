@@ -18,7 +18,7 @@ import statistics
 from datetime import datetime
 from typing import Any
 
-from dataeng_magics.state.audit import AuditLog
+from dataeng_magics.state.audit import AuditTrail
 from dataeng_magics.state.store import Store
 
 # "invalidation" is what logs written before the revoke vocabulary call a revocation.
@@ -35,7 +35,7 @@ def _spread(values: list[float]) -> dict[str, float | None]:
     }
 
 
-def collect(store: Store, audit: AuditLog, client: str | None = None) -> dict[str, Any]:
+def collect(store: Store, audit: AuditTrail, client: str | None = None) -> dict[str, Any]:
     """The figures, as plain data (``--json`` prints exactly this)."""
     entries = store.list(client)
     keys = {e.key for e in entries}
@@ -88,6 +88,7 @@ def collect(store: Store, audit: AuditLog, client: str | None = None) -> dict[st
     outcomes: dict[str, int] = {}
     for run in runs:
         outcomes[run.outcome] = outcomes.get(run.outcome, 0) + 1
+    in_progress = list(store.run_states(entries).values())
     draft_tokens, revision_tokens = tokens(drafts), tokens(revisions)
     return {
         "client": client,
@@ -111,6 +112,8 @@ def collect(store: Store, audit: AuditLog, client: str | None = None) -> dict[st
             "count": len(runs),
             "outcomes": outcomes,
             "seconds": _spread([r.seconds for r in runs]),
+            "running": in_progress.count("running"),
+            "interrupted": in_progress.count("interrupted"),
         },
     }
 
@@ -167,4 +170,9 @@ def to_text(stats: dict[str, Any]) -> str:
         f"runs: {runs['count']} ({outcomes}); median {_duration(seconds['median'])}, "
         f"mean {_duration(seconds['mean'])}, longest {_duration(seconds['max'])}"
     )
+    if runs["running"] or runs["interrupted"]:
+        lines.append(
+            f"  now: {runs['running']} running, {runs['interrupted']} interrupted "
+            "(started and never finished)"
+        )
     return "\n".join(lines)

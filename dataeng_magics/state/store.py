@@ -1,8 +1,11 @@
-"""The plan cache: one SQLite file holding each key's current plan, its code and its status.
+"""The plan cache: each key's current plan, its code, its status and its runs.
 
-SQLite because it is in the standard library, needs no server and is safe for several
-processes at once (WAL mode, ``BEGIN IMMEDIATE`` for every write). Keys are exact here;
-``resolve`` turns a short prefix typed at the CLI into a key.
+Two backends behind this one class (SQLAlchemy Core), chosen by ``store_url``: the
+embedded SQLite file in the state directory (WAL, ``BEGIN IMMEDIATE`` for every write,
+safe for several processes on one machine, not on a network mount), or PostgreSQL for a
+team and for clusters whose local disk does not outlive them (row locks for every
+read-modify-write). Keys are exact here; ``resolve`` turns a short prefix typed at the
+CLI into a key.
 """
 
 from __future__ import annotations
@@ -10,9 +13,8 @@ from __future__ import annotations
 import builtins
 import json
 import os
-import sqlite3
-import threading
-from collections.abc import Iterator
+import socket
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,9 +24,13 @@ from typing import Annotated, Any, Literal
 from filelock import FileLock, Timeout
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic_core import to_jsonable_python
+from sqlalchemy import Connection, Row, delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from dataeng_magics.canonical import sha256_text
 from dataeng_magics.errors import StoreError
+from dataeng_magics.state import db
+from dataeng_magics.state.schema import entries, leases, runs
 
 Status = Literal["draft", "approved", "rejected", "revoked"]
 Outcome = Literal["succeeded", "validation_failed", "failed"]
@@ -34,51 +40,6 @@ UtcDatetime = Annotated[AwareDatetime, AfterValidator(lambda value: value.astime
 
 MIN_PREFIX = 8
 _LIST_HINT = "Run `dataeng-magics cache list` to see keys."
-_SCHEMA_VERSION = 1
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS entries (
-    key TEXT PRIMARY KEY,
-    client TEXT NOT NULL,
-    mapping_file TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('draft', 'approved', 'rejected', 'revoked')),
-    plan_json TEXT NOT NULL,
-    pseudocode TEXT NOT NULL,
-    code TEXT NOT NULL,
-    plan_sha256 TEXT NOT NULL,
-    code_sha256 TEXT NOT NULL,
-    reviewer TEXT,
-    approved_at TEXT,
-    reason TEXT,
-    revoked_by TEXT,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    runs INTEGER NOT NULL DEFAULT 0,
-    last_run_at TEXT,
-    last_outcome TEXT,
-    conversation TEXT NOT NULL DEFAULT '[]',
-    tokens_in INTEGER NOT NULL DEFAULT 0,
-    tokens_out INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS entries_by_updated ON entries (updated_at);
-CREATE INDEX IF NOT EXISTS entries_by_client ON entries (client, updated_at);
-CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    key TEXT NOT NULL,
-    started_at TEXT NOT NULL,
-    finished_at TEXT NOT NULL,
-    outcome TEXT NOT NULL,
-    platform TEXT NOT NULL,
-    rows_in INTEGER,
-    rows_out INTEGER,
-    seconds REAL NOT NULL,
-    details TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS runs_by_key ON runs (key, id);
-"""
-
-# Connections inherited through fork() must never be used or closed by the child
-# (SQLite's locks are per process); keeping them referenced stops the GC closing them.
-_INHERITED: list[sqlite3.Connection] = []
 
 
 def utcnow() -> datetime:
@@ -155,14 +116,49 @@ class RunRecord(BaseModel):
     rows_out: int | None
     seconds: float
     details: dict[str, Any]
+    run_id: str | None = None  # None for runs recorded before run ids
+    batch_id: str | None = None
+
+
+class Lease(BaseModel):
+    """A run in progress as the store knows it: renewed while the run goes on, deleted
+    when it ends. ``state`` says whether it is still running or was interrupted."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str
+    key: str
+    host: str
+    pid: int
+    actor: str
+    started_at: UtcDatetime
+    expires_at: UtcDatetime
+
+    def state(self, now: datetime | None = None) -> Literal["running", "interrupted"]:
+        """Interrupted when the lease expired, or its process on this host is gone."""
+        if (now or utcnow()) > self.expires_at:
+            return "interrupted"
+        if self.host == socket.gethostname() and not _alive(self.pid):
+            return "interrupted"
+        return "running"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 _ENTRY_COLUMNS = tuple(Entry.model_fields)
 _DATETIME_COLUMNS = ("approved_at", "created_at", "updated_at", "last_run_at")
 
 
-def _row_to_entry(row: sqlite3.Row) -> Entry:
-    data = dict(row)
+def _row_to_entry(row: Row[Any]) -> Entry:
+    data = dict(row._mapping)
     data["conversation"] = json.loads(data["conversation"])
     return Entry.model_validate(data)
 
@@ -174,11 +170,6 @@ def _entry_to_row(entry: Entry) -> dict[str, Any]:
             data[name] = _ts(data[name])
     data["conversation"] = _json(entry.conversation)
     return data
-
-
-def _casefold(text: str | None) -> str | None:
-    """Python's Unicode case folding for SQL (SQLite's own lower() folds ASCII only)."""
-    return None if text is None else text.casefold()
 
 
 def _wrong_status(key: str, action: str, status: str, allowed: tuple[Status, ...]) -> StoreError:
@@ -195,55 +186,42 @@ def _unknown(key: str) -> StoreError:
 
 
 class Store:
-    """SQLite-backed cache; one connection per thread and process, every write atomic."""
+    """The cache on SQLite (a path) or PostgreSQL (a URL); every write one transaction."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path).expanduser()
-        self._local = threading.local()
+    def __init__(self, target: Path | str, *, credential: db.TokenCredential | None = None) -> None:
+        self.url = db.parse_url(target)
+        self.where = db.shown(self.url)
+        self.sqlite = self.url.get_backend_name() == "sqlite"
+        self.path = Path(str(self.url.database)) if self.sqlite else None
+        self.engine = db.engine_for(self.url, credential)
+        if self.path is not None:
+            self._open_sqlite(self.path)
+        else:
+            with db.wrapped("open", self.where), self.engine.connect() as conn:
+                db.check_schema(conn, self.where)
+
+    def _open_sqlite(self, path: Path) -> None:
+        """Create or upgrade the user's own SQLite file. Switching to WAL fails at once
+        (no busy wait) if another process is doing the same, so this is serialised
+        with a file lock."""
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StoreError(f"cannot create the store folder: {exc}", file=str(self.path)) from exc
-        # Switching to WAL fails at once (no busy wait) if another process is doing the
-        # same, so first-time setup is serialised with a file lock.
+            raise StoreError(f"cannot create the store folder: {exc}", file=self.where) from exc
         try:
-            with FileLock(str(self.path) + ".lock", timeout=30):
-                conn = self._conn()
-                if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                    conn.execute("PRAGMA journal_mode=WAL")
-                with self._tx() as tx:
-                    if tx.execute("PRAGMA user_version").fetchone()[0] == 0:
-                        for statement in _SCHEMA.split(";"):
-                            if statement.strip():
-                                tx.execute(statement)
-                        tx.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
-        except (sqlite3.Error, Timeout) as exc:
-            raise StoreError(f"cannot open the cache store: {exc}", file=str(self.path)) from exc
-
-    # -- connections -------------------------------------------------------------------
-
-    def _conn(self) -> sqlite3.Connection:
-        """This thread's connection; a fresh one after fork, as SQLite requires."""
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None and self._local.pid == os.getpid():
-            return conn
-        if conn is not None:
-            _INHERITED.append(conn)
-        conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA busy_timeout = 30000")
-        conn.create_function("casefold", 1, _casefold, deterministic=True)
-        self._local.conn, self._local.pid = conn, os.getpid()
-        return conn
+            with FileLock(str(path) + ".lock", timeout=30), db.wrapped("open", self.where):
+                with self.engine.connect() as conn:  # outside a transaction, as WAL needs
+                    raw = conn.connection.driver_connection
+                    assert raw is not None
+                    if raw.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                        raw.execute("PRAGMA journal_mode=WAL")
+                with self._tx() as conn:
+                    db.upgrade(conn)
+        except Timeout as exc:
+            raise StoreError(f"cannot open the cache store: {exc}", file=self.where) from exc
 
     def close(self) -> None:
-        """Close this thread's connection (others close when their thread ends)."""
-        conn = getattr(self._local, "conn", None)
-        if conn is not None and self._local.pid == os.getpid():
-            conn.close()
-        elif conn is not None:
-            _INHERITED.append(conn)
-        self._local.conn = None
+        """Nothing to release per store: engines are shared per URL and process."""
 
     def __enter__(self) -> Store:
         return self
@@ -252,38 +230,29 @@ class Store:
         self.close()
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction that takes the write lock up front, so read-modify-write
-        sequences cannot interleave with another process."""
-        try:
-            conn = self._conn()
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot write the cache store: {exc}", file=str(self.path)) from exc
-        try:
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                raise StoreError(f"cache store error: {exc}", file=str(self.path)) from exc
-            raise
+    def _tx(self) -> Iterator[Connection]:
+        """A write transaction; on SQLite it takes the write lock up front."""
+        with db.wrapped("write", self.where), self.engine.connect() as conn:
+            conn = conn.execution_options(dem_write=True)
+            with conn.begin():
+                yield conn
 
-    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        try:
-            return self._conn().execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot read the cache store: {exc}", file=str(self.path)) from exc
+    def _read(self, statement: Any) -> builtins.list[Row[Any]]:
+        with db.wrapped("read", self.where), self.engine.connect() as conn:
+            return builtins.list(conn.execute(statement).fetchall())
 
     @staticmethod
-    def _row(conn: sqlite3.Connection, key: str) -> sqlite3.Row:
-        row: sqlite3.Row | None = conn.execute(
-            "SELECT * FROM entries WHERE key = ?", (key,)
-        ).fetchone()
+    def _row(conn: Connection, key: str) -> Row[Any]:
+        """The entry's row, locked until the transaction ends (PostgreSQL)."""
+        row = conn.execute(select(entries).where(entries.c.key == key).with_for_update()).first()
         if row is None:
             raise _unknown(key)
         return row
+
+    def _get(self, conn: Connection, key: str) -> Entry:
+        row = conn.execute(select(entries).where(entries.c.key == key)).first()
+        assert row is not None  # read inside the transaction that just wrote it
+        return _row_to_entry(row)
 
     def _transition(
         self, key: str, action: str, allowed: tuple[Status, ...], status: Status, **values: Any
@@ -291,34 +260,32 @@ class Store:
         """Move an entry whose status is one of ``allowed`` to ``status``."""
         with self._tx() as conn:
             row = self._row(conn, key)
-            if row["status"] not in allowed:
-                raise _wrong_status(key, action, row["status"], allowed)
+            if row.status not in allowed:
+                raise _wrong_status(key, action, row.status, allowed)
             values.update(status=status, updated_at=_ts(utcnow()))
-            assignments = ", ".join(f"{name} = :{name}" for name in values)
-            conn.execute(
-                f"UPDATE entries SET {assignments} WHERE key = :key", {**values, "key": key}
-            )
-            return _row_to_entry(self._row(conn, key))
+            conn.execute(update(entries).where(entries.c.key == key).values(**values))
+            return self._get(conn, key)
 
     # -- reads -------------------------------------------------------------------------
 
     def get(self, key: str) -> Entry | None:
-        rows = self._read("SELECT * FROM entries WHERE key = ?", (key,))
+        rows = self._read(select(entries).where(entries.c.key == key))
         return _row_to_entry(rows[0]) if rows else None
 
     def resolve(self, prefix: str) -> str:
         """The one key starting with ``prefix`` (at least 8 characters), for the CLI."""
-        if self._read("SELECT 1 FROM entries WHERE key = ?", (prefix,)):
+        if self._read(select(entries.c.key).where(entries.c.key == prefix)):
             return prefix
         if len(prefix) < MIN_PREFIX:
             raise StoreError(
                 f"key prefix {prefix!r} is too short; give at least {MIN_PREFIX} characters",
                 hint=_LIST_HINT,
             )
-        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
         rows = self._read(
-            "SELECT key FROM entries WHERE key >= ? AND key < ? ORDER BY key LIMIT 2",
-            (prefix, upper),
+            select(entries.c.key)
+            .where(entries.c.key.startswith(prefix, autoescape=True))
+            .order_by(entries.c.key)
+            .limit(2)
         )
         if not rows:
             raise _unknown(prefix)
@@ -329,32 +296,64 @@ class Store:
             )
         return str(rows[0][0])
 
-    def list(self, client: str | None = None) -> list[Entry]:
+    def list(self, client: str | None = None) -> builtins.list[Entry]:
         """Entries, most recently updated first; ``client`` matches ignoring case, as
-        everywhere a client is a filter (the audit log, stats, the side panel)."""
+        everywhere a client is a filter (the audit log, stats, the side panel), with
+        Python's Unicode case folding (neither database's lower() does the same)."""
+        rows = self._read(select(entries).order_by(entries.c.updated_at.desc(), entries.c.key))
+        found = [_row_to_entry(row) for row in rows]
         if client is None:
-            rows = self._read("SELECT * FROM entries ORDER BY updated_at DESC, key")
-        else:
-            rows = self._read(
-                "SELECT * FROM entries WHERE casefold(client) = ? ORDER BY updated_at DESC, key",
-                (client.casefold(),),
-            )
-        return [_row_to_entry(row) for row in rows]
+            return found
+        wanted = client.casefold()
+        return [entry for entry in found if entry.client.casefold() == wanted]
 
     def runs(self, key: str | None = None) -> builtins.list[RunRecord]:
         """Recorded runs, oldest first; an unknown key is an error, not an empty list."""
-        if key is None:
-            rows = self._read("SELECT * FROM runs ORDER BY id")
-        else:
-            if not self._read("SELECT 1 FROM entries WHERE key = ?", (key,)):
+        query = select(runs).order_by(runs.c.id)
+        if key is not None:
+            if not self._read(select(entries.c.key).where(entries.c.key == key)):
                 raise _unknown(key)
-            rows = self._read("SELECT * FROM runs WHERE key = ? ORDER BY id", (key,))
+            query = query.where(runs.c.key == key)
         return [
-            RunRecord.model_validate({**dict(row), "details": json.loads(row["details"])})
-            for row in rows
+            RunRecord.model_validate({**row._mapping, "details": json.loads(row.details)})
+            for row in self._read(query)
         ]
 
+    def count(self) -> dict[str, int]:
+        """Rows per table, for `dataeng-magics store info`."""
+        return {
+            table.name: int(self._read(select(func.count()).select_from(table))[0][0])
+            for table in (entries, runs, leases)
+        }
+
+    def dump(self) -> tuple[builtins.list[dict[str, Any]], builtins.list[dict[str, Any]]]:
+        """Every entry and run row as stored (``store migrate``)."""
+        return (
+            [dict(row._mapping) for row in self._read(select(entries).order_by(entries.c.key))],
+            [dict(row._mapping) for row in self._read(select(runs).order_by(runs.c.id))],
+        )
+
     # -- writes ------------------------------------------------------------------------
+
+    def load(
+        self, entry_rows: builtins.list[dict[str, Any]], run_rows: builtins.list[dict[str, Any]]
+    ) -> None:
+        """Copy rows into this empty store in one transaction (``store migrate``); runs
+        keep their order and get this store's ids."""
+        with self._tx() as conn:
+            for table in (entries, runs):
+                if conn.execute(select(func.count()).select_from(table)).scalar():
+                    raise StoreError(
+                        f"the target store is not empty (its {table.name} table has rows)",
+                        hint="Migrate into a new, empty database.",
+                        file=self.where,
+                    )
+            if entry_rows:
+                conn.execute(insert(entries), entry_rows)
+            if run_rows:
+                conn.execute(
+                    insert(runs), [{k: v for k, v in r.items() if k != "id"} for r in run_rows]
+                )
 
     def put(self, entry: Entry) -> Entry:
         """Store ``entry`` as the draft for its key, replacing any earlier plan.
@@ -376,15 +375,14 @@ class Store:
         kept = {"created_at", "runs", "last_run_at", "last_outcome", "conversation"}
         kept |= {"tokens_in", "tokens_out"}
         replaced = [name for name in _ENTRY_COLUMNS if name != "key" and name not in kept]
+        dialect = sqlite if self.sqlite else postgresql
+        upsert = dialect.insert(entries).values(**row)
+        upsert = upsert.on_conflict_do_update(
+            index_elements=["key"], set_={name: upsert.excluded[name] for name in replaced}
+        )
         with self._tx() as conn:
-            conn.execute(
-                f"INSERT INTO entries ({', '.join(_ENTRY_COLUMNS)}) "
-                f"VALUES ({', '.join(':' + name for name in _ENTRY_COLUMNS)}) "
-                f"ON CONFLICT (key) DO UPDATE SET "
-                f"{', '.join(f'{name} = excluded.{name}' for name in replaced)}",
-                row,
-            )
-            return _row_to_entry(self._row(conn, entry.key))
+            conn.execute(upsert)
+            return self._get(conn, entry.key)
 
     def approve(self, key: str, reviewer: str, code_sha256: str) -> Entry:
         """Approve a draft, but only the exact code the reviewer saw (by its hash)."""
@@ -409,11 +407,11 @@ class Store:
                 )
             now = _ts(utcnow())
             conn.execute(
-                "UPDATE entries SET status = 'approved', reviewer = ?, approved_at = ?, "
-                "updated_at = ? WHERE key = ?",
-                (reviewer, now, now, key),
+                update(entries)
+                .where(entries.c.key == key)
+                .values(status="approved", reviewer=reviewer, approved_at=now, updated_at=now)
             )
-            return _row_to_entry(self._row(conn, key))
+            return self._get(conn, key)
 
     def reject(self, key: str, reviewer: str, reason: str) -> Entry:
         if not reason.strip():
@@ -444,8 +442,11 @@ class Store:
         rows_in: int | None = None,
         rows_out: int | None = None,
         details: dict[str, Any] | None = None,
+        run_id: str | None = None,
+        batch_id: str | None = None,
     ) -> Entry:
-        """Count a run and keep its record; one transaction, so parallel runs add up."""
+        """Count a run and keep its record, and end its lease; one transaction, so
+        parallel runs add up."""
         record = RunRecord(
             id=0,
             key=key,
@@ -462,36 +463,43 @@ class Store:
         with self._tx() as conn:
             self._row(conn, key)
             conn.execute(
-                "INSERT INTO runs (key, started_at, finished_at, outcome, platform, rows_in, "
-                "rows_out, seconds, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    key,
-                    _ts(record.started_at),
-                    _ts(record.finished_at),
-                    outcome,
-                    platform,
-                    rows_in,
-                    rows_out,
-                    record.seconds,
-                    _json(record.details),
-                ),
+                insert(runs).values(
+                    key=key,
+                    started_at=_ts(record.started_at),
+                    finished_at=_ts(record.finished_at),
+                    outcome=outcome,
+                    platform=platform,
+                    rows_in=rows_in,
+                    rows_out=rows_out,
+                    seconds=record.seconds,
+                    details=_json(record.details),
+                    run_id=run_id,
+                    batch_id=batch_id,
+                )
             )
             conn.execute(
-                "UPDATE entries SET runs = runs + 1, last_run_at = ?, last_outcome = ? "
-                "WHERE key = ?",
-                (_ts(record.finished_at), outcome, key),
+                update(entries)
+                .where(entries.c.key == key)
+                .values(
+                    runs=entries.c.runs + 1,
+                    last_run_at=_ts(record.finished_at),
+                    last_outcome=outcome,
+                )
             )
-            return _row_to_entry(self._row(conn, key))
+            if run_id is not None:
+                conn.execute(delete(leases).where(leases.c.run_id == run_id))
+            return self._get(conn, key)
 
     def add_conversation(self, key: str, turns: builtins.list[dict[str, Any]]) -> Entry:
         """Append chat turns; read and write in one transaction so no turn is lost."""
         with self._tx() as conn:
-            stored = json.loads(self._row(conn, key)["conversation"])
+            stored = json.loads(self._row(conn, key).conversation)
             conn.execute(
-                "UPDATE entries SET conversation = ?, updated_at = ? WHERE key = ?",
-                (_json(stored + list(turns)), _ts(utcnow()), key),
+                update(entries)
+                .where(entries.c.key == key)
+                .values(conversation=_json(stored + list(turns)), updated_at=_ts(utcnow()))
             )
-            return _row_to_entry(self._row(conn, key))
+            return self._get(conn, key)
 
     def add_tokens(self, key: str, tokens_in: int, tokens_out: int) -> Entry:
         if tokens_in < 0 or tokens_out < 0:
@@ -499,8 +507,59 @@ class Store:
         with self._tx() as conn:
             self._row(conn, key)
             conn.execute(
-                "UPDATE entries SET tokens_in = tokens_in + ?, tokens_out = tokens_out + ? "
-                "WHERE key = ?",
-                (tokens_in, tokens_out, key),
+                update(entries)
+                .where(entries.c.key == key)
+                .values(
+                    tokens_in=entries.c.tokens_in + tokens_in,
+                    tokens_out=entries.c.tokens_out + tokens_out,
+                )
             )
-            return _row_to_entry(self._row(conn, key))
+            return self._get(conn, key)
+
+    # -- leases: runs in progress ---------------------------------------------------------
+
+    def start_lease(self, run_id: str, key: str, actor: str, seconds: float) -> Lease:
+        """Say that run ``run_id`` of ``key`` is going on here, for ``seconds``."""
+        now = utcnow()
+        lease = Lease(
+            run_id=run_id,
+            key=key,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            actor=actor,
+            started_at=now,
+            expires_at=now + timedelta(seconds=seconds),
+        )
+        row = lease.model_dump()
+        row.update(started_at=_ts(lease.started_at), expires_at=_ts(lease.expires_at))
+        with self._tx() as conn:
+            conn.execute(insert(leases).values(**row))
+        return lease
+
+    def renew_lease(self, run_id: str, seconds: float) -> None:
+        expires = _ts(utcnow() + timedelta(seconds=seconds))
+        with self._tx() as conn:
+            conn.execute(update(leases).where(leases.c.run_id == run_id).values(expires_at=expires))
+
+    def end_lease(self, run_id: str) -> None:
+        with self._tx() as conn:
+            conn.execute(delete(leases).where(leases.c.run_id == run_id))
+
+    def leases(self) -> builtins.list[Lease]:
+        """Runs started and not finished: running, or interrupted (``Lease.state``)."""
+        rows = self._read(select(leases).order_by(leases.c.started_at))
+        return [Lease.model_validate(dict(row._mapping)) for row in rows]
+
+    def run_states(self, found: Iterable[Entry] | None = None) -> dict[str, str]:
+        """Key -> "running" (a run of it is going on, here or elsewhere) or
+        "interrupted" (its latest run started and never finished), for the keys of
+        ``found`` (default: all) that have one."""
+        last_run = {e.key: e.last_run_at for e in (self.list() if found is None else found)}
+        now, states = utcnow(), dict[str, str]()
+        for lease in self.leases():
+            if lease.key not in last_run or states.get(lease.key) == "running":
+                continue
+            state, finished = lease.state(now), last_run[lease.key]
+            if state == "running" or finished is None or finished < lease.started_at:
+                states[lease.key] = state
+        return states
