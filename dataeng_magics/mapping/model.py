@@ -107,12 +107,23 @@ class TargetColumn(Located):
     required: bool = False
     default: str | None = None
     comment: str | None = Field(default=None, exclude=True)
+    validation: str | None = None  # a check phrase from the Validation column (action fail)
 
 
 class FilterSpec(Located):
     table: str
     condition: str
     description: str | None = Field(default=None, exclude=True)
+
+
+class CheckSpec(Located):
+    """A row of the Checks sheet: ``check`` (a phrase of ``plan.checks``) over target
+    ``columns`` of ``table``, with its On Failure ``action`` (fail, warn, quarantine)."""
+
+    table: str
+    columns: list[str] = []
+    check: str
+    action: str = "fail"
 
 
 class Mapping(BaseModel):
@@ -124,6 +135,7 @@ class Mapping(BaseModel):
     targets: list[TargetColumn]
     sources: dict[str, SourceSpec]
     filters: list[FilterSpec] = []
+    checks: list[CheckSpec] = []
 
     def tables(self) -> dict[str, list[TargetColumn]]:
         """Target tables in workbook order, each with its columns in workbook order."""

@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from dataeng_magics.errors import MappingError
-from dataeng_magics.mapping import layout
+from dataeng_magics.mapping import checks, layout
 from dataeng_magics.mapping.model import (
     SIMPLE_TYPES,
     UNSAFE_TABLE_NAME,
+    CheckSpec,
     FilterSpec,
     LayoutField,
     Mapping,
@@ -65,6 +66,7 @@ MAPPING_HEADERS: dict[str, tuple[str, ...]] = {
     "nullable": ("nullable", "is nullable", "allow nulls"),
     "default": ("default", "default value"),
     "comment": ("comments", "comment", "notes", "remarks"),
+    "validation": checks.VALIDATION_HEADERS,
 }
 SOURCE_HEADERS: dict[str, tuple[str, ...]] = {
     "name": ("source name", "source", "name"),
@@ -282,12 +284,13 @@ def _parse_targets(
                 )
             continue  # a section title or a table name on its own
         name_table = table or default_table
-        if UNSAFE_TABLE_NAME.search(name_table):
+        if UNSAFE_TABLE_NAME.search(name_table) or name_table.lower().endswith("__rejected"):
             raise sheet.error(
                 f"target table name {name_table!r} is not allowed",
                 row=row,
                 column=_col(fields, "table") if "table" in fields else None,
-                hint="Table names become folder names: no slashes or '..'.",
+                hint="Table names become folder names: no slashes or '..', and no name ending "
+                "in '__rejected' (quarantined rows go there).",
             )
         source_column = rec.get("source_column", "")
         # A merged or blank Source cell means "same as above", but only where a column is read.
@@ -328,6 +331,9 @@ def _parse_targets(
                 hint=f"It is also on row {seen[dup]}; keep one of them.",
             )
         seen[dup] = row
+        if rec.get("validation"):
+            checks.validation_check(sheet, rec["validation"], rec["column"], row,
+                                    _col(fields, "validation"))  # fmt: skip
         targets.append(
             TargetColumn(
                 sheet=sheet.name,
@@ -341,6 +347,7 @@ def _parse_targets(
                 required=required,
                 default=rec.get("default") or None,
                 comment=rec.get("comment") or None,
+                validation=rec.get("validation") or None,
             )
         )
     return targets
@@ -547,7 +554,12 @@ def read_mapping(path: str | Path, overrides: MappingABC[str, str] | None = None
     mapping_sheets: dict[str | None, tuple[_Sheet, int, str | None]] = {}
     named_in: dict[str, str | None] = {}
     layout_sheets: list[tuple[_Sheet, int, dict[str, tuple[int, str]]]] = []
+    check_specs: list[CheckSpec] = []
     for sheet in sheets:
+        found = checks.find_checks(sheet)
+        if found is not None:
+            check_specs.extend(checks.parse_checks(sheet, *found))
+            continue
         found = sheet.find_header(MAPPING_HEADERS, "column")
         if found is not None:
             targets.extend(_parse_targets(sheet, *found))
@@ -601,6 +613,7 @@ def read_mapping(path: str | Path, overrides: MappingABC[str, str] | None = None
                 if close
                 else f"Known tables: {', '.join(sorted(tables))}.",
             )
+    checks.check_tables(str(path), check_specs, targets)
     for name, new_path in overrides.items():
         if name not in sources:
             close = difflib.get_close_matches(name, sorted(sources), n=1)
@@ -634,4 +647,6 @@ def read_mapping(path: str | Path, overrides: MappingABC[str, str] | None = None
                 column=named_in.get(spec.name),
                 hint="Fix the path in the workbook or pass --source NAME=PATH.",
             )
-    return Mapping(file=str(path), targets=targets, sources=sources, filters=filters)
+    return Mapping(
+        file=str(path), targets=targets, sources=sources, filters=filters, checks=check_specs
+    )
