@@ -351,7 +351,10 @@ class TransformMagics(Magics):
         )
         self.current = session
         if session.mode == "replay":  # no widget, no planner: the approved plan runs
-            return self._run_and_show(session.run)
+            # control totals: --control flags, or a papermill parameter ``controls`` (a dict)
+            given = self.shell.user_ns.get("controls") if self.shell else None
+            controls = {**(given if isinstance(given, dict) else {}), **dict(args.control or [])}
+            return self._run_and_show(lambda: session.run(controls=controls))
         entry = session.approved_entry()
         if entry is not None:
             from dataeng_magics.widgets import ApprovedPanel
@@ -484,6 +487,7 @@ class TransformMagics(Magics):
                 output_format=args.format,
                 executor=executor,
                 actor=self._reviewer(),
+                controls=dict(args.control or []),
             )
         )
 

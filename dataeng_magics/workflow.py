@@ -651,8 +651,9 @@ class TransformSession:
         self._record(entry, outcome, started_at, summary, actor, where)
         if self.mode == "replay" and not report.passed:
             raise ValidationFailed(
-                f"validation failed for client {entry.client!r}: {len(report.failures)} check(s) "
-                f"failed ({report.failures[0].column or report.failures[0].table}: "
+                f"the output of client {entry.client!r} failed validation: "
+                f"{len(report.failures)} check(s) failed (first: "
+                f"{report.failures[0].column or report.failures[0].table}: "
                 f"{report.failures[0].message})",
                 hint="The output was written; see the summary and revise the plan.",
                 summary=summary, client=entry.client, key=entry.key,

@@ -135,6 +135,11 @@ def _lit(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def _name(text: str) -> str:
+    """A source or column name, quoted when it has spaces (``'Cpty ID'``)."""
+    return text if re.fullmatch(r"[^\s,;'\"]+", text) else _lit(text)
+
+
 def _num_or_lit(text: str) -> str:
     return text if re.fullmatch(rf"{NUMBER}|\d{{4}}-\d{{2}}-\d{{2}}", text) else _lit(text)
 
@@ -157,10 +162,10 @@ def describe_check(check: Check) -> str:
         case SqlCheck(expression=e):
             return f"sql: {e}"
         case TotalEquals(source_column=c, factor=f, tolerance=t):
-            text = f"total equals source {c}" + (f" x {f}" if f != "1" else "")
+            text = f"total equals source {_name(c)}" + (f" x {f}" if f != "1" else "")
             return text + (f" within {t}" if t is not None else "")
         case LookupDuplicates(source=s, key=k):
-            return f"no duplicate keys in lookup {s} on {k}"
+            return f"no duplicate keys in lookup {_name(s)} on {_name(k)}"
     raise TypeError(f"unknown check {check!r}")  # pragma: no cover
 
 
