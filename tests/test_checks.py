@@ -388,3 +388,27 @@ def test_the_llm_planner_edits_checks_through_its_structured_answer(client: Path
     entry, result = s.revise("add a check with reflect")
     assert s.plan_of(entry) == before and model.calls == 3  # refused, asked again, refused
     assert "reflect" in result.reply
+
+
+def test_the_magic_takes_controls_as_flags_or_a_papermill_parameter(
+    client: Path, tmp_path: Path, spark: Any
+) -> None:
+    from IPython.core.error import UsageError
+    from test_magics import Shell, magics_of
+
+    ip = Shell.instance()
+    ip.run_line_magic("load_ext", "dataeng_magics")
+    magics_of(ip).current = None
+    approved(client)
+    cell = f"%%transform --client ACME --mapping {client} --output-dir {tmp_path / 'o'} --replay"
+    try:
+        ip.user_ns["controls"] = '{"trades.rows": "9"}'  # as `replay -p controls ...` passes it
+        with pytest.raises(UsageError, match=r"ValidationFailed: .*expected 9"):
+            ip.run_cell(cell)
+        ip.run_cell(cell + " --control trades.rows=8")  # the flag wins over the parameter
+        ip.user_ns["controls"] = "rows=9"
+        with pytest.raises(UsageError, match="'controls' parameter is not a JSON object"):
+            ip.run_cell(cell)
+    finally:
+        ip.user_ns.pop("controls", None)
+        Shell.clear_instance()

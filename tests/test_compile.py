@@ -291,9 +291,7 @@ def test_one_select_per_table_with_its_join_and_filter(sink: tuple[Mapping, Plan
     assert code.count(".write.") == 2 and code.count(".save(") == 2
     # The lookup is reduced to one row per key (deterministically) before the join.
     lookup = next(
-        n
-        for n in tree.body
-        if isinstance(n, ast.Assign) and ".groupBy(" in ast.unparse(n.value)
+        n for n in tree.body if isinstance(n, ast.Assign) and ".groupBy(" in ast.unparse(n.value)
     )
     assert "counterparties" in ast.unparse(lookup.value)
 
