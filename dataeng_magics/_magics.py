@@ -163,6 +163,26 @@ else:
     _named_line_magic = line_magic
 
 
+def _controls_parameter(value: Any) -> dict[str, str]:
+    """The notebook's ``controls`` parameter: a dict, or its JSON text (``dataeng-magics
+    replay -p controls '{"trades.rows": "4610"}'``); absent or empty: none."""
+    import json
+
+    from dataeng_magics.errors import ConfigError
+
+    if isinstance(value, str) and value.strip():
+        try:
+            value = json.loads(value)
+        except ValueError:
+            value = None
+        if not isinstance(value, dict):
+            raise ConfigError(
+                "the 'controls' parameter is not a JSON object",
+                hint='Pass -p controls \'{"trades.rows": "4610"}\'.',
+            )
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
+
+
 @magics_class
 class TransformMagics(Magics):
     """Configure with ``%config TransformMagics.<name> = value`` or ``%transform_config``.
@@ -373,7 +393,10 @@ class TransformMagics(Magics):
         )
         self.current = session
         if session.mode == "replay":  # no widget, no planner: the approved plan runs
-            return self._run_and_show(session.run)
+            # control totals: --control flags and a papermill parameter ``controls``
+            given = self.shell.user_ns.get("controls") if self.shell else None
+            controls = {**_controls_parameter(given), **dict(args.control or [])}
+            return self._run_and_show(lambda: session.run(controls=controls))
         entry = session.approved_entry()
         if entry is not None:
             from dataeng_magics.widgets import ApprovedPanel
@@ -506,6 +529,7 @@ class TransformMagics(Magics):
                 output_format=args.format,
                 executor=executor,
                 actor=self._reviewer(),
+                controls=dict(args.control or []),
             )
         )
 

@@ -112,7 +112,7 @@ def cmd_reject(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     try:
-        summary = _session(args, "replay").run()
+        summary = _session(args, "replay").run(controls=dict(args.control or []))
     except ValidationFailed as exc:  # exit 4, after the summary of what was written
         _print_run(exc.summary, args.json)
         raise

@@ -42,6 +42,16 @@ def source_pair(text: str) -> tuple[str, str]:
     return name.strip(), path.strip()
 
 
+def control_pair(text: str) -> tuple[str, str]:
+    """``--control SOURCE.rows=N`` or ``SOURCE.COLUMN=TOTAL[+-TOL]`` as a pair."""
+    name, sep, value = text.partition("=")
+    if not sep or "." not in name or not value.strip():
+        raise argparse.ArgumentTypeError(
+            f"expected SOURCE.rows=N or SOURCE.COLUMN=TOTAL[+-TOLERANCE], got {text!r}"
+        )
+    return name.strip(), value.strip()
+
+
 def reason(args: argparse.Namespace) -> str:
     """The reason given as words (``reject too vague``) or ``--reason``, or both."""
     return " ".join([*args.reason_words, args.reason or ""]).strip()
@@ -90,7 +100,16 @@ REASON = arg("--reason", help="the same as REASON")
 #: What a keyed CLI command names; in a kernel, the current ``%%transform``'s.
 INPUTS = (CLIENT, MAPPING, SOURCE)
 #: ``%%transform``'s flags (labextension/src/constants.ts lists them for the editor).
-TRANSFORM_FLAGS = (CLIENT, MAPPING, SOURCE, OUTPUT_DIR, FORMAT, PLATFORM, REPLAY, REVIEWER)
+CONTROL = arg(
+    "--control",
+    action="append",
+    type=control_pair,
+    metavar="SOURCE.rows=N|SOURCE.COLUMN=TOTAL[+-TOL]",
+    help="a control total the client sent, checked against the source as read (repeatable)",
+)
+TRANSFORM_FLAGS = (
+    CLIENT, MAPPING, SOURCE, OUTPUT_DIR, FORMAT, PLATFORM, REPLAY, REVIEWER, CONTROL
+)  # fmt: skip
 #: ``%%transform_run``'s: the guard line of a materialised cell.
 TRANSFORM_RUN_FLAGS = (
     CLIENT,
@@ -191,10 +210,11 @@ COMMANDS = (
     Command(
         "run",
         "run the approved plan, write and validate each target table",
-        (OUTPUT_DIR, FORMAT, PLATFORM),
+        (OUTPUT_DIR, FORMAT, PLATFORM, CONTROL),
         "Run the approved code (never re-planned) and write each target table to "
-        "OUTPUT_DIR/<TABLE>/, then validate it. Exit 3 if there is no approval, 4 if the "
-        "output fails validation, 5 if the run fails.",
+        "OUTPUT_DIR/<TABLE>/, then validate it (the plan's checks, row accounting and any "
+        "--control totals). Exit 3 if there is no approval, 4 if validation failed, 5 if "
+        "the run fails.",
         keyed=True,
         cli_only=(JSON,),
     ),

@@ -14,6 +14,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Mapping as MappingABC
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -27,6 +28,7 @@ from dataeng_magics.canonical import canonical_json, hashed_form, sha256_text
 from dataeng_magics.compile.cell import parse_parameters, render_parameters, split_cell
 from dataeng_magics.compile.codegen import compile_plan
 from dataeng_magics.compile.lint import used_columns
+from dataeng_magics.compile.safety import py_str
 from dataeng_magics.config import Mode, Settings, current_user, load_settings, resolve
 from dataeng_magics.errors import (
     ApprovalRequired,
@@ -42,7 +44,12 @@ from dataeng_magics.mapping.read import read_mapping
 from dataeng_magics.plan.model import Plan
 from dataeng_magics.plan.render import plan_diff, render_pseudocode
 from dataeng_magics.redact import public_path
-from dataeng_magics.run.validate import ValidationReport, evaluate
+from dataeng_magics.run.validate import (
+    ValidationReport,
+    control_columns,
+    evaluate,
+    parse_controls,
+)
 from dataeng_magics.state.audit import AuditEvent, AuditTrail
 from dataeng_magics.state.backend import audit_of, open_store
 from dataeng_magics.state.store import Entry, Outcome, Revoked, Store
@@ -643,8 +650,11 @@ class TransformSession:
         output_format: str | None = None,
         executor: Executor | None = None,
         actor: str | None = None,
+        controls: MappingABC[str, str] | None = None,
     ) -> RunSummary:
-        """Replay the approved code for these inputs; never re-plans or regenerates."""
+        """Replay the approved code for these inputs; never re-plans or regenerates.
+        ``controls`` are the client's control totals (``{"trades.rows": "4610",
+        "trades.AMOUNT": "1234.50+-0.01"}``), compared with the sources as read."""
         out = output_dir or self.request.output_dir
         if not out:
             raise PlanError("no output directory", hint="Pass --output-dir DIR.")
@@ -658,24 +668,29 @@ class TransformSession:
             if is_remote(out):  # a platform reaches its storage itself: checked there
                 options = storage_options(out, self.settings.storage)
                 check_output_reachable(out, options, self.settings.network_timeout_seconds)
-        return self._execute(entry, self.parameters(out, fmt), out, fmt, executor, actor)
+        return self._execute(entry, self.parameters(out, fmt), out, fmt, executor, actor, controls)
 
     def _execute(self, entry: Entry, params: str, out: str, fmt: str, executor: Executor | None,
-                 actor: str | None) -> RunSummary:  # fmt: skip
+                 actor: str | None,
+                 controls: MappingABC[str, str] | None = None) -> RunSummary:  # fmt: skip
         from dataeng_magics.run.executors import Job, get_executor
 
+        plan = self.plan_of(entry)
+        checked = parse_controls(controls, plan)
+        run_id = uuid.uuid4().hex
+        # The run's own parameters follow (and so override) those of the cell.
+        params += f"run_id = {py_str(run_id)}\ncontrol_columns = {control_columns(checked)!r}\n"
         executor = executor or get_executor(self.settings.platform, settings=self.settings)
         job = Job(
             name=f"{self.request.client}/{entry.key[:12]}", client=entry.client, key=entry.key,
             code=f"{params}\n{entry.code}",
             inputs={n: public_path(s.path) for n, s in self.mapping.sources.items()},
             output_dir=out, output_format=fmt,
-            tables=tuple(t.name for t in self.plan_of(entry).tables),
+            tables=tuple(t.name for t in plan.tables),
         )  # fmt: skip
         started_at, started = _now(), time.perf_counter()
         where = {"platform": executor.name, **executor.location(),
                  "output_dir": public_path(out), "format": fmt}  # fmt: skip
-        run_id = uuid.uuid4().hex
         audit_entry(self.audit, "run_start", entry, actor, run_id=run_id, **where)
         with RunLease(self.store, run_id, entry.key, actor or current_user()):
             try:
@@ -684,7 +699,7 @@ class TransformSession:
                 details = {**where, "error": exc.message}
                 self._record(entry, "failed", started_at, None, actor, details, run_id)
                 raise
-            report = evaluate(result.metrics)
+            report = evaluate(result.metrics, plan, checked)
             from dataeng_magics.sources.diagnose import unclosed_quotes
 
             unclosed_quotes(report, self.mapping)
@@ -703,7 +718,9 @@ class TransformSession:
         if self.mode == "replay" and not report.passed:
             raise ValidationFailed(
                 f"the output of client {entry.client!r} failed validation: "
-                f"{len(report.failures)} check(s) failed",
+                f"{len(report.failures)} check(s) failed (first: "
+                f"{report.failures[0].column or report.failures[0].table}: "
+                f"{report.failures[0].message})",
                 hint="The output was written; see the summary and revise the plan.",
                 summary=summary, client=entry.client, key=entry.key,
             )  # fmt: skip
@@ -730,7 +747,7 @@ class TransformSession:
                           for t in plan.tables}  # fmt: skip
             except (OSError, ValueError) as exc:
                 raise ExecutionError(f"cannot read the preview output: {exc}") from exc
-        return Preview(tables, evaluate(metrics), time.perf_counter() - started)
+        return Preview(tables, evaluate(metrics, plan), time.perf_counter() - started)
 
     def _record(
         self,

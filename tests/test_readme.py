@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from dataeng_magics.mapping.checks import CHECK_HEADERS
 from dataeng_magics.mapping.read import FILTER_HEADERS, MAPPING_HEADERS, SOURCE_HEADERS, _norm
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -21,7 +22,7 @@ def header_tables() -> dict[str, list[set[str]]]:
     tables: dict[str, list[set[str]]] = {}
     sheet = None
     for line in section.splitlines():
-        for name in ("Mapping", "Sources", "Filters"):
+        for name in ("Mapping", "Sources", "Filters", "Checks"):
             if f"**{name} sheet**" in line:
                 sheet = name
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
@@ -34,7 +35,12 @@ def header_tables() -> dict[str, list[set[str]]]:
 
 @pytest.mark.parametrize(
     ("sheet", "accepted"),
-    [("Mapping", MAPPING_HEADERS), ("Sources", SOURCE_HEADERS), ("Filters", FILTER_HEADERS)],
+    [
+        ("Mapping", MAPPING_HEADERS),
+        ("Sources", SOURCE_HEADERS),
+        ("Filters", FILTER_HEADERS),
+        ("Checks", CHECK_HEADERS),
+    ],
 )
 def test_readme_lists_every_header_the_reader_accepts(
     sheet: str, accepted: dict[str, tuple[str, ...]]

@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from dataeng_magics.agent.chat_models import make_model, model_label
-from dataeng_magics.agent.offline import OfflinePlanner, with_read_schemas
+from dataeng_magics.agent.offline import OfflinePlanner, with_lookup, with_read_schemas
 from dataeng_magics.agent.prompts import (
+    CheckChange,
     ColumnChange,
     FilterChange,
     Message,
@@ -45,11 +46,13 @@ from dataeng_magics.compile.lint import check_plan
 from dataeng_magics.compile.safety import parse_safe_sql
 from dataeng_magics.errors import DataEngMagicsError
 from dataeng_magics.mapping.model import Mapping
+from dataeng_magics.plan.checks import check_name, parse_check
 from dataeng_magics.plan.model import (
     Default,
     FilterPlan,
     Plan,
     Sql,
+    SqlCheck,
     Step,
     TablePlan,
     Unresolved,
@@ -379,6 +382,8 @@ def apply_edit(
         )
     for filters in edit.filters:
         problems.extend(_apply_filters(tables, filters, schemas, summary, drafting))
+    for checks in edit.checks:
+        problems.extend(_apply_checks(tables, checks, summary))
     if problems:
         return plan, summary, problems
     new = plan.model_copy(update={"tables": [tables[t.name] for t in plan.tables]})
@@ -476,6 +481,40 @@ def _apply_filters(
         filters.append(FilterPlan(condition=spec.condition, description=spec.description))
         summary.append(f"added filter on {table_name}: {spec.condition}")
     tables[table_name] = table.model_copy(update={"filters": filters})
+    return problems
+
+
+def _apply_checks(
+    tables: dict[str, TablePlan], change: CheckChange, summary: list[str]
+) -> list[str]:
+    """Checks are phrases of the check vocabulary, parsed like a Checks sheet's."""
+    table_name = _find(list(tables), change.table)
+    if table_name is None:
+        return [f"there is no table {change.table!r} (tables: {', '.join(tables)})"]
+    table = tables[table_name]
+    checks = list(table.checks)
+    problems: list[str] = []
+    for name in change.remove:
+        match = [c for c in checks if check_name(c) == " ".join(name.split())]
+        if not match:
+            problems.append(f"{table_name} has no check {name!r} to remove")
+            continue
+        checks.remove(match[0])
+        summary.append(f"removed check on {table_name}: {name}")
+    for spec in change.add:
+        try:
+            check = with_lookup(parse_check(spec.check, spec.columns, spec.action), table.columns)
+        except (ValueError, ValidationError) as exc:
+            problems.append(f"check {spec.check!r}: {_one_line(str(exc))}")
+            continue
+        if isinstance(check, SqlCheck):
+            bad = _model_sql(check.expression)
+            if bad:
+                problems.append(f"check {spec.check!r}: {bad[0]}")
+                continue
+        checks.append(check)
+        summary.append(f"added check on {table_name}: {check_name(check)} ({check.action})")
+    tables[table_name] = table.model_copy(update={"checks": checks})
     return problems
 
 

@@ -13,11 +13,14 @@ from dataeng_magics.agent.protocol import PlanningContext, PlanResult, Schemas
 from dataeng_magics.compile.lint import check_plan, used_columns
 from dataeng_magics.errors import MappingError
 from dataeng_magics.mapping.model import Mapping, TargetColumn
+from dataeng_magics.plan.checks import check_name, parse_chat_check, parse_check
 from dataeng_magics.plan.model import (
+    Check,
     ColumnPlan,
     Default,
     FilterPlan,
     Lookup,
+    LookupDuplicates,
     Plan,
     SourceRead,
     Step,
@@ -96,6 +99,38 @@ def _column_plan(
         required=column.required,
         rule=column.rule,
     )
+
+
+def with_lookup(check: Check, columns: list[ColumnPlan]) -> Check:
+    """A duplicated-lookup-keys check written on a column ("no duplicate keys") takes its
+    source and key from that column's lookup."""
+    if not isinstance(check, LookupDuplicates) or check.source:
+        return check
+    for column in columns:
+        if column.name.lower() in (c.lower() for c in check.columns):
+            for step in column.steps:
+                if isinstance(step, Lookup):
+                    return check.model_copy(update={"source": step.source, "key": step.key})
+    raise ValueError("duplicated lookup keys: name a column filled by a lookup")
+
+
+def _table_checks(mapping: Mapping, table: str, columns: list[ColumnPlan]) -> list[Check]:
+    """The mapping's checks for ``table``: each Validation cell (fail), then the Checks
+    sheet's rows. (Required columns are counted as nulls by the compiler already.)"""
+    checks: list[Check] = [
+        parse_check(t.validation, [t.name]) for t in mapping.targets
+        if t.table == table and t.validation
+    ]  # fmt: skip
+    for spec in mapping.checks:
+        if spec.table != table:
+            continue
+        try:
+            check = with_lookup(parse_check(spec.check, spec.columns, spec.action), columns)  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise MappingError(str(exc), file=mapping.file, sheet=spec.sheet, row=spec.row,
+                               column="Check") from None  # fmt: skip
+        checks.append(check)
+    return checks
 
 
 def _flag_problems(plan: Plan, schemas: Schemas) -> Plan:
@@ -187,12 +222,14 @@ class OfflinePlanner:
                 for f in mapping.filters
                 if f.table == table_name
             ]
+            column_plans = [_column_plan(mapping, c, driving, schemas) for c in columns]
             tables.append(
                 TablePlan(
                     name=table_name,
                     source=driving,
                     filters=filters,
-                    columns=[_column_plan(mapping, c, driving, schemas) for c in columns],
+                    columns=column_plans,
+                    checks=_table_checks(mapping, table_name, column_plans),
                 )
             )
         for f in mapping.filters:
@@ -239,7 +276,9 @@ class OfflinePlanner:
     ) -> PlanResult:
         """Apply feedback written in the rule vocabulary, one instruction per line:
 
-        ``COLUMN: <rule>`` sets that column's rule; ``filter: <condition>`` (or
+        ``COLUMN: <rule>`` sets that column's rule; ``check COLUMN <check> [, warn|quarantine]``
+        or "AMOUNT must be positive" adds a check, ``remove checks on COLUMN`` drops them;
+        ``filter: <condition>`` (or
         ``filter TABLE: <condition>``) adds a filter; ``drop filter TABLE``/``drop filters``
         removes them. Anything else is reported back as not understood.
         """
@@ -256,7 +295,36 @@ class OfflinePlanner:
             )
             drop = re.match(r"^(?:drop|remove|clear)\s+filters?(?:\s+(?P<t>\S+))?$", line, re.I)
             col = re.match(r"^(?P<n>[^:]+?)\s*:\s*(?P<r>.*)$", line)
-            if match:
+            asked = (
+                None
+                if col and col.group("n").strip().lower() in columns
+                else parse_chat_check(line)
+            )
+            unchecked = re.match(
+                r"^(?:drop|remove|clear)\s+(?:the\s+)?(?:checks?|validations?)\s+(?:on|for)\s+"
+                r"(?P<c>\S+)$", line, re.I,
+            )  # fmt: skip
+            if asked is not None and (
+                all(c.lower() in columns for c in asked[0]) or asked[0][0] in tables
+            ):
+                names, phrase, action = asked
+                table_name = names[0] if names[0] in tables else columns[names[0].lower()][0]
+                table = tables[table_name]
+                cols = [] if names[0] in tables else [columns[c.lower()][1].name for c in names]
+                try:
+                    check = with_lookup(parse_check(phrase, cols, action), table.columns)
+                except ValueError as exc:
+                    not_understood.append(f"{line!r}: {exc}")
+                    continue
+                tables[table_name] = table.model_copy(update={"checks": [*table.checks, check]})
+                understood.append(f"{table_name}: check {check_name(check)}, on failure {action}")
+            elif unchecked and unchecked.group("c").lower() in columns:
+                table_name, column = columns[unchecked.group("c").lower()]
+                table = tables[table_name]
+                kept = [c for c in table.checks if column.name not in c.columns]
+                tables[table_name] = table.model_copy(update={"checks": kept})
+                understood.append(f"{table_name}: removed the checks on {column.name}")
+            elif match:
                 name = match.group("t") or (plan.tables[0].name if len(plan.tables) == 1 else "")
                 if name not in tables:
                     not_understood.append(

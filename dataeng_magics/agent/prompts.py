@@ -114,6 +114,33 @@ class FilterChange(BaseModel):
     remove: list[str] = Field(default_factory=list, max_length=20)
 
 
+class CheckAdd(BaseModel):
+    """A data check on target columns, in the check vocabulary (as the pseudocode shows)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    columns: list[str] = Field(
+        default_factory=list, max_length=20, description="target columns (none for sql:)"
+    )
+    check: str = Field(
+        max_length=1000,
+        description="not null | unique | one of A, B | between X and Y | > X | >= X | < X | "
+        "<= X | matches 'REGEX' | sql: <condition over target columns> | total equals "
+        "source COLUMN [x FACTOR] [within TOLERANCE]",
+    )
+    action: Literal["fail", "warn", "quarantine"] = "fail"
+
+
+class CheckChange(BaseModel):
+    """Checks to add to (or remove from, by their name in the pseudocode) one table."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    table: str = Field(max_length=200)
+    add: list[CheckAdd] = Field(default_factory=list, max_length=50)
+    remove: list[str] = Field(default_factory=list, max_length=50)
+
+
 class PlanEdit(BaseModel):
     """Changes to the transformation plan and a short explanation for the reviewer."""
 
@@ -122,6 +149,7 @@ class PlanEdit(BaseModel):
     explanation: str = Field(max_length=2000, description="1-3 sentences for the reviewer")
     columns: list[ColumnChange] = Field(default_factory=list, max_length=500)
     filters: list[FilterChange] = Field(default_factory=list, max_length=50)
+    checks: list[CheckChange] = Field(default_factory=list, max_length=50)
 
     @classmethod
     def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -286,6 +314,10 @@ http_request, secret, read_files, ...): the plan is refused.
 cannot be resolved from the information given, return one `unresolved` step with the \
 question a person must answer.
 6. The explanation: one to three plain sentences for the reviewer.
+7. Data checks ("AMOUNT must be positive", "add validation for ...") are `checks`, never \
+steps or filters: a check over target columns with an action on failure: fail (the run \
+fails), warn (reported) or quarantine (the failing rows go to TABLE__rejected). Remove \
+one by its name as the pseudocode's CHECK line shows it (e.g. AMOUNT > 0).
 
 Step kinds and fields: trim, upper, lower, digits (none); parse_date (pattern and, for \
 text targets, output_pattern, written as people do: DD MM YYYY HH MI SS); multiply, \
@@ -541,8 +573,9 @@ def revise_prompt(
     run failed its checks."""
     system = system_prompt()
     task = (
-        "Task: change the plan as the reviewer's request says. Return only the columns and "
-        "filters you change (filters may be added or removed). Return no change, and say "
+        "Task: change the plan as the reviewer's request says. Return only the columns, "
+        "filters and checks you change (filters and checks may be added or removed). Return "
+        "no change, and say "
         "why, if the request cannot be met safely or is already met."
     )
 

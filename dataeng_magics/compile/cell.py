@@ -9,19 +9,34 @@ from __future__ import annotations
 
 import ast
 
-from dataeng_magics.compile.safety import PARAMETERS, check_generated, py_str
+from dataeng_magics.compile.safety import PARAMETERS, RUN_PARAMETERS, check_generated, py_str
 from dataeng_magics.errors import UnsafePlanError
 
 CODE_MARKER = "# dataeng-magics: plan "
 
 
-def render_parameters(source_paths: dict[str, str], output_dir: str, output_format: str) -> str:
-    """The per-run parameters block: literals only, checked like the body."""
+def render_parameters(
+    source_paths: dict[str, str],
+    output_dir: str,
+    output_format: str,
+    *,
+    run_id: str = "",
+    control_columns: dict[str, list[str]] | None = None,
+) -> str:
+    """The per-run parameters block: literals only, checked like the body. ``run_id``
+    marks quarantined rows; ``control_columns`` (source -> columns) are the columns the
+    run's control totals sum."""
     items = ", ".join(f"{py_str(k)}: {py_str(v)}" for k, v in sorted(source_paths.items()))
+    controls = ", ".join(
+        f"{py_str(k)}: [{', '.join(py_str(c) for c in v)}]"
+        for k, v in sorted((control_columns or {}).items())
+    )
     code = (
         f"source_paths = {{{items}}}\n"
         f"output_dir = {py_str(output_dir.rstrip('/') or '/')}\n"
         f"output_format = {py_str(output_format)}\n"
+        f"run_id = {py_str(run_id)}\n"
+        f"control_columns = {{{controls}}}\n"
     )
     check_generated(code, parameters=True)
     return code
@@ -52,6 +67,8 @@ def parse_parameters(text: str) -> dict[str, object]:
                     values[target.id] = ast.literal_eval(node.value)
                 except ValueError:
                     raise UnsafePlanError(f"parameter {target.id!r} must be a literal") from None
+    for name, default in RUN_PARAMETERS.items():
+        values.setdefault(name, default)
     missing = [p for p in PARAMETERS if p not in values]
     if missing:
         raise UnsafePlanError(f"the parameters block does not set {', '.join(missing)}")

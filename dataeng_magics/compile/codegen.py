@@ -14,16 +14,18 @@ from __future__ import annotations
 
 import builtins
 import re
+from collections.abc import Callable
 from decimal import Decimal
 from keyword import kwlist
 
 from dataeng_magics.compile.cell import CODE_MARKER
 from dataeng_magics.compile.emit import call as _call
 from dataeng_magics.compile.emit import chain as _chain
-from dataeng_magics.compile.lint import check_plan, used_columns
+from dataeng_magics.compile.lint import REJECTED_SUFFIX, check_plan, target_schema, used_columns
 from dataeng_magics.compile.safety import (
     FORBIDDEN_NAMES,
     PARAMETERS,
+    RUN_PARAMETERS,
     TEXT_FORMATS,
     check_generated,
     check_sql,
@@ -33,25 +35,39 @@ from dataeng_magics.compile.safety import (
     py_str,
 )
 from dataeng_magics.errors import PlanError, UnsafePlanError
+from dataeng_magics.plan.checks import check_name
 from dataeng_magics.plan.dates import has_time, java_date_pattern
 from dataeng_magics.plan.model import (
+    ROW_CHECKS,
+    Between,
+    Check,
+    ColumnPlan,
+    Compare,
     Concat,
     Constant,
     Default,
     DigitsOnly,
     Divide,
     Lookup,
+    LookupDuplicates,
     Lower,
     MapValues,
+    Matches,
     Multiply,
+    NotNull,
+    OneOf,
     ParseDate,
     Plan,
     Round,
+    SourceRead,
     Sql,
+    SqlCheck,
     Step,
     Substring,
     TablePlan,
+    TotalEquals,
     Trim,
+    Unique,
     Upper,
 )
 
@@ -72,7 +88,8 @@ def _slug(name: str, taken: set[str]) -> str:
 
 
 _RESERVED = {
-    "spark", "F", "Observation", "ps", "run_metrics", *PARAMETERS, *kwlist, *dir(builtins)
+    "spark", "F", "Observation", "ps", "run_metrics", "c", *PARAMETERS, *RUN_PARAMETERS,
+    *kwlist, *dir(builtins)
 }  # fmt: skip
 
 
@@ -252,11 +269,11 @@ def compile_plan(plan: Plan) -> str:
     metrics: list[str] = []
     for table in plan.tables:
         lines.append("")
-        table_lines, obs_in, obs_out = _table_code(plan, table, var_of, taken)
+        table_lines, observed = _table_code(plan, table, var_of, taken)
         lines.extend(table_lines)
         # Each table reports the malformed records of every source it reads.
         read_by = dict.fromkeys([table.source, *(src for src, _ in _lookup_groups(table))])
-        observed = [obs_in, obs_out, *(malformed[s] for s in read_by if s in malformed)]
+        observed += [malformed[s] for s in read_by if s in malformed]
         metrics.append(
             f"    {py_str(table.name)}: {{{', '.join(f'**{o}.get' for o in observed)}}},"
         )
@@ -305,7 +322,7 @@ def _join_key(column: str, key_type: str | None, text: bool) -> str:
 
 def _table_code(
     plan: Plan, table: TablePlan, var_of: dict[str, str], taken: set[str]
-) -> tuple[list[str], str, str]:
+) -> tuple[list[str], list[str]]:
     read = plan.sources[table.source]
     text_source = read.format in TEXT_FORMATS
     read_types = {c: ("string" if text_source else t) for c, t in read.columns.items()}
@@ -316,6 +333,7 @@ def _table_code(
     lookups: dict[tuple[str, str, str], str] = {}
     joins: list[str] = []
     misses: list[tuple[str, str]] = []  # (left key, key alias)
+    duplicated: list[tuple[str, str, str]] = []  # (source, key, flag column)
     for n, ((src, key), cols) in enumerate(_lookup_groups(table).items(), start=1):
         var = _slug(f"{table.name}_lookup_{n}", taken)
         other = plan.sources[src]
@@ -335,7 +353,14 @@ def _table_code(
             read_types[f"{src}\x00{c}"] = other_type or "string"
             lookup_cols.append(f"{col_ref(found)}.alias({py_str(alias)})")
         lines.append(
-            f"# {comment_text(src)} deduplicated on its key, so the join never multiplies rows."
+            f"# {comment_text(src)}: one row per key, so the join never multiplies rows; of rows"
+        )
+        lines.append(
+            "# sharing a key the smallest (by its values, in order) is taken, so the output is"
+        )
+        lines.append("# deterministic, and keys whose rows differ are flagged.")
+        values = (
+            "F.struct(" + ", ".join(py_str(f"_lk{n}_v{i}") for i in range(1, len(cols) + 1)) + ")"
         )
         lines.extend(
             _chain(
@@ -343,13 +368,23 @@ def _table_code(
                 [
                     var_of[src],
                     _call("select", lookup_cols),
-                    f".dropDuplicates([{py_str(key_alias)}])",
+                    f".groupBy({py_str(key_alias)})",
+                    _call(
+                        "agg",
+                        [
+                            f"F.min({values}).alias({py_str(f'_lk{n}')})",
+                            f"(~F.min({values}).eqNullSafe(F.max({values})))"
+                            f".alias({py_str(f'_lk{n}_dup')})",
+                        ],
+                    ),
+                    f".select({py_str(key_alias)}, {py_str(f'_lk{n}.*')}, {py_str(f'_lk{n}_dup')})",
                 ],
             )
         )
         left = _join_key(left_key, key_type, text_source)
         joins.append(f'.join({var}, {left} == F.col({py_str(key_alias)}), "left")')
         misses.append((left_key, key_alias))
+        duplicated.append((src, key, f"_lk{n}_dup"))
     selects: list[str] = []
     helpers: list[str] = []
     checks = ['F.count(F.lit(1)).alias("rows_written")']
@@ -387,20 +422,217 @@ def _table_code(
         checks.append(
             f"F.count_if(F.col({py_str(helper)})).alias({py_str('unmatched:' + left_key)})"
         )
-    calls = [var_of[table.source], f'.observe({obs_in}, F.count(F.lit(1)).alias("rows_read"))']
+    for n, (src, key, flag) in enumerate(duplicated, start=1):
+        helper = f"_lkd_{n}"
+        helpers.append(helper)
+        selects.append(f"F.coalesce(F.col({py_str(flag)}), F.lit(False)).alias({py_str(helper)})")
+        declared = next(
+            (i for i, c in enumerate(table.checks, start=1) if isinstance(c, LookupDuplicates)
+             and c.source == src and c.key.lower() == key.lower()),
+            None,
+        )  # fmt: skip
+        metric = f"check:{declared}" if declared else f"lookup_dup:{src} on {key}"
+        checks.append(f"F.count_if(F.col({py_str(helper)})).alias({py_str(metric)})")
+    flags, quarantine, uniques, raw = _check_code(table, read, selects, helpers, checks)
+    calls = [
+        var_of[table.source],
+        _call("observe", [obs_in, 'F.count(F.lit(1)).alias("rows_read")',
+                          *_filter_drops(table, read.columns, text_source),
+                          _control_sums(table.source)], inline=0),
+    ]  # fmt: skip
     for f in table.filters:
         canonical, _ = check_sql(f.condition, read.columns, text_source=text_source)
         note = f"  # {comment_text(f.description)}" if f.description else ""
         calls.append(f".where(F.expr({py_str(canonical)})){note}")
     calls.extend(joins)
     calls.append(_call("select", selects, inline=0))
+    if flags:
+        calls.append(".withColumns({\n" + "".join(f"        {f},\n" for f in flags) + "    })")
     calls.append(_call("observe", [obs_out, *checks], inline=0))
-    if helpers:
-        calls.append(_call("drop", [py_str(h) for h in helpers]))
-    lines.extend(f"{obs} = Observation()" for obs in (obs_in, obs_out))
-    lines.extend(_chain(frame, calls))
-    lines.append(
-        f'{frame}.write.mode("overwrite").format(output_format).option("header", "true")'
-        f".save(output_dir + {py_str('/' + table.name)})"
+    unique_obs = [_slug(f"{table.name}_unique_{n}", taken) for n in range(len(uniques))]
+    lines.extend(f"{obs} = Observation()" for obs in (obs_in, obs_out, *unique_obs))
+    target = py_str("/" + table.name)
+    if quarantine:
+        lines.append("# Rows failing a quarantine check go to their own folder, the rest to the")
+        lines.append("# table: the frame is kept (memory, then disk), so the source is read once.")
+        calls.append(".persist()")
+        lines.extend(_chain(frame, calls))
+        drop = _call("drop", [py_str(h) for h in helpers])
+        lines.append(f'{frame}.where(~F.col("_chk_0")){drop}{_WRITE}.save(output_dir + {target})')
+        rejected = [
+            *(col_ref(c.name) for c in table.columns),
+            *(f"F.col({py_str(h)}).alias({py_str('source_' + c)})" for c, h in raw.items()),
+            f'{quarantine}.alias("failed_checks")',
+            'F.lit(run_id).alias("run_id")',
+        ]
+        lines.append(
+            f'{frame}.where(F.col("_chk_0")){_call("select", rejected, inline=0)}{_WRITE}'
+            f".save(output_dir + {py_str('/' + table.name + REJECTED_SUFFIX)})"
+        )
+        lines.append(f"{frame}.unpersist()")
+    else:
+        if helpers:
+            calls.append(_call("drop", [py_str(h) for h in helpers]))
+        lines.extend(_chain(frame, calls))
+        lines.append(f"{frame}{_WRITE}.save(output_dir + {target})")
+    for obs, (index, columns) in zip(unique_obs, uniques, strict=True):
+        refs = [col_ref(c) for c in columns]
+        lines.append(f"# {comment_text(table.name)}: {', '.join(columns)} unique, counted on the "
+                     "written output (only those columns are read back)")  # fmt: skip
+        lines.extend([
+            "(",
+            '    spark.read.format(output_format).option("header", "true")'
+            f".load(output_dir + {target})",
+            f"    .where({' & '.join(f'{r}.isNotNull()' for r in refs)})",
+            f"    .groupBy({', '.join(refs)}).count()",
+            '    .where(F.col("count") > 1)',
+            f'    .observe({obs}, F.sum("count").alias("check:{index}"))',
+            '    .write.format("noop").mode("overwrite").save()',
+            ")",
+        ])  # fmt: skip
+    return lines, [obs_in, obs_out, *unique_obs]
+
+
+_WRITE = '.write.mode("overwrite").format(output_format).option("header", "true")'
+_DECIMAL = py_str(NUMERIC_WORK_TYPE)
+
+
+def _filter_drops(table: TablePlan, columns: dict[str, str], text_source: bool) -> list[str]:
+    """Rows each filter drops (of those the filters before it kept), for row accounting:
+    a filter keeps a row only when its condition is true, so null counts as dropped."""
+    out, kept = [], ""
+    for n, f in enumerate(table.filters, start=1):
+        canonical, _ = check_sql(f.condition, columns, text_source=text_source)
+        keep = f"F.coalesce(F.expr({py_str(canonical)}), F.lit(False))"
+        out.append(f"F.count_if({kept}~{keep}).alias({py_str(f'dropped:{n}')})")
+        kept = f"{kept}{keep} & "
+    return out
+
+
+def _control_sums(source: str) -> str:
+    """The run's control totals over this source as read (before filters); which columns
+    is a run parameter, so the approved code does not change with the controls."""
+    return (
+        f'*[F.sum(F.col(c).try_cast({_DECIMAL})).cast("string").alias("sum:" + c) '
+        f"for c in control_columns.get({py_str(source)}, [])]"
     )
-    return lines, obs_in, obs_out
+
+
+def _typed_lit(value: str, type_name: str) -> str:
+    if _numeric(type_name) and re.fullmatch(r"[-+]?[0-9]+(?:\.[0-9]+)?", value):
+        return _num_lit(value)
+    if type_name in ("date", "timestamp", "int", "bigint", "double", "float") or _numeric(
+        type_name
+    ):
+        return f"F.lit({py_str(value)}).try_cast({py_str(type_name)})"
+    return f"F.lit({py_str(value)})"
+
+
+def _failing(check: Check, ref: str, type_name: str) -> str:
+    """The condition a failing row meets, for one column (null passes all but not null)."""
+    match check:
+        case NotNull():
+            return f"{ref}.isNull()"
+        case OneOf(values=values):
+            return f"~{ref}.isin({', '.join(_typed_lit(v, type_name) for v in values)})"
+        case Between(low=lo, high=hi):
+            return f"~{ref}.between({_typed_lit(lo, type_name)}, {_typed_lit(hi, type_name)})"
+        case Compare(op=op, value=v):
+            return f"~({ref} {op} {_typed_lit(v, type_name)})"
+        case Matches(pattern=p):
+            return f'~{ref}.cast("string").rlike({py_str(f"^(?:{p})$")})'
+    raise UnsafePlanError(f"check {check.kind!r} is not a row check")  # pragma: no cover
+
+
+def _check_code(
+    table: TablePlan,
+    read: SourceRead,
+    selects: list[str],
+    helpers: list[str],
+    metrics: list[str],
+) -> tuple[list[str], str, list[tuple[int, list[str]]], dict[str, str]]:
+    """The table's data checks, added to its one pass: a flag column per row check (in a
+    ``withColumns`` after the select, so checks read the target columns), their counts,
+    up to two example values each, reconciliation sums, and the quarantine split.
+
+    Returns the flag columns, the failed-checks expression of a quarantined row ("" when
+    nothing is quarantined), the ``unique`` checks to count on the written output and the
+    helper columns holding source values (source column -> helper)."""
+    schema = target_schema(table)
+    by_name = {c.name: c for c in table.columns}
+    raw: dict[str, str] = {}  # source column -> helper holding it as read
+
+    def source_value(name: str) -> str:
+        found = match_column(name, read.columns) or name
+        if found not in raw:
+            raw[found] = f"_raw_{len(raw) + 1}"
+            helpers.append(raw[found])
+            selects.append(f"{col_ref(found)}.alias({py_str(raw[found])})")
+        return f"F.col({py_str(raw[found])})"
+
+    flags: list[str] = []
+    failed: list[str] = []
+    quarantined: list[str] = []
+    uniques: list[tuple[int, list[str]]] = []
+    for index, check in enumerate(table.checks, start=1):
+        columns = [match_column(c, schema) or c for c in check.columns]
+        if isinstance(check, Unique):
+            uniques.append((index, columns))
+            continue
+        if isinstance(check, TotalEquals):
+            sums = [
+                f"F.sum({col_ref(columns[0])}).cast(\"string\").alias({py_str(f'total_target:{index}')})",
+                f"F.sum({source_value(check.source_column)}.try_cast({_DECIMAL})).cast(\"string\")"
+                f".alias({py_str(f'total_source:{index}')})",
+            ]  # fmt: skip
+            metrics.extend(sums)
+            continue
+        if not isinstance(check, ROW_CHECKS):
+            continue  # lookup duplicates: counted with the join
+        flag = f"_chk_{index}"
+        if isinstance(check, SqlCheck):
+            canonical, refs = check_sql(check.expression, schema, text_source=False)
+            condition = f"~F.expr({py_str(canonical)})"
+            columns = refs
+        else:
+            parts = [_failing(check, col_ref(c), schema[c]) for c in columns]
+            condition = " | ".join(f"({p})" for p in parts) if len(parts) > 1 else parts[0]
+        flags.append(f"{py_str(flag)}: {condition}")
+        helpers.append(flag)
+        metrics.append(f"F.count_if(F.col({py_str(flag)})).alias({py_str(f'check:{index}')})")
+        example = _example(columns, by_name, source_value)
+        for bound in ("min", "max"):
+            metrics.append(
+                f"F.{bound}(F.when(F.col({py_str(flag)}), {example}))"
+                f".alias({py_str(f'example_{bound}:{index}')})"
+            )
+        failed.append(f"F.when(F.col({py_str(flag)}), F.lit({py_str(check_name(check))}))")
+        if check.action == "quarantine":
+            quarantined.append(f"F.coalesce(F.col({py_str(flag)}), F.lit(False))")
+    if not quarantined:
+        return flags, "", uniques, raw
+    flags.append(f'"_chk_0": {" | ".join(quarantined)}')
+    metrics[0] = 'F.count_if(~F.col("_chk_0")).alias("rows_written")'
+    metrics.append('F.count_if(F.col("_chk_0")).alias("quarantined")')
+    for name in read.columns:
+        source_value(name)
+    helpers.append("_chk_0")
+    return flags, f'F.concat_ws("; ", {", ".join(failed)})', uniques, raw
+
+
+def _example(
+    columns: list[str], by_name: dict[str, ColumnPlan], source_value: Callable[[str], str]
+) -> str:
+    """A failing row's values as text: ``-12.5 (source '-12,500')``, ``A=1, B=2``."""
+    parts = []
+    for name in columns:
+        value = f'F.coalesce({col_ref(name)}.cast("string"), F.lit("null"))'
+        column = by_name.get(name)
+        if column is not None and column.reads_source and column.source_column:
+            raw = source_value(column.source_column)
+            value = (f'F.concat({value}, F.lit(" (source \'"), '
+                     f'F.coalesce({raw}.cast("string"), F.lit("null")), F.lit("\')"))')  # fmt: skip
+        parts.append(
+            value if len(columns) == 1 else f"F.concat(F.lit({py_str(name + '=')}), {value})"
+        )
+    return parts[0] if len(parts) == 1 else f'F.concat_ws(", ", {", ".join(parts)})'

@@ -17,25 +17,36 @@ from typing import Any
 from dataeng_magics.compile.safety import TEXT_FORMATS, check_sql, match_column
 from dataeng_magics.errors import UnsafePlanError
 from dataeng_magics.mapping.model import UNSAFE_TABLE_NAME, normalize_type
+from dataeng_magics.plan.checks import check_name
 from dataeng_magics.plan.dates import java_date_pattern
 from dataeng_magics.plan.model import (
+    ROW_CHECKS,
+    Between,
+    Check,
     ColumnPlan,
+    Compare,
     Concat,
     Constant,
     Default,
     Divide,
     Lookup,
+    LookupDuplicates,
+    Matches,
     Multiply,
     ParseDate,
     Plan,
     Sql,
+    SqlCheck,
     Step,
     TablePlan,
+    TotalEquals,
 )
 
 #: Names of the helper columns a table's ``select`` carries until its checks are counted
 #: (Spark matches names case-insensitively, so a target column may not take one).
-HELPER_COLUMN = re.compile(r"_(?:src|miss)_\d+", re.IGNORECASE)
+HELPER_COLUMN = re.compile(r"_(?:src|miss|chk|lkd|raw)_\d+", re.IGNORECASE)
+#: The suffix of the folder a table's quarantined rows go to.
+REJECTED_SUFFIX = "__rejected"
 
 
 @dataclass(frozen=True)
@@ -135,12 +146,19 @@ def check_plan(plan: Plan, schemas: Schemas) -> list[Problem]:
         for column in table.columns:
             findings = _column_findings(column, names, scope)
             problems += [Problem(t, column.name, m, u) for m, u in findings]
+        for check in table.checks:
+            findings = _check_findings(check, table, scope)
+            problems += [
+                Problem(t, None, f"check {check_name(check)!r}: {m}", u) for m, u in findings
+            ]
     return problems
 
 
 def _table_findings(table: TablePlan, seen: set[str]) -> Iterator[Finding]:
     if not table.name.strip() or UNSAFE_TABLE_NAME.search(table.name):
         yield "table name is not allowed (it becomes a folder name)", True
+    if table.name.lower().endswith(REJECTED_SUFFIX):
+        yield f"table name may not end in {REJECTED_SUFFIX!r} (quarantined rows go there)", False
     if table.name.lower() in seen:
         yield "table appears twice", False
     seen.add(table.name.lower())
@@ -283,3 +301,69 @@ def _safe_refs(sql: str, columns: dict[str, str], text_source: bool) -> list[str
         return check_sql(sql, columns, text_source=text_source)[1]
     except UnsafePlanError:
         return []
+
+
+# --- data checks ------------------------------------------------------------------
+
+
+def target_schema(table: TablePlan) -> dict[str, str]:
+    """The table's output columns and types: what checks (and ``sql:`` checks) read."""
+    return {c.name: c.type for c in table.columns}
+
+
+def java_regex_problem(pattern: str) -> str | None:
+    """Why ``pattern`` is not a valid Java regex, for the common subset, without a JVM
+    (Spark checks the rest on the preview): Python's ``re`` after mapping the Java-only
+    spellings (``\\p{Alpha}``, ``(?<name>``) to equivalents."""
+    if "(?P" in pattern:
+        return "(?P...) is Python syntax; Java writes named groups as (?<name>...)"
+    translated = re.sub(r"\\[pP]\{\w+\}", "x", pattern)
+    translated = re.sub(r"\(\?<(?=[A-Za-z])", "(?P<", translated)
+    try:
+        re.compile(translated)
+    except re.error as exc:
+        return f"invalid regex: {exc}"
+    return None
+
+
+def _check_findings(check: Check, table: TablePlan, scope: _Scope) -> Iterator[Finding]:
+    schema = target_schema(table)
+    for name in check.columns:
+        if match_column(name, schema) is None:
+            close = difflib.get_close_matches(name, list(schema), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            yield f"column {name!r} is not a column of {table.name}{hint}", False
+    if check.action == "quarantine" and not isinstance(check, ROW_CHECKS):
+        yield "only checks of single rows can quarantine; use fail or warn", False
+    if not check.columns and not isinstance(check, SqlCheck | LookupDuplicates):
+        yield "name the column it checks", False
+    types = [schema.get(match_column(c, schema) or c, "string") for c in check.columns]
+    match check:
+        case Compare(value=v) | Between(low=v):
+            bounds = [v, check.high] if isinstance(check, Between) else [v]
+            for bound, type_name in ((b, t) for b in bounds for t in types):
+                if type_name != "string" and not _literal_fits(bound, type_name):
+                    yield f"{bound!r} is not a valid {type_name}", False
+        case Matches(pattern=p):
+            problem = java_regex_problem(p)
+            if problem:
+                yield problem, False
+        case SqlCheck(expression=e):
+            try:
+                check_sql(e, schema, text_source=False)
+            except UnsafePlanError as exc:
+                yield f"sql {e!r}: {exc.message}", True
+        case TotalEquals(source_column=c, factor=f, tolerance=tol):
+            if match_column(c, scope.columns) is None:
+                yield f"source column {c!r} is not in {scope.source}", False
+            for number in [f, *([tol] if tol is not None else [])]:
+                if not re.fullmatch(r"[-+]?[0-9]+(?:\.[0-9]+)?", number):
+                    yield f"{number!r} is not a plain decimal number", False
+            if any(t not in ("int", "bigint", "double", "float") and not t.startswith("decimal")
+                   for t in types):  # fmt: skip
+                yield "a total needs a numeric target column", False
+        case LookupDuplicates(source=src, key=key):
+            lookups = {(s.source, s.key.lower()) for c in table.columns for s in c.steps
+                       if isinstance(s, Lookup)}  # fmt: skip
+            if (src, key.lower()) not in lookups:
+                yield f"{table.name} has no lookup from {src!r} on {key!r}", False

@@ -84,6 +84,8 @@ SQL_TYPE_OF_SAMPLE = {
     "timestamp": "TIMESTAMP",
 }
 PARAMETERS = ("source_paths", "output_dir", "output_format")
+#: Parameters a run sets that cells materialised before them lack (they default).
+RUN_PARAMETERS = {"run_id": "", "control_columns": {}}
 
 
 # --- quoting ----------------------------------------------------------------------
@@ -245,6 +247,12 @@ _ALLOWED_NODES = (
     ast.Eq,
     ast.NotEq,
     ast.Lt,  # fixed-width: a line shorter than the layout
+    ast.LtE,
+    ast.Gt,
+    ast.GtE,  # data checks
+    ast.Starred,
+    ast.ListComp,
+    ast.comprehension,  # control totals: columns a run names
     ast.BitAnd,
     ast.BitOr,
     ast.Invert,
@@ -262,12 +270,17 @@ _ALLOWED_ATTRIBUTES = frozenset(
         "parquet", "read", "read_excel", "regexp_replace", "round", "save", "schema", "select",
         "substring", "to_spark", "trim", "try_cast", "try_divide", "try_multiply",
         "try_to_timestamp", "upper", "when", "where", "write",
+        # data checks, deterministic lookups, quarantine
+        "agg", "between", "concat", "eqNullSafe", "groupBy", "isin", "max", "min", "persist",
+        "rlike", "struct", "sum", "unpersist", "withColumns",
         # readers: a CSV header's schema plus the corrupt-record column (StructType.add),
         # fixed-width lines (text, length), JSON document records (inline), XML (load)
         "add", "inline", "length", "load", "text",
     }
 )  # fmt: skip
-_PARAMETER_NODES = (ast.Module, ast.Assign, ast.Name, ast.Store, ast.Load, ast.Constant, ast.Dict)
+_PARAMETER_NODES = (
+    ast.Module, ast.Assign, ast.Name, ast.Store, ast.Load, ast.Constant, ast.Dict, ast.List
+)  # fmt: skip
 FORBIDDEN_NAMES = {
     "exec",
     "eval",
@@ -299,7 +312,7 @@ def check_generated(code: str, *, parameters: bool = False) -> None:
     except SyntaxError as exc:
         raise UnsafePlanError(f"generated code does not parse: {exc.msg}") from None
     allowed = _PARAMETER_NODES if parameters else _ALLOWED_NODES
-    defined = {"spark", *PARAMETERS}
+    defined = {"spark", *PARAMETERS, *RUN_PARAMETERS}
     for node in ast.walk(tree):
         if not isinstance(node, allowed):
             raise UnsafePlanError(f"generated code contains a forbidden {type(node).__name__}")
@@ -319,6 +332,12 @@ def check_generated(code: str, *, parameters: bool = False) -> None:
             raise UnsafePlanError(f"generated code uses forbidden name {node.id!r}")
         if isinstance(node, ast.Import | ast.ImportFrom):
             defined.update((a.asname or a.name).split(".")[0] for a in node.names)
+        if isinstance(node, ast.Starred) and not isinstance(node.value, ast.ListComp):
+            raise UnsafePlanError("generated code unpacks something other than its control loop")
+        if isinstance(node, ast.ListComp):
+            _check_control_loop(node)
+        if isinstance(node, ast.comprehension):
+            defined.update(n.id for n in ast.walk(node.target) if isinstance(n, ast.Name))
         if isinstance(node, ast.Assign):
             for target in node.targets:
                 for name in ast.walk(target):
@@ -327,6 +346,21 @@ def check_generated(code: str, *, parameters: bool = False) -> None:
     for node in ast.walk(tree):
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in defined:
             raise UnsafePlanError(f"generated code reads undefined name {node.id!r}")
+
+
+def _check_control_loop(node: ast.ListComp) -> None:
+    """The one loop the compiler emits: over the columns a run's control totals name
+    (``for c in control_columns.get("trades", [])``); any other is refused."""
+    loop = node.generators[0] if len(node.generators) == 1 else None
+    iterated = loop.iter if loop is not None and not loop.ifs else None
+    if not (
+        isinstance(iterated, ast.Call)
+        and isinstance(iterated.func, ast.Attribute)
+        and isinstance(iterated.func.value, ast.Name)
+        and iterated.func.value.id == "control_columns"
+        and isinstance(loop.target, ast.Name)  # type: ignore[union-attr]
+    ):
+        raise UnsafePlanError("generated code contains a forbidden ListComp")
 
 
 def _check_expr_call(node: ast.Call) -> None:

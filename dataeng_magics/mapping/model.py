@@ -107,14 +107,23 @@ class TargetColumn(Located):
     required: bool = False
     default: str | None = None
     comment: str | None = Field(default=None, exclude=True)
-    # The Validation cell as written; the checks stage parses it (not in the key yet).
-    validation: str | None = Field(default=None, exclude=True)
+    validation: str | None = None  # a check phrase from the Validation column (action fail)
 
 
 class FilterSpec(Located):
     table: str
     condition: str
     description: str | None = Field(default=None, exclude=True)
+
+
+class CheckSpec(Located):
+    """A row of the Checks sheet: ``check`` (a phrase of ``plan.checks``) over target
+    ``columns`` of ``table``, with its On Failure ``action`` (fail, warn, quarantine)."""
+
+    table: str
+    columns: list[str] = []
+    check: str
+    action: str = "fail"
 
 
 class Mapping(BaseModel):
@@ -128,6 +137,7 @@ class Mapping(BaseModel):
     filters: list[FilterSpec] = []
     # What the reader left out on purpose (hidden sheets), shown with the draft.
     warnings: tuple[str, ...] = Field(default=(), exclude=True)
+    checks: list[CheckSpec] = []
 
     def tables(self) -> dict[str, list[TargetColumn]]:
         """Target tables in workbook order, each with its columns in workbook order."""

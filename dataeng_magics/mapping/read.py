@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from dataeng_magics.errors import ECHO_CHARS, MappingError, clip
-from dataeng_magics.mapping import layout
+from dataeng_magics.mapping import checks, layout
 from dataeng_magics.mapping.model import (
     SIMPLE_TYPES,
     UNSAFE_TABLE_NAME,
+    CheckSpec,
     FilterSpec,
     LayoutField,
     Mapping,
@@ -69,8 +70,7 @@ MAPPING_HEADERS: dict[str, tuple[str, ...]] = {
     "nullable": ("nullable", "is nullable", "allow nulls", "allow null"),
     "default": ("default", "default value", "default if blank", "default if null"),
     "comment": ("comments", "comment", "notes", "remarks"),
-    # The checks this round adds per column: carried as text, parsed by the checks stage.
-    "validation": ("validation", "validation rule", "data quality check", "dq check"),
+    "validation": checks.VALIDATION_HEADERS,
 }
 SOURCE_HEADERS: dict[str, tuple[str, ...]] = {
     "name": ("source name", "source", "name"),
@@ -107,14 +107,6 @@ EXTENSIONS: dict[str, SourceFormat] = {
     ".jsonl": "json",
     ".ndjson": "json",
     ".xml": "xml",
-}
-#: The Checks sheet (parsed by the checks stage): known, so never refused or mistaken
-#: for a mapping sheet; its anchor is On Failure.
-CHECK_HEADERS: dict[str, tuple[str, ...]] = {
-    "table": ("target table", "table", "output table"),
-    "column": ("column", "target column", "field"),
-    "check": ("check", "validation"),
-    "on_failure": ("on failure", "action"),
 }
 #: Informational columns real workbooks carry, matched as whole headers and ignored
 #: (the ``ignore_headers`` setting adds more). Any other header with values is refused.
@@ -509,12 +501,13 @@ def _parse_targets(
                 )
             continue  # a section title or a table name on its own
         name_table = table or default_table
-        if UNSAFE_TABLE_NAME.search(name_table):
+        if UNSAFE_TABLE_NAME.search(name_table) or name_table.lower().endswith("__rejected"):
             raise sheet.error(
                 f"target table name {clip(name_table)} is not allowed",
                 row=row,
                 column=_col(fields, "table") if "table" in fields else None,
-                hint="Table names become folder names: no slashes or '..'.",
+                hint="Table names become folder names: no slashes or '..', and no name ending "
+                "in '__rejected' (quarantined rows go there).",
             )
         source_column = rec.get("source_column", "")
         # A merged or blank Source cell means "same as above", but only where a column is read.
@@ -555,6 +548,9 @@ def _parse_targets(
                 hint=f"It is also on row {seen[dup]}; keep one of them.",
             )
         seen[dup] = row
+        if rec.get("validation"):
+            checks.validation_check(sheet, rec["validation"], rec["column"], row,
+                                    _col(fields, "validation"))  # fmt: skip
         targets.append(
             TargetColumn(
                 sheet=sheet.name,
@@ -771,7 +767,7 @@ def _require_headers(
 
 def _classify(sheet: _Sheet) -> tuple[str, int, dict[str, tuple[int, str]]] | None:
     """What kind of sheet this is, by its header row: (kind, header index, fields)."""
-    found = sheet.find_header(CHECK_HEADERS, "on_failure", minimum=3)
+    found = sheet.find_header(checks.CHECK_HEADERS, "action", minimum=3)
     if found is not None and "check" in found[1] and "type" not in _known(sheet, found[0]):
         return "checks", *found
     found = sheet.find_header(MAPPING_HEADERS, "column")
@@ -801,7 +797,7 @@ SHEET_KINDS: dict[str, tuple[MappingABC[str, tuple[str, ...]], tuple[str, ...]]]
     "filters": (FILTER_HEADERS, ("table", "condition")),
     "sources": (SOURCE_HEADERS, ("name", "path")),
     "layout": (layout.LAYOUT_HEADERS, ("field", "start", "length")),
-    "checks": (CHECK_HEADERS, ("table", "column", "check", "on_failure")),
+    "checks": (checks.CHECK_HEADERS, ("table", "columns", "check", "action")),
 }
 #: Sheet names that say what a sheet is, so a renamed header cannot make it vanish.
 SHEET_NAMES = {"filters": "filters", "filter": "filters", "sources": "sources",
@@ -862,6 +858,7 @@ def read_mapping(
     mapping_sheets: dict[str | None, tuple[_Sheet, int, str | None]] = {}
     named_in: dict[str, str | None] = {}
     layout_sheets: list[tuple[_Sheet, int, dict[str, tuple[int, str]]]] = []
+    check_specs: list[CheckSpec] = []
     for sheet in sheets:
         classified = _classify(sheet)
         if classified is None:
@@ -884,7 +881,8 @@ def read_mapping(
             named_in.update(dict.fromkeys(parsed, _col(fields, "path")))
         elif kind == "layout":
             layout_sheets.append((sheet, index, fields))
-        # "checks": known, parsed by the checks stage
+        elif kind == "checks":
+            check_specs.extend(checks.parse_checks(sheet, index, fields))
     if not mapping_sheets:
         raise _no_mapping_header(path, warnings)
     if not targets:
@@ -919,6 +917,7 @@ def read_mapping(
                 if close
                 else f"Known tables: {', '.join(sorted(tables))}.",
             )
+    checks.check_tables(str(path), check_specs, targets)
     for name, new_path in overrides.items():
         if name not in sources:
             close = difflib.get_close_matches(name, sorted(sources), n=1)
@@ -953,5 +952,10 @@ def read_mapping(
                 hint="Fix the path in the workbook or pass --source NAME=PATH.",
             )
     return Mapping(
-        file=str(path), targets=targets, sources=sources, filters=filters, warnings=tuple(warnings)
+        file=str(path),
+        targets=targets,
+        sources=sources,
+        filters=filters,
+        checks=check_specs,
+        warnings=tuple(warnings),
     )

@@ -172,6 +172,93 @@ class FilterPlan(BaseModel):
     description: str = ""
 
 
+CheckAction = Literal["fail", "warn", "quarantine"]
+CompareOp = Literal[">", ">=", "<", "<="]
+
+
+class _Check(BaseModel):
+    """A data check on a table's output. ``columns`` are target columns; ``action`` says
+    what a failing row does: fail the run, be reported, or go to ``TABLE__rejected``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    columns: list[str] = []
+    action: CheckAction = "fail"
+
+
+class NotNull(_Check):
+    kind: Literal["not_null"] = "not_null"
+
+
+class Unique(_Check):
+    """No two rows share the values of ``columns`` (counted on the written output)."""
+
+    kind: Literal["unique"] = "unique"
+
+
+class OneOf(_Check):
+    kind: Literal["one_of"] = "one_of"
+    values: list[str] = Field(min_length=1)
+
+
+class Between(_Check):
+    """Inclusive bounds, kept as text (numbers or ISO dates) like ``Multiply.by``."""
+
+    kind: Literal["between"] = "between"
+    low: str
+    high: str
+
+
+class Compare(_Check):
+    kind: Literal["compare"] = "compare"
+    op: CompareOp
+    value: str
+
+
+class Matches(_Check):
+    """The whole value matches ``pattern`` (Java regex syntax, as Spark's ``rlike``)."""
+
+    kind: Literal["matches"] = "matches"
+    pattern: str
+
+
+class SqlCheck(_Check):
+    """A Spark SQL boolean expression over the table's target columns."""
+
+    kind: Literal["sql"] = "sql"
+    expression: str
+
+
+class TotalEquals(_Check):
+    """Reconciliation: sum(target column) = sum(source column) x ``factor`` over the rows
+    kept (written plus quarantined), within ``tolerance`` (default: what rounding each
+    row to the target type can explain)."""
+
+    kind: Literal["total"] = "total"
+    source_column: str
+    factor: str = "1"
+    tolerance: str | None = None
+
+
+class LookupDuplicates(_Check):
+    """Rows whose lookup key matched several different rows of ``source`` (the compiler
+    then takes the smallest row, so the output stays deterministic)."""
+
+    kind: Literal["lookup_duplicates"] = "lookup_duplicates"
+    source: str
+    key: str
+    action: CheckAction = "warn"
+
+
+Check = Annotated[
+    NotNull | Unique | OneOf | Between | Compare | Matches | SqlCheck | TotalEquals
+    | LookupDuplicates,
+    Field(discriminator="kind"),
+]  # fmt: skip
+#: Checks a single row can fail, so their failing rows can be quarantined.
+ROW_CHECKS = (NotNull, OneOf, Between, Compare, Matches, SqlCheck)
+
+
 class TablePlan(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -179,6 +266,7 @@ class TablePlan(BaseModel):
     source: str  # the source whose rows become this table's rows
     filters: list[FilterPlan] = []
     columns: list[ColumnPlan]
+    checks: list[Check] = []
 
 
 class SourceRead(BaseModel):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import difflib
 import json
 
+from dataeng_magics.plan.checks import check_name
 from dataeng_magics.plan.model import (
     ColumnPlan,
     Concat,
@@ -104,6 +105,8 @@ def render_pseudocode(plan: Plan) -> str:
             lines.append(f"  LEFT JOIN {source} ON {_q(key)}")
         for column in table.columns:
             lines.append(f"  {column_line(column)}")
+        for check in table.checks:
+            lines.append(f"  CHECK {check_name(check)}  ON FAILURE {check.action}")
     return "\n".join(lines) + "\n"
 
 

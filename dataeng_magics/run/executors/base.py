@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 #: Where distributions declare executors, the built-in ones too (see ``registry``).
 ENTRY_POINT_GROUP = "dataeng_magics.executors"
 
-Metrics = dict[str, dict[str, int]]
+Metrics = dict[str, dict[str, int | str]]
 
 
 @dataclass(frozen=True)
@@ -237,4 +237,12 @@ def table_fraction(written: float, tables: int) -> float | None:
 def run_metrics(raw: Any) -> Metrics:
     """The cell's ``run_metrics`` as whole numbers: ``Observation`` gives None for an
     aggregate over no rows, and some platforms give numpy or Decimal numbers."""
-    return {str(t): {str(k): int(v or 0) for k, v in m.items()} for t, m in raw.items()}
+    return {str(t): {str(k): _metric(k, v) for k, v in m.items()} for t, m in raw.items()}
+
+
+def _metric(name: Any, value: Any) -> int | str:
+    """Counts as whole numbers; sums and example values (sent as text, so a decimal
+    total keeps its digits on every platform) as text, "" for none."""
+    if str(name).startswith(("sum:", "total_", "example_")):
+        return "" if value is None else str(value)
+    return int(value or 0)
