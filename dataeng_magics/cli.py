@@ -27,7 +27,7 @@ exit codes:
   1  audit verify: the audit log is broken (the first bad line is named)
   2  bad input, or a plan that cannot be approved (one line naming file, sheet, row, column)
   3  approval required: no approved plan for these inputs; nothing ran
-  4  the output was written but failed validation
+  4  validation failed, the previous output is untouched
   5  execution failed (nothing recorded as a success)
 """
 

@@ -12,6 +12,8 @@ import difflib
 import shlex
 import tempfile
 import time
+import uuid
+import warnings
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cached_property
@@ -28,6 +30,7 @@ from dataeng_magics.config import Mode, Settings, current_user, load_settings, r
 from dataeng_magics.errors import (
     ApprovalRequired,
     DataEngMagicsError,
+    DataEngMagicsWarning,
     ExecutionError,
     ModeError,
     PlanError,
@@ -81,6 +84,8 @@ class RunSummary:
     outcome: Outcome
     started_at: datetime
     details: dict[str, Any] = field(default_factory=dict)
+    run_id: str = ""
+    evidence: dict[str, Any] = field(default_factory=dict)  # run/evidence.py's record
 
     @property
     def rows_in(self) -> int:
@@ -93,6 +98,7 @@ class RunSummary:
     def to_dict(self) -> dict[str, Any]:
         passed, failed = self.report.counts()
         return {
+            "run_id": self.run_id,
             "client": self.client,
             "key": self.key,
             "code_sha256": self.code_sha256,
@@ -188,9 +194,9 @@ def _now() -> datetime:
 
 
 def audit_entry(audit: AuditLog, event: str, entry: Entry, actor: str | None,
-                **details: Any) -> None:  # fmt: skip
+                **details: Any) -> AuditEvent:  # fmt: skip
     """One audit record about an entry, with its client, key and hashes."""
-    audit.append(
+    return audit.append(
         event, actor=actor, client=entry.client, key=entry.key, plan_sha256=entry.plan_sha256,
         code_sha256=entry.code_sha256 or None, details=details,
     )  # fmt: skip
@@ -596,30 +602,65 @@ class TransformSession:
         entry = self.require_approved()
         out = out if "://" in out else str(Path(out).expanduser().resolve())
         fmt = output_format or self.settings.output_format
-        return self._execute(entry, self.parameters(out, fmt), out, fmt, executor, actor)
+        return self._execute(entry, out, fmt, executor, actor)
 
-    def _execute(self, entry: Entry, params: str, out: str, fmt: str, executor: Executor | None,
+    def _execute(self, entry: Entry, out: str, fmt: str, executor: Executor | None,
                  actor: str | None) -> RunSummary:  # fmt: skip
+        """Run into a staging folder, validate, publish only if every table and every
+        ``fail`` check passed, then record the run (succeeded only once published) with its
+        evidence, whose sha256 the ``run_end`` audit record holds."""
+        from dataeng_magics.connections import storage_options
+        from dataeng_magics.run import evidence as ev
         from dataeng_magics.run.executors import Job, get_executor
+        from dataeng_magics.run.publish import publisher_for
 
         executor = executor or get_executor(self.settings.platform, settings=self.settings)
+        run_id = uuid.uuid4().hex
+        tables = tuple(t.name for t in self.plan_of(entry).tables)
+        options = storage_options(out, self.settings.storage)
         job = Job(
             name=f"{self.request.client}/{entry.key[:12]}", client=entry.client, key=entry.key,
-            code=f"{params}\n{entry.code}",
-            inputs={n: public_path(s.path) for n, s in self.mapping.sources.items()},
-            output_dir=out, output_format=fmt,
-            tables=tuple(t.name for t in self.plan_of(entry).tables),
+            code="", inputs={n: public_path(s.path) for n, s in self.mapping.sources.items()},
+            output_dir=out, output_format=fmt, tables=tables,
         )  # fmt: skip
+        publisher = publisher_for(out, fmt, storage_options=options, executor=executor, job=job)
+        job = replace(job, code=f"{self.parameters(publisher.staged(run_id), fmt)}\n{entry.code}")
         started_at, started = _now(), time.perf_counter()
-        where = {"platform": executor.name, **executor.location(),
+        where = {"platform": executor.name, **executor.location(), "run_id": run_id,
                  "output_dir": public_path(out), "format": fmt}  # fmt: skip
-        audit_entry(self.audit, "run_start", entry, actor, **where)
+        run_start = audit_entry(self.audit, "run_start", entry, actor, **where)
+        facts: dict[str, Any] = {
+            "run_id": run_id, "client": entry.client, "key": entry.key,
+            "plan_sha256": entry.plan_sha256, "code_sha256": entry.code_sha256,
+            "approval": ev.approval_of(self.audit, entry.key),
+            "inputs": ev.input_files(self.mapping, self.settings.storage),
+            "output_dir": public_path(out), "output_format": fmt, "tables": list(tables),
+            "audit": {"run_start_seq": run_start.seq, "run_start_hash": run_start.hash},
+        }  # fmt: skip
         try:
             result = executor.run(job)
+            report = evaluate(result.metrics)
+            ran = time.perf_counter() - started
+            if report.passed:
+                publisher.publish(run_id, tables)
+            else:
+                publisher.discard(run_id)
         except ExecutionError as exc:
-            self._record(entry, "failed", started_at, None, actor, {**where, "error": exc.message})
+            publisher.discard(run_id)
+            facts.update(outcome="failed", published=False, error=exc.message,
+                         platform=where, timings=self._timings(started_at, started))  # fmt: skip
+            self._record(
+                entry,
+                "failed",
+                started_at,
+                None,
+                actor,
+                {**where, "error": exc.message},
+                ev.build(**facts),
+                out,
+                options,
+            )
             raise
-        report = evaluate(result.metrics)
         if any(c.kind == "malformed" for c in report.failures):
             from dataeng_magics.sources.diagnose import locate_malformed
 
@@ -629,17 +670,29 @@ class TransformSession:
             client=entry.client, key=entry.key, code_sha256=entry.code_sha256,
             platform=result.platform, output_dir=public_path(out), output_format=fmt,
             seconds=time.perf_counter() - started, report=report, outcome=outcome,
-            started_at=started_at, details=result.details,
+            started_at=started_at, details=result.details, run_id=run_id,
         )  # fmt: skip
-        self._record(entry, outcome, started_at, summary, actor, where)
+        facts.update(
+            outcome=outcome, published=report.passed, validation=report.to_dict(),
+            platform={**where, "platform": result.platform, **result.details},
+            timings={**self._timings(started_at, started), "run_seconds": round(ran, 3)},
+        )  # fmt: skip
+        summary.evidence = ev.build(**facts)
+        self._record(entry, outcome, started_at, summary, actor, where, summary.evidence, out,
+                     options)  # fmt: skip
         if self.mode == "replay" and not report.passed:
             raise ValidationFailed(
                 f"the output of client {entry.client!r} failed validation: "
-                f"{len(report.failures)} check(s) failed",
-                hint="The output was written; see the summary and revise the plan.",
+                f"{len(report.failures)} check(s) failed; the previous output is untouched",
+                hint="Nothing was published; see the summary and revise the plan.",
                 summary=summary, client=entry.client, key=entry.key,
             )  # fmt: skip
         return summary
+
+    @staticmethod
+    def _timings(started_at: datetime, started: float) -> dict[str, Any]:
+        return {"started_at": started_at.isoformat(), "finished_at": _now().isoformat(),
+                "seconds": round(time.perf_counter() - started, 3)}  # fmt: skip
 
     def preview(self, plan: Plan | None = None, rows: int = 20) -> Preview:
         """The plan applied to the sample rows on local Spark, with its validation."""
@@ -672,8 +725,16 @@ class TransformSession:
         summary: RunSummary | None,
         actor: str | None,
         details: dict[str, Any],
+        evidence: dict[str, Any] | None = None,
+        out: str = "",
+        options: dict[str, Any] | None = None,
     ) -> None:
+        """The run's store row (with its evidence) and its ``run_end`` audit record (with
+        the evidence's sha256); then the evidence beside the output, closing record shown."""
+        from dataeng_magics.run import evidence as ev
+
         facts = summary.to_dict() if summary else {}
+        sealed = {"evidence": evidence} if evidence else {}
         self.store.record_run(
             entry.key,
             outcome=outcome,
@@ -682,12 +743,25 @@ class TransformSession:
             platform=details["platform"],
             rows_in=facts.get("rows_in"),
             rows_out=facts.get("rows_out"),
-            details={**details, **facts},
+            details={**details, **facts, **sealed},
         )
-        kept = {
+        kept: dict[str, Any] = {
             k: facts[k] for k in ("rows_in", "rows_out", "checks_failed", "seconds") if k in facts
         }
-        audit_entry(self.audit, "run_end", entry, actor, **details, outcome=outcome, **kept)
+        if evidence:
+            kept["evidence_sha256"] = ev.digest(evidence)
+        closing = audit_entry(self.audit, "run_end", entry, actor, **details, outcome=outcome,
+                              **kept)  # fmt: skip
+        if evidence and out:
+            try:
+                ev.write(evidence, ev.to_html(evidence, closing), out, options or {})
+            except OSError as exc:  # the store and the audit log hold it already
+                warnings.warn(
+                    f"the evidence could not be written beside the output: {exc}; "
+                    "`dataeng-magics evidence` shows it from the store",
+                    DataEngMagicsWarning,
+                    stacklevel=2,
+                )
 
 
 def run_cell(
@@ -736,8 +810,7 @@ def run_cell(
             f"{entry.code_sha256[:16]} for key {key[:16]}; nothing ran",
             hint="Materialise the current approval again.", key=key,
         )  # fmt: skip
-    return session._execute(entry, params_text, out, session.settings.output_format, executor,
-                            actor)  # fmt: skip
+    return session._execute(entry, out, session.settings.output_format, executor, actor)
 
 
 @dataclass(frozen=True)
