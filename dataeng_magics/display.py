@@ -153,6 +153,23 @@ def outdated_report(items: Sequence[Outdated]) -> Text:
     return Text("\n".join(lines))
 
 
+class EvidenceView:
+    """A run's evidence record: text, and HTML tables (no JavaScript, all escaped)."""
+
+    def __init__(self, evidence: dict[str, Any], closing: Any = None) -> None:
+        self.evidence, self.closing = evidence, closing
+
+    def __repr__(self) -> str:
+        from dataeng_magics.run.evidence import to_text
+
+        return to_text(self.evidence, self.closing)
+
+    def _repr_html_(self) -> str:
+        from dataeng_magics.run.evidence import to_html_fragment
+
+        return f"<div class='dem-evidence'>{to_html_fragment(self.evidence, self.closing)}</div>"
+
+
 class SummaryView:
     """A run summary as the notebook records it: text, HTML and a JSON record."""
 
@@ -165,9 +182,13 @@ class SummaryView:
         if self.note:
             text = f"{self.note}\n{text}"
         color = "#1a7f37" if self.summary.outcome == "succeeded" else "#cf222e"
+        evidence = ""
+        if self.summary.evidence:
+            view = EvidenceView(self.summary.evidence, self.summary.closing)
+            evidence = f"<details><summary>Evidence</summary>{view._repr_html_()}</details>"
         return {
             "text/plain": text,
             "text/html": f"<pre style='border-left:4px solid {color};padding-left:8px'>"
-            f"{html.escape(text)}</pre>",
+            f"{html.escape(text)}</pre>{evidence}",
             SUMMARY_MIME: json.loads(json.dumps(self.summary.to_dict(), default=str)),
         }

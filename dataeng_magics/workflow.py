@@ -86,6 +86,7 @@ class RunSummary:
     details: dict[str, Any] = field(default_factory=dict)
     run_id: str = ""
     evidence: dict[str, Any] = field(default_factory=dict)  # run/evidence.py's record
+    closing: AuditEvent | None = None  # the run_end audit record holding its sha256
 
     @property
     def rows_in(self) -> int:
@@ -252,6 +253,54 @@ def audit_events(
             if len(key) != 64:
                 raise
     return list(AuditLog(settings.audit_path).events(client=client, key=key))
+
+
+def find_evidence(settings: Settings, target: str) -> tuple[dict[str, Any], AuditEvent | None]:
+    """A run's evidence by its run id (or 8+ characters of it), or a key's (or key
+    prefix's) latest run's; with the audit record that closes it, if the chain has it."""
+    from dataeng_magics.run import evidence as ev
+
+    store = Store(settings.store_path)
+    found = [r.details["evidence"] for r in store.runs() if r.details.get("evidence")]
+    matches = [e for e in found if len(target) >= 8 and str(e["run_id"]).startswith(target)]
+    if not matches:
+        try:
+            key = store.resolve(target)
+        except StoreError:
+            raise StoreError(
+                f"no run or key {target!r} with an evidence record",
+                hint="Give a run id from `dataeng-magics audit show` or a key from "
+                "`dataeng-magics cache list` (8+ characters).",
+            ) from None
+        matches = [e for e in found if e.get("key") == key][-1:]
+        if not matches:
+            raise StoreError(f"key {key[:16]} has no run with an evidence record yet", key=key,
+                             hint="Run it first (dataeng-magics run).")  # fmt: skip
+    if len(matches) > 1:
+        raise StoreError(f"run id prefix {target!r} matches several runs; give more of it")
+    return matches[0], ev.closing_record(AuditLog(settings.audit_path), matches[0])
+
+
+def session_for_key(
+    settings: Settings, key: str, sources: dict[str, str] | None = None
+) -> TransformSession:
+    """A replay session for a stored key (or 8+ character prefix): its client and mapping
+    workbook as drafted, ``sources`` read instead of the workbook's paths. The inputs
+    must still give that key."""
+    store = Store(settings.store_path)
+    entry = store.get(store.resolve(key))
+    assert entry is not None
+    request = TransformRequest(client=entry.client, mapping=Path(entry.mapping_file),
+                               sources=sources or {})  # fmt: skip
+    session = TransformSession(request, settings, mode="replay", store=store)
+    if session.key != entry.key:
+        raise ApprovalRequired(
+            f"the inputs no longer match key {entry.key[:16]} (they give {session.key[:16]}): "
+            "the mapping or a used source column changed",
+            hint="Pass the sources it was approved for (--source NAME=PATH), or approve anew.",
+            client=entry.client, key=entry.key,
+        )  # fmt: skip
+    return session
 
 
 class TransformSession:
@@ -678,8 +727,8 @@ class TransformSession:
             timings={**self._timings(started_at, started), "run_seconds": round(ran, 3)},
         )  # fmt: skip
         summary.evidence = ev.build(**facts)
-        self._record(entry, outcome, started_at, summary, actor, where, summary.evidence, out,
-                     options)  # fmt: skip
+        summary.closing = self._record(entry, outcome, started_at, summary, actor, where,
+                                       summary.evidence, out, options)  # fmt: skip
         if self.mode == "replay" and not report.passed:
             raise ValidationFailed(
                 f"the output of client {entry.client!r} failed validation: "
@@ -693,6 +742,23 @@ class TransformSession:
     def _timings(started_at: datetime, started: float) -> dict[str, Any]:
         return {"started_at": started_at.isoformat(), "finished_at": _now().isoformat(),
                 "seconds": round(time.perf_counter() - started, 3)}  # fmt: skip
+
+    def export_test(self, output: str | Path) -> Path:
+        """Write the approved transformation as a self-contained pytest module."""
+        from dataeng_magics.run.export_test import export_test
+
+        path = Path(output)
+        text = export_test(self, self.require_approved(), path.name)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise DataEngMagicsError(
+                f"cannot write the test module: {exc.strerror}",
+                file=str(path),
+                hint="Choose another --output.",
+            ) from exc
+        return path
 
     def preview(self, plan: Plan | None = None, rows: int = 20) -> Preview:
         """The plan applied to the sample rows on local Spark, with its validation."""
@@ -728,7 +794,7 @@ class TransformSession:
         evidence: dict[str, Any] | None = None,
         out: str = "",
         options: dict[str, Any] | None = None,
-    ) -> None:
+    ) -> AuditEvent:
         """The run's store row (with its evidence) and its ``run_end`` audit record (with
         the evidence's sha256); then the evidence beside the output, closing record shown."""
         from dataeng_magics.run import evidence as ev
@@ -762,6 +828,7 @@ class TransformSession:
                     DataEngMagicsWarning,
                     stacklevel=2,
                 )
+        return closing
 
 
 def run_cell(

@@ -201,7 +201,7 @@ def to_text(evidence: dict[str, Any], closing: AuditEvent | None = None) -> str:
         f"code sha256 {evidence.get('code_sha256')}",
         f"approved by {approval.get('reviewer', '-')} at {approval.get('time', '-')} "
         f"(audit {str(approval.get('audit_hash', '-'))[:16]})",
-        f"platform {evidence.get('platform', {}).get('name')}  "
+        f"platform {evidence.get('platform', {}).get('platform')}  "
         f"{evidence.get('timings', {}).get('seconds')}s",
         f"output {evidence.get('output_dir')} ({evidence.get('output_format')}), "
         f"published: {evidence.get('published')}",
@@ -250,51 +250,45 @@ def _pairs(values: dict[str, Any]) -> str:
     return _table([{"": k, "value": v} for k, v in values.items()])
 
 
-def to_html(evidence: dict[str, Any], closing: AuditEvent | None = None) -> str:
-    """One printable page, no JavaScript, every value escaped."""
+def to_html_fragment(evidence: dict[str, Any], closing: AuditEvent | None = None) -> str:
+    """The evidence as HTML tables (the notebook's run summary embeds it); escaped."""
     e = evidence
-    head = {
-        k: e.get(k)
-        for k in (
-            "run_id",
-            "outcome",
-            "published",
-            "client",
-            "key",
-            "plan_sha256",
-            "code_sha256",
-            "output_dir",
-            "output_format",
-        )
-    }
-    parts = [f"<h1>Run evidence: {html.escape(str(e.get('client')))}</h1>", _pairs(head),
-             "<h2>Approval</h2>", _pairs(e.get("approval") or {"approval": "none"}),
+    names = ("run_id", "outcome", "published", "client", "key", "plan_sha256", "code_sha256",
+             "output_dir", "output_format", "error")  # fmt: skip
+    head = {k: e[k] for k in names if k in e}
+    parts = [_pairs(head), "<h2>Approval</h2>", _pairs(e.get("approval") or {"approval": "none"}),
              "<h2>Input files</h2>", _table(e.get("inputs", []))]  # fmt: skip
     validation = e.get("validation", {})
     for table in validation.get("tables", []):
         name = html.escape(str(table.get("table")))
         counts = {k: v for k, v in table.items() if k not in ("table", "checks")}
-        checks = [
-            {**c, "result": "FAIL" if c.get("failed") else "ok"} for c in table.get("checks", [])
-        ]
+        checks = [{"result": _result(c), **c} for c in table.get("checks", [])]
         parts += [f"<h2>Table {name}</h2>", _pairs(counts), _table(checks)]
     extra = {k: v for k, v in validation.items() if k != "tables"}
     if extra:  # control totals and whatever else the report carries
         parts += ["<h2>Run-level results</h2>", _pairs(extra)]
-    parts += [
-        "<h2>Timings</h2>",
-        _pairs(e.get("timings", {})),
-        "<h2>Platform</h2>",
-        _pairs(e.get("platform", {})),
-        "<h2>Audit</h2>",
-        _pairs({**e.get("audit", {}), "evidence_sha256": digest(e)}),
-    ]
+    audit = {**e.get("audit", {}), "evidence_sha256": digest(e)}
     if closing is not None:
-        parts.append(_pairs({"closing record": f"seq {closing.seq} ({closing.event})",
-                             "closing record hash": closing.hash,
-                             "time": closing.time.isoformat()}))  # fmt: skip
-    else:
-        parts.append("<p class=fail>No audit record closes this run yet.</p>")
-    title = html.escape(f"Evidence {e.get('client')} {e.get('run_id')}")
-    return (f"<!DOCTYPE html><html><head><meta charset=utf-8><title>{title}</title>"
-            f"<style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>\n")  # fmt: skip
+        audit["closing_record"] = f"seq {closing.seq} ({closing.event}) at {closing.time}"
+        audit["closing_record_hash"] = closing.hash
+    parts += ["<h2>Timings</h2>", _pairs(e.get("timings", {})),
+              "<h2>Platform</h2>", _pairs(e.get("platform", {})),
+              "<h2>Audit</h2>", _pairs(audit)]  # fmt: skip
+    return "".join(parts)
+
+
+def _result(check: dict[str, Any]) -> str:
+    if not check.get("failed"):
+        return "ok"
+    return "FAIL" if check.get("severity", "error") == "error" else "WARN"
+
+
+def to_html(evidence: dict[str, Any], closing: AuditEvent | None = None) -> str:
+    """One printable page, no JavaScript, every value escaped: what an auditor files."""
+    client = html.escape(str(evidence.get("client")))
+    title = html.escape(f"Evidence {evidence.get('client')} {evidence.get('run_id')}")
+    return (
+        f"<!DOCTYPE html><html><head><meta charset=utf-8><title>{title}</title>"
+        f"<style>{_STYLE}</style></head><body><h1>Run evidence: {client}</h1>"
+        f"{to_html_fragment(evidence, closing)}</body></html>\n"
+    )
