@@ -85,6 +85,9 @@ def cmd_draft(args: argparse.Namespace) -> int:
     unresolved = session.plan_of(entry).unresolved()
     if unresolved:
         print(f"{len(unresolved)} unresolved step(s): revise before approving.")
+    failures = session.last_failures(entry.key)
+    if failures:  # what the last run found, to answer with `revise`
+        print("\nthe last run's checks:\n" + "\n".join(f"  {line}" for line in failures))
     return 0
 
 

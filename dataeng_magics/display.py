@@ -170,6 +170,14 @@ class EvidenceView:
         return f"<div class='dem-evidence'>{to_html_fragment(self.evidence, self.closing)}</div>"
 
 
+def evidence_details(summary: RunSummary) -> str:
+    """A run's evidence as a folded HTML section (no JavaScript: ``<details>``)."""
+    if not summary.evidence:
+        return ""
+    view = EvidenceView(summary.evidence, summary.closing)
+    return f"<details><summary>Evidence</summary>{view._repr_html_()}</details>"
+
+
 class SummaryView:
     """A run summary as the notebook records it: text, HTML and a JSON record."""
 
@@ -182,13 +190,9 @@ class SummaryView:
         if self.note:
             text = f"{self.note}\n{text}"
         color = "#1a7f37" if self.summary.outcome == "succeeded" else "#cf222e"
-        evidence = ""
-        if self.summary.evidence:
-            view = EvidenceView(self.summary.evidence, self.summary.closing)
-            evidence = f"<details><summary>Evidence</summary>{view._repr_html_()}</details>"
         return {
             "text/plain": text,
             "text/html": f"<pre style='border-left:4px solid {color};padding-left:8px'>"
-            f"{html.escape(text)}</pre>{evidence}",
+            f"{html.escape(text)}</pre>{evidence_details(self.summary)}",
             SUMMARY_MIME: json.loads(json.dumps(self.summary.to_dict(), default=str)),
         }

@@ -415,6 +415,10 @@ class TransformSession:
         last = runs[-1]
         if last.outcome == "failed":
             return [f"the last run failed: {last.details.get('error', 'unknown error')}"]
+        if last.details.get("evidence"):  # with example values
+            from dataeng_magics.run.evidence import failures_in_words
+
+            return failures_in_words(last.details["evidence"])
         return [
             f"{t['table']}.{c['column']} [{c['kind']}, {c['severity']}]: {c['failed']} row(s)"
             for t in last.details.get("validation", {}).get("tables", [])

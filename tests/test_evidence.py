@@ -71,6 +71,35 @@ def test_evidence_is_tied_to_the_audit_chain_and_exported(
     assert "no run or key 'ffffffffffff'" in capsys.readouterr().err
 
 
+@pytest.mark.spark
+def test_failed_checks_go_back_to_the_review(
+    example: Path, tmp_path: Path, spark: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A replay's failed checks show beside the plan in `draft` and in the Chat tab."""
+    from dataeng_magics.widgets import ReviewPanel
+
+    approved(example)
+    path = example.parent / "trades.csv"
+    rows = path.read_text().splitlines()
+    head = rows[0].split(",")
+    column = head.index("Trade Date")
+    for i in range(1, 15):
+        cells = rows[i].split(",")
+        cells[column] = "31/31/2024"  # 12 of these 14 rows are not cancelled
+        rows[i] = ",".join(cells)
+    path.write_text("\n".join(rows) + "\n")
+    inputs = ["--client", "NORTHWIND", "--mapping", str(example)]
+    assert main(["run", *inputs, "--output-dir", str(tmp_path / "out")]) == 4
+    capsys.readouterr()
+    assert main(["draft", *inputs]) == 0
+    shown = capsys.readouterr().out
+    assert "the last run's checks:\n  TRADES.TRADE_DATE [required]: 12 row(s) (error)" in shown
+    request = TransformRequest(client="NORTHWIND", mapping=example)
+    panel = ReviewPanel(TransformSession(request, load_settings()), reviewer="alice")
+    last = panel.chat.messages[-1]
+    assert last["role"] == "system" and "TRADES.TRADE_DATE [conversion]: 12 row(s)" in last["text"]
+
+
 def test_the_page_escapes_every_value_and_shows_fields_it_does_not_know() -> None:
     hostile = "<script>alert(1)</script>"
     record = ev.build(
@@ -93,8 +122,8 @@ def test_the_page_escapes_every_value_and_shows_fields_it_does_not_know() -> Non
     for shown in ("new_field", "rows_quarantined", "control_totals", "-12,500", "FAIL"):
         assert shown in page
     assert ev.failures_in_words(record) == [
-        "T.AMOUNT [range]: 14 row(s), e.g. -12.5 (source '-12,500'), -12.5 (source '-12,500'), "
-        "-12.5 (source '-12,500')"
+        "T.AMOUNT [range]: 14 row(s) (error), e.g. -12.5 (source '-12,500'), "
+        "-12.5 (source '-12,500'), -12.5 (source '-12,500')"
     ]
 
 

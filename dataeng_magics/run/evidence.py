@@ -166,9 +166,14 @@ def write(evidence: dict[str, Any], page: str, output_dir: str, options: dict[st
 
 
 def _check_line(check: dict[str, Any]) -> str:
-    examples = check.get("examples") or []
-    shown = ", ".join(_example(e) for e in examples[:3])
-    text = f"{check.get('column', '')} [{check.get('kind', '')}]: {check.get('failed', 0)} row(s)"
+    """``AMOUNT [range]: 14 row(s) (error), e.g. -12.5 (source '-12,500')``; a check that
+    names itself (a ``check`` or ``name`` field) is called by that name."""
+    label = check.get("check") or check.get("name") or check.get("kind", "")
+    text = f"{check.get('column', '')} [{label}]: {check.get('failed', 0)} row(s)"
+    severity = check.get("action") or check.get("severity")
+    if check.get("failed") and severity:
+        text += f" ({severity})"
+    shown = ", ".join(_example(e) for e in (check.get("examples") or [])[:3])
     return f"{text}, e.g. {shown}" if shown else text
 
 
