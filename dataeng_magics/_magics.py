@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import re
 import shlex
 from collections.abc import Callable
@@ -614,6 +615,28 @@ class TransformMagics(Magics):
         store = self._store()
         figures = collect(store, audit_of(store), args.client)
         return Text(to_text(figures))
+
+    def _cmd_evidence(self, args: argparse.Namespace) -> Any:
+        from dataeng_magics.display import EvidenceView, Text
+        from dataeng_magics.run import evidence as ev
+        from dataeng_magics.workflow import find_evidence
+
+        target = args.target or self._require_current().key
+        record, closing = find_evidence(self.settings(), target)
+        if args.html:
+            Path(args.html).write_text(ev.to_html(record, closing), encoding="utf-8")
+        if args.json:
+            return Text(json.dumps(record, indent=2))
+        return EvidenceView(record, closing)
+
+    def _cmd_export_test(self, args: argparse.Namespace) -> Any:
+        from dataeng_magics.display import Text
+        from dataeng_magics.workflow import session_for_key
+
+        session = self._require_current() if not args.target else None
+        if session is None:
+            session = session_for_key(self.settings(), args.target)
+        return Text(f"wrote {session.export_test(args.output)}")
 
     # -- %transform_config ----------------------------------------------------------
 

@@ -27,7 +27,7 @@ exit codes:
   1  audit verify: the audit log is broken (the first bad line is named)
   2  bad input, or a plan that cannot be approved (one line naming file, sheet, row, column)
   3  approval required: no approved plan for these inputs; nothing ran
-  4  the output was written but failed validation
+  4  validation failed, the previous output is untouched
   5  execution failed (nothing recorded as a success)
 """
 
@@ -85,6 +85,9 @@ def cmd_draft(args: argparse.Namespace) -> int:
     unresolved = session.plan_of(entry).unresolved()
     if unresolved:
         print(f"{len(unresolved)} unresolved step(s): revise before approving.")
+    failures = session.last_failures(entry.key)
+    if failures:  # what the last run found, to answer with `revise`
+        print("\nthe last run's checks:\n" + "\n".join(f"  {line}" for line in failures))
     return 0
 
 
@@ -324,6 +327,34 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evidence(args: argparse.Namespace) -> int:
+    from dataeng_magics.run import evidence as ev
+    from dataeng_magics.workflow import find_evidence
+
+    if not args.target:
+        raise DataEngMagicsError("evidence needs a RUN_ID or a KEY (8+ characters)")
+    record, closing = find_evidence(_settings(args), args.target)
+    if args.html:
+        try:
+            Path(args.html).write_text(ev.to_html(record, closing), encoding="utf-8")
+        except OSError as exc:
+            raise DataEngMagicsError(f"cannot write the page: {exc.strerror}", file=args.html,
+                                     hint="Choose another --html FILE.") from exc  # fmt: skip
+        print(f"wrote {args.html}")
+    print(json.dumps(record, indent=2) if args.json else ev.to_text(record, closing))
+    return 0
+
+
+def cmd_export_test(args: argparse.Namespace) -> int:
+    from dataeng_magics.workflow import session_for_key
+
+    if not args.target:
+        raise DataEngMagicsError("export-test needs the approved KEY (8+ characters)")
+    session = session_for_key(_settings(args), args.target, dict(args.source or []))
+    print(f"wrote {session.export_test(args.output)}")
+    return 0
+
+
 class _TopHelpFormatter(argparse.RawDescriptionHelpFormatter, HelpFormatter):
     """The top-level help: its epilog (the exit codes) keeps its lines."""
 
@@ -340,6 +371,8 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "audit": cmd_audit,
     "stats": cmd_stats,
     "store": cmd_store,
+    "evidence": cmd_evidence,
+    "export-test": cmd_export_test,
 }
 
 

@@ -365,6 +365,40 @@ COMMANDS = (
         ),
     ),
     Command("config", "the settings (%transform_config name=value sets them)", fronts=("kernel",)),
+    Command(
+        "evidence",
+        "a run's evidence record (run id or key), or its printable HTML page",
+        (
+            arg(
+                "target",
+                nargs="?",
+                metavar="RUN_ID|KEY",
+                help="a run id or a key (8+ characters; in a kernel, default: the current key)",
+            ),
+            arg("--html", metavar="FILE", help="write the one-page HTML an auditor files"),
+            arg("--json", action="store_true", help="print the record as JSON"),
+        ),
+        "The evidence of a run: hashes, approval, input files, row accounting, every check "
+        "with its counts and examples, timings, platform, and the audit records that open "
+        "and close it. A key gives its latest run.",
+    ),
+    Command(
+        "export-test",
+        "write a self-contained pytest module for the approved transformation",
+        (
+            arg(
+                "target",
+                nargs="?",
+                metavar="KEY",
+                help="the approved key (8+ characters; in a kernel, default: the current key)",
+            ),
+            arg("--output", required=True, metavar="FILE", help="e.g. tests/test_<client>.py"),
+        ),
+        "Write a pytest module holding the 100-row samples, the output the approved code "
+        "computes from them and the code's hash, for a client's own CI with local PySpark: "
+        "it fails if the approved code or Spark's behaviour changes.",
+        cli_only=(SOURCE,),
+    ),
 )
 
 #: ``%transform``'s shorthands: the first word stands for these words.

@@ -157,6 +157,31 @@ def outdated_report(items: Sequence[Outdated]) -> Text:
     return Text("\n".join(lines))
 
 
+class EvidenceView:
+    """A run's evidence record: text, and HTML tables (no JavaScript, all escaped)."""
+
+    def __init__(self, evidence: dict[str, Any], closing: Any = None) -> None:
+        self.evidence, self.closing = evidence, closing
+
+    def __repr__(self) -> str:
+        from dataeng_magics.run.evidence import to_text
+
+        return to_text(self.evidence, self.closing)
+
+    def _repr_html_(self) -> str:
+        from dataeng_magics.run.evidence import to_html_fragment
+
+        return f"<div class='dem-evidence'>{to_html_fragment(self.evidence, self.closing)}</div>"
+
+
+def evidence_details(summary: RunSummary) -> str:
+    """A run's evidence as a folded HTML section (no JavaScript: ``<details>``)."""
+    if not summary.evidence:
+        return ""
+    view = EvidenceView(summary.evidence, summary.closing)
+    return f"<details><summary>Evidence</summary>{view._repr_html_()}</details>"
+
+
 class SummaryView:
     """A run summary as the notebook records it: text, HTML and a JSON record."""
 
@@ -172,6 +197,6 @@ class SummaryView:
         return {
             "text/plain": text,
             "text/html": f"<pre style='border-left:4px solid {color};padding-left:8px'>"
-            f"{html.escape(text)}</pre>",
+            f"{html.escape(text)}</pre>{evidence_details(self.summary)}",
             SUMMARY_MIME: json.loads(json.dumps(self.summary.to_dict(), default=str)),
         }

@@ -14,6 +14,7 @@ import tempfile
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Mapping as MappingABC
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
@@ -33,6 +34,7 @@ from dataeng_magics.config import Mode, Settings, current_user, load_settings, r
 from dataeng_magics.errors import (
     ApprovalRequired,
     DataEngMagicsError,
+    DataEngMagicsWarning,
     ExecutionError,
     ModeError,
     PlanError,
@@ -92,6 +94,9 @@ class RunSummary:
     outcome: Outcome
     started_at: datetime
     details: dict[str, Any] = field(default_factory=dict)
+    run_id: str = ""
+    evidence: dict[str, Any] = field(default_factory=dict)  # run/evidence.py's record
+    closing: AuditEvent | None = None  # the run_end audit record holding its sha256
 
     @property
     def rows_in(self) -> int:
@@ -104,6 +109,7 @@ class RunSummary:
     def to_dict(self) -> dict[str, Any]:
         passed, failed = self.report.counts()
         return {
+            "run_id": self.run_id,
             "client": self.client,
             "key": self.key,
             "code_sha256": self.code_sha256,
@@ -206,9 +212,9 @@ def _now() -> datetime:
 
 
 def audit_entry(audit: AuditTrail, event: str, entry: Entry, actor: str | None,
-                **details: Any) -> None:  # fmt: skip
+                **details: Any) -> AuditEvent:  # fmt: skip
     """One audit record about an entry, with its client, key and hashes."""
-    audit.append(
+    return audit.append(
         event, actor=actor, client=entry.client, key=entry.key, plan_sha256=entry.plan_sha256,
         code_sha256=entry.code_sha256 or None, details=details,
     )  # fmt: skip
@@ -297,6 +303,54 @@ class RunLease:
         if kind is not None:  # a recorded failure has no lease left; anything else is
             with suppress(DataEngMagicsError):  # an interruption, shown as one at once
                 self.store.renew_lease(self.run_id, 0)
+
+
+def find_evidence(settings: Settings, target: str) -> tuple[dict[str, Any], AuditEvent | None]:
+    """A run's evidence by its run id (or 8+ characters of it), or a key's (or key
+    prefix's) latest run's; with the audit record that closes it, if the chain has it."""
+    from dataeng_magics.run import evidence as ev
+
+    store = open_store(settings)
+    found = [r.details["evidence"] for r in store.runs() if r.details.get("evidence")]
+    matches = [e for e in found if len(target) >= 8 and str(e["run_id"]).startswith(target)]
+    if not matches:
+        try:
+            key = store.resolve(target)
+        except StoreError:
+            raise StoreError(
+                f"no run or key {target!r} with an evidence record",
+                hint="Give a run id from `dataeng-magics audit show` or a key from "
+                "`dataeng-magics cache list` (8+ characters).",
+            ) from None
+        matches = [e for e in found if e.get("key") == key][-1:]
+        if not matches:
+            raise StoreError(f"key {key[:16]} has no run with an evidence record yet", key=key,
+                             hint="Run it first (dataeng-magics run).")  # fmt: skip
+    if len(matches) > 1:
+        raise StoreError(f"run id prefix {target!r} matches several runs; give more of it")
+    return matches[0], ev.closing_record(audit_of(store), matches[0])
+
+
+def session_for_key(
+    settings: Settings, key: str, sources: dict[str, str] | None = None
+) -> TransformSession:
+    """A replay session for a stored key (or 8+ character prefix): its client and mapping
+    workbook as drafted, ``sources`` read instead of the workbook's paths. The inputs
+    must still give that key."""
+    store = open_store(settings)
+    entry = store.get(store.resolve(key))
+    assert entry is not None
+    request = TransformRequest(client=entry.client, mapping=Path(entry.mapping_file),
+                               sources=sources or {})  # fmt: skip
+    session = TransformSession(request, settings, mode="replay", store=store)
+    if session.key != entry.key:
+        raise ApprovalRequired(
+            f"the inputs no longer match key {entry.key[:16]} (they give {session.key[:16]}): "
+            "the mapping or a used source column changed",
+            hint="Pass the sources it was approved for (--source NAME=PATH), or approve anew.",
+            client=entry.client, key=entry.key,
+        )  # fmt: skip
+    return session
 
 
 class TransformSession:
@@ -422,6 +476,10 @@ class TransformSession:
         last = runs[-1]
         if last.outcome == "failed":
             return [f"the last run failed: {last.details.get('error', 'unknown error')}"]
+        if last.details.get("evidence"):  # with example values
+            from dataeng_magics.run.evidence import failures_in_words
+
+            return failures_in_words(last.details["evidence"])
         return [
             f"{t['table']}.{c['column']} [{c['kind']}, {c['severity']}]: {c['failed']} row(s)"
             for t in last.details.get("validation", {}).get("tables", [])
@@ -668,38 +726,66 @@ class TransformSession:
             if is_remote(out):  # a platform reaches its storage itself: checked there
                 options = storage_options(out, self.settings.storage)
                 check_output_reachable(out, options, self.settings.network_timeout_seconds)
-        return self._execute(entry, self.parameters(out, fmt), out, fmt, executor, actor, controls)
+        return self._execute(entry, out, fmt, executor, actor, controls)
 
-    def _execute(self, entry: Entry, params: str, out: str, fmt: str, executor: Executor | None,
+    def _execute(self, entry: Entry, out: str, fmt: str, executor: Executor | None,
                  actor: str | None,
                  controls: MappingABC[str, str] | None = None) -> RunSummary:  # fmt: skip
+        """Run into a staging folder, validate, publish only if every table and every
+        ``fail`` check passed, then record the run (succeeded only once published) with its
+        evidence, whose sha256 the ``run_end`` audit record holds."""
+        from dataeng_magics.connections import storage_options
+        from dataeng_magics.run import evidence as ev
         from dataeng_magics.run.executors import Job, get_executor
+        from dataeng_magics.run.publish import publisher_for
 
         plan = self.plan_of(entry)
         checked = parse_controls(controls, plan)
-        run_id = uuid.uuid4().hex
-        # The run's own parameters follow (and so override) those of the cell.
-        params += f"run_id = {py_str(run_id)}\ncontrol_columns = {control_columns(checked)!r}\n"
         executor = executor or get_executor(self.settings.platform, settings=self.settings)
+        run_id = uuid.uuid4().hex
+        tables = tuple(t.name for t in plan.tables)
+        options = storage_options(out, self.settings.storage)
         job = Job(
             name=f"{self.request.client}/{entry.key[:12]}", client=entry.client, key=entry.key,
-            code=f"{params}\n{entry.code}",
-            inputs={n: public_path(s.path) for n, s in self.mapping.sources.items()},
-            output_dir=out, output_format=fmt,
-            tables=tuple(t.name for t in plan.tables),
+            code="", inputs={n: public_path(s.path) for n, s in self.mapping.sources.items()},
+            output_dir=out, output_format=fmt, tables=tables,
         )  # fmt: skip
+        publisher = publisher_for(out, fmt, storage_options=options, executor=executor, job=job)
+        # The run's own parameters follow (and so override) those of the cell.
+        params = (
+            f"{self.parameters(publisher.staged(run_id), fmt)}"
+            f"run_id = {py_str(run_id)}\ncontrol_columns = {control_columns(checked)!r}\n"
+        )
+        job = replace(job, code=f"{params}\n{entry.code}")
         started_at, started = _now(), time.perf_counter()
-        where = {"platform": executor.name, **executor.location(),
+        where = {"platform": executor.name, **executor.location(), "run_id": run_id,
                  "output_dir": public_path(out), "format": fmt}  # fmt: skip
-        audit_entry(self.audit, "run_start", entry, actor, run_id=run_id, **where)
+        run_start = audit_entry(self.audit, "run_start", entry, actor, **where)
+        facts: dict[str, Any] = {
+            "run_id": run_id, "client": entry.client, "key": entry.key,
+            "plan_sha256": entry.plan_sha256, "code_sha256": entry.code_sha256,
+            "approval": ev.approval_of(self.audit, entry.key),
+            "inputs": ev.input_files(self.mapping, self.settings.storage),
+            "output_dir": public_path(out), "output_format": fmt, "tables": list(tables),
+            "audit": {"run_start_seq": run_start.seq, "run_start_hash": run_start.hash},
+        }  # fmt: skip
         with RunLease(self.store, run_id, entry.key, actor or current_user()):
             try:
                 result = executor.run(job)
+                report = evaluate(result.metrics, plan, checked)
+                ran = time.perf_counter() - started
+                if report.passed:
+                    publisher.publish(run_id, tables)
+                else:
+                    publisher.discard(run_id)
             except ExecutionError as exc:
+                publisher.discard(run_id)
+                facts.update(outcome="failed", published=False, error=exc.message,
+                             platform=where, timings=self._timings(started_at, started))  # fmt: skip
                 details = {**where, "error": exc.message}
-                self._record(entry, "failed", started_at, None, actor, details, run_id)
+                self._record(entry, "failed", started_at, None, actor, details, run_id,
+                             ev.build(**facts), out, options)  # fmt: skip
                 raise
-            report = evaluate(result.metrics, plan, checked)
             from dataeng_magics.sources.diagnose import unclosed_quotes
 
             unclosed_quotes(report, self.mapping)
@@ -712,19 +798,46 @@ class TransformSession:
                 client=entry.client, key=entry.key, code_sha256=entry.code_sha256,
                 platform=result.platform, output_dir=public_path(out), output_format=fmt,
                 seconds=time.perf_counter() - started, report=report, outcome=outcome,
-                started_at=started_at, details=result.details,
+                started_at=started_at, details=result.details, run_id=run_id,
             )  # fmt: skip
-            self._record(entry, outcome, started_at, summary, actor, where, run_id)
+            facts.update(
+                outcome=outcome, published=report.passed, validation=report.to_dict(),
+                platform={**where, "platform": result.platform, **result.details},
+                timings={**self._timings(started_at, started), "run_seconds": round(ran, 3)},
+            )  # fmt: skip
+            summary.evidence = ev.build(**facts)
+            summary.closing = self._record(entry, outcome, started_at, summary, actor, where,
+                                           run_id, summary.evidence, out, options)  # fmt: skip
         if self.mode == "replay" and not report.passed:
             raise ValidationFailed(
                 f"the output of client {entry.client!r} failed validation: "
-                f"{len(report.failures)} check(s) failed (first: "
-                f"{report.failures[0].column or report.failures[0].table}: "
-                f"{report.failures[0].message})",
-                hint="The output was written; see the summary and revise the plan.",
+                f"{len(report.failures)} check(s) failed; the previous output is untouched",
+                hint="Nothing was published; see the summary and revise the plan.",
                 summary=summary, client=entry.client, key=entry.key,
             )  # fmt: skip
         return summary
+
+    @staticmethod
+    def _timings(started_at: datetime, started: float) -> dict[str, Any]:
+        return {"started_at": started_at.isoformat(), "finished_at": _now().isoformat(),
+                "seconds": round(time.perf_counter() - started, 3)}  # fmt: skip
+
+    def export_test(self, output: str | Path) -> Path:
+        """Write the approved transformation as a self-contained pytest module."""
+        from dataeng_magics.run.export_test import export_test
+
+        path = Path(output)
+        text = export_test(self, self.require_approved(), path.name)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise DataEngMagicsError(
+                f"cannot write the test module: {exc.strerror}",
+                file=str(path),
+                hint="Choose another --output.",
+            ) from exc
+        return path
 
     def preview(self, plan: Plan | None = None, rows: int = 20) -> Preview:
         """The plan applied to the sample rows on local Spark, with its validation."""
@@ -758,8 +871,16 @@ class TransformSession:
         actor: str | None,
         details: dict[str, Any],
         run_id: str,
-    ) -> None:
+        evidence: dict[str, Any] | None = None,
+        out: str = "",
+        options: dict[str, Any] | None = None,
+    ) -> AuditEvent:
+        """The run's store row (with its evidence) and its ``run_end`` audit record (with
+        the evidence's sha256); then the evidence beside the output, closing record shown."""
+        from dataeng_magics.run import evidence as ev
+
         facts = summary.to_dict() if summary else {}
+        sealed = {"evidence": evidence} if evidence else {}
         self.store.record_run(
             entry.key,
             outcome=outcome,
@@ -768,14 +889,27 @@ class TransformSession:
             platform=details["platform"],
             rows_in=facts.get("rows_in"),
             rows_out=facts.get("rows_out"),
-            details={**details, **facts},
+            details={**details, **facts, **sealed},
             run_id=run_id,
         )
-        kept = {
+        kept: dict[str, Any] = {
             k: facts[k] for k in ("rows_in", "rows_out", "checks_failed", "seconds") if k in facts
         }
-        audit_entry(self.audit, "run_end", entry, actor, **details, outcome=outcome,
-                    run_id=run_id, **kept)  # fmt: skip
+        if evidence:
+            kept["evidence_sha256"] = ev.digest(evidence)
+        closing = audit_entry(self.audit, "run_end", entry, actor, **details, outcome=outcome,
+                              **kept)  # fmt: skip
+        if evidence and out:
+            try:
+                ev.write(evidence, ev.to_html(evidence, closing), out, options or {})
+            except OSError as exc:  # the store and the audit log hold it already
+                warnings.warn(
+                    f"the evidence could not be written beside the output: {exc}; "
+                    "`dataeng-magics evidence` shows it from the store",
+                    DataEngMagicsWarning,
+                    stacklevel=2,
+                )
+        return closing
 
 
 def run_cell(
@@ -824,8 +958,7 @@ def run_cell(
             f"{entry.code_sha256[:16]} for key {key[:16]}; nothing ran",
             hint="Materialise the current approval again.", key=key,
         )  # fmt: skip
-    return session._execute(entry, params_text, out, session.settings.output_format, executor,
-                            actor)  # fmt: skip
+    return session._execute(entry, out, session.settings.output_format, executor, actor)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import pytest
 from openpyxl import load_workbook
 
 from dataeng_magics.cli import build_parser, main
+from dataeng_magics.errors import DataEngMagicsWarning
 
 
 def args(mapping: Path, *extra: str) -> list[str]:
@@ -104,7 +105,8 @@ def test_run_exit_codes_for_validation_and_execution(
     assert summary["outcome"] == "validation_failed" and summary["checks_failed"] >= 1
     blocker = tmp_path / "blocker"
     blocker.write_text("a file where the output folder should be")
-    assert main(["run", *args(example), "--output-dir", str(blocker)]) == 5
+    with pytest.warns(DataEngMagicsWarning, match="evidence could not be written"):
+        assert main(["run", *args(example), "--output-dir", str(blocker)]) == 5
 
 
 def test_audit_verify_detects_an_edit(

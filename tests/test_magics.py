@@ -356,7 +356,10 @@ def arguments(parser: argparse.ArgumentParser) -> dict[str, tuple[Any, ...]]:
 def test_every_cli_command_in_a_kernel_takes_the_same_arguments() -> None:
     [cli] = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
     both = set(cli.choices) & set(commands("kernel"))
-    assert both == {"revise", "approve", "reject", "run", "cache", "audit", "stats", "store"}
+    assert both == {
+        "revise", "approve", "reject", "run", "cache", "audit", "stats", "store", "evidence",
+        "export-test",
+    }  # fmt: skip
     for name in both:
         terminal, kernel = arguments(cli.choices[name]), arguments(line_parser(name))
         assert set(kernel) <= set(terminal), name
@@ -394,6 +397,10 @@ def test_line_run_takes_the_cli_run_flags(
     ip.run_line_magic("transform", f"run --output-dir {tmp_path / 'out'} --format csv")
     assert "SUCCEEDED on local" in capsys.readouterr().out
     assert list((tmp_path / "out" / "TRADES").glob("*.csv"))
+    shown = ip.run_line_magic("transform", "evidence")  # the current key's latest run
+    page = shown._repr_html_()
+    assert "<script" not in page and "run_start_hash" in page and "closing_record_hash" in page
+    assert "published" in repr(shown) and "closed by audit record" in repr(shown)
 
 
 def test_approve_twice_and_revise_say_what_happened_to_the_approval(

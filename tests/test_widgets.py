@@ -599,6 +599,7 @@ def test_preview_and_run_on_local_spark(example: Path, tmp_path: Path, spark: An
     assert summary is not None and summary.outcome == "succeeded"
     assert runs == [summary]
     assert "SUCCEEDED" in panel.run_html.value
+    assert "<details><summary>Evidence</summary>" in panel.run_html.value
     assert panel.entry.runs == 1
 
     approved = ApprovedPanel(session, panel.entry, on_run=runs.append)

@@ -18,6 +18,7 @@ from dataeng_magics.config import load_settings
 from dataeng_magics.errors import (
     ApprovalRequired,
     ConfigError,
+    DataEngMagicsWarning,
     ExecutionError,
     MappingError,
     ModeError,
@@ -367,7 +368,7 @@ def test_failed_validation_is_an_error_in_a_replay(
     with pytest.raises(ValidationFailed, match="failed validation") as err:
         session(example, mode="replay").run(output_dir=str(tmp_path / "out"))
     assert err.value.exit_code == 4 and err.value.summary.outcome == "validation_failed"
-    assert (tmp_path / "out" / "TRADES").is_dir()  # written, and recorded as such
+    assert not (tmp_path / "out" / "TRADES").exists()  # nothing published, recorded as such
     assert s.entry().last_outcome == "validation_failed"  # type: ignore[union-attr]
 
 
@@ -378,7 +379,10 @@ def test_execution_failure_is_recorded_as_failed(example: Path, tmp_path: Path, 
     s.approve("alice")
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    with pytest.raises(ExecutionError) as err:
+    with (
+        pytest.raises(ExecutionError) as err,
+        pytest.warns(DataEngMagicsWarning, match="evidence could not be written beside"),
+    ):
         s.run(output_dir=str(blocker))
     assert "\n" not in str(err.value)
     entry = s.entry()

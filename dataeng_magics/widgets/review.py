@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 
 from dataeng_magics.config import NOT_A_PERSON, current_user
+from dataeng_magics.display import evidence_details
 from dataeng_magics.errors import DataEngMagicsError
+from dataeng_magics.run.evidence import failures_in_words
 from dataeng_magics.widgets import _render as render
 from dataeng_magics.widgets.chat import ChatWidget, Message
 from dataeng_magics.widgets.code import CodeView
@@ -169,7 +171,7 @@ class _Panel(widgets.VBox):
             self.run_button.disabled = self._entry.status != "approved"
         self._run_view.value = render.pre(
             summary.to_text(), render.ADDED if summary.outcome == "succeeded" else render.REMOVED
-        )
+        ) + evidence_details(summary)
         self._ran(summary)
         self._say(f"Run {summary.outcome.replace('_', ' ')}.", error=not summary.report.passed)
         if self._on_run is not None:
@@ -375,9 +377,8 @@ class ReviewPanel(_Panel):
     def _ran(self, summary: RunSummary) -> None:
         self._entry = self.session.entry() or self._entry
         if not summary.report.passed:
-            self.chat.add_message(
-                "system", f"The run failed checks: {render.failures_text(summary.report)}"
-            )
+            failed = "; ".join(failures_in_words(summary.evidence))
+            self.chat.add_message("system", f"The run failed checks: {failed}")
 
     def _inserted(self, result: Result) -> None:
         self._say(f"Approved by {self._entry.reviewer}. {INSERTED[result]}")
@@ -401,6 +402,10 @@ class ReviewPanel(_Panel):
             if turn.get("changes"):
                 message["changes"] = [str(line) for line in turn["changes"]]
             messages.append(message)
+        failures = self.session.last_failures(self._entry.key)
+        if failures:  # the last run's (here, the CLI's or a replay's): answer with a revision
+            messages.append({"role": "system", "text": "The last run's checks: " +
+                             "; ".join(failures)})  # fmt: skip
         return messages
 
     def _example_column(self) -> str:

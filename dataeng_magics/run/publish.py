@@ -1,0 +1,237 @@
+"""Safe publishing: a run writes to a staging folder; readers see its tables only once the
+whole run (every table, every ``fail`` check) succeeded, and never a half-written table.
+
+The compiled cell writes to its ``output_dir`` parameter, which sits outside the approved
+body, so the workflow points it at ``<output_dir>/_runs/<run_id>/`` and publishes from there:
+
+- local folders (``LocalPublisher``): ``<output_dir>/_current`` is a symlink to the published
+  run's folder and each ``<output_dir>/<TABLE>`` a fixed symlink to ``_current/<TABLE>``.
+  Publishing renames a new ``_current`` over the old one: one atomic ``rename(2)`` switches
+  every table at once. The previous run's folder is kept, so a reader that resolved the
+  path before the swap reads on; older ones are removed.
+- ADLS and other fsspec stores (``FsspecPublisher``): per table, the published folder is
+  renamed away into its run's folder and the staged folder renamed into place. Each rename
+  is atomic (hierarchical namespace); between the two a reader finds the table missing,
+  never half written; across tables the switch is not atomic.
+- Delta on Databricks and Fabric (``DeltaPublisher``): each staged table is overwritten into
+  the published path by one Delta transaction, run on the platform; the previous version
+  stays readable by time travel; across tables the switch is not atomic.
+
+A killed run leaves only its staging folder, which the next successful publish removes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dataeng_magics.errors import ExecutionError
+
+if TYPE_CHECKING:
+    from dataeng_magics.run.executors.base import Executor, Job
+
+#: The folder of staged and published runs, under the output folder.
+RUNS = "_runs"
+#: Locally: the symlink naming the published run.
+CURRENT = "_current"
+#: On fsspec stores: the file naming the published run (for cleanup and for people).
+PUBLISHED = "_published"
+#: ``DATAENG_MAGICS_TEST_PAUSE=<point>`` stops a run at that point until it is killed.
+PAUSE_ENV = "DATAENG_MAGICS_TEST_PAUSE"
+
+
+def pause_point(name: str) -> None:
+    """Wait forever at ``name`` when the test hook asks: a test kills the run at a known
+    point. Says so on stderr first, so the test knows when to kill."""
+    if os.environ.get(PAUSE_ENV) != name:
+        return
+    print(f"dataeng-magics: paused at {name} (pid {os.getpid()})", file=sys.stderr, flush=True)
+    while True:  # pragma: no cover - ends with the process
+        time.sleep(3600)
+
+
+def staging_dir(output_dir: str, run_id: str) -> str:
+    """Where run ``run_id`` writes its tables before they are published."""
+    return f"{output_dir.rstrip('/')}/{RUNS}/{run_id}"
+
+
+class Publisher(ABC):
+    """Moves a staged run's tables to where readers open them, or throws them away."""
+
+    def __init__(self, output_dir: str) -> None:
+        self.output_dir = output_dir.rstrip("/")
+
+    def staged(self, run_id: str) -> str:
+        return staging_dir(self.output_dir, run_id)
+
+    @abstractmethod
+    def publish(self, run_id: str, tables: Sequence[str]) -> None:
+        """Make the staged ``tables`` of ``run_id`` the published output."""
+
+    @abstractmethod
+    def discard(self, run_id: str) -> None:
+        """Remove a run's staging folder (a failed run): the published output is untouched."""
+
+
+class LocalPublisher(Publisher):
+    """Versioned run folders and one symlink swapped atomically (POSIX ``rename``)."""
+
+    @property
+    def root(self) -> Path:
+        return Path(self.output_dir)
+
+    def current(self) -> str | None:
+        """The published run's id, or None."""
+        link = self.root / CURRENT
+        return link.readlink().name if link.is_symlink() else None
+
+    def publish(self, run_id: str, tables: Sequence[str]) -> None:
+        root, staged = self.root, Path(self.staged(run_id))
+        missing = [t for t in tables if not (staged / t).is_dir()]
+        if missing:
+            raise ExecutionError(
+                f"cannot publish run {run_id[:12]}: table(s) {', '.join(missing)} were not "
+                f"written to {staged}; the previous output is untouched",
+                hint="Run it again; if it keeps failing, the platform dropped the write.",
+            )
+        previous = self.current() or f"before-{run_id}"
+        # Each table's fixed link; a table that was a plain folder (output written before
+        # safe publishing) is moved into a run folder of its own first, once.
+        names = sorted({*tables, *(p.name for p in staged.iterdir() if p.is_dir())})
+        for table in names:
+            link = root / table
+            if link.is_symlink():
+                continue
+            if link.exists():
+                legacy = root / RUNS / previous
+                legacy.mkdir(parents=True, exist_ok=True)
+                link.rename(legacy / table)
+            _symlink(f"{CURRENT}/{table}", link)
+        pause_point("publish")
+        _symlink(f"{RUNS}/{run_id}", root / CURRENT)  # the one atomic switch
+        self._cleanup(keep={run_id, previous}, tables=names)
+
+    def _cleanup(self, keep: set[str], tables: Sequence[str]) -> None:
+        """Remove the runs no reader can reach (failed, killed, or older than the
+        previous), and links to tables the published run no longer has."""
+        for folder in (self.root / RUNS).iterdir():
+            if folder.name not in keep:
+                shutil.rmtree(folder, ignore_errors=True)
+        for entry in self.root.iterdir():
+            if (
+                entry.is_symlink()
+                and entry.name not in (CURRENT, *tables)
+                and str(entry.readlink()).startswith(f"{CURRENT}/")
+            ):
+                entry.unlink()
+
+    def discard(self, run_id: str) -> None:
+        shutil.rmtree(self.staged(run_id), ignore_errors=True)
+
+
+def _symlink(target: str, link: Path) -> None:
+    """Point ``link`` at ``target`` atomically: a new link renamed over the old one."""
+    temporary = link.with_name(f".{link.name}.{os.getpid()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        temporary.unlink()
+    temporary.symlink_to(target)
+    temporary.replace(link)
+
+
+class FsspecPublisher(Publisher):
+    """Renames within one fsspec store (ADLS: one container, hierarchical namespace)."""
+
+    def __init__(self, output_dir: str, fs: Any) -> None:
+        super().__init__(output_dir)
+        self.fs = fs
+
+    def current(self) -> str | None:
+        marker = f"{self.output_dir}/{PUBLISHED}"
+        if not self.fs.exists(marker):
+            return None
+        return str(self.fs.cat_file(marker).decode().strip()) or None
+
+    def publish(self, run_id: str, tables: Sequence[str]) -> None:
+        fs, base, staged = self.fs, self.output_dir, self.staged(run_id)
+        previous = self.current() or f"before-{run_id}"
+        written = {p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(staged, detail=False)}
+        pause_point("publish")
+        for table in sorted({*tables, *written}):
+            if fs.exists(f"{base}/{table}"):
+                fs.mv(f"{base}/{table}", f"{base}/{RUNS}/{previous}/{table}", recursive=True)
+            fs.mv(f"{staged}/{table}", f"{base}/{table}", recursive=True)
+        fs.pipe_file(f"{base}/{PUBLISHED}", run_id.encode())
+        for folder in fs.ls(f"{base}/{RUNS}", detail=False):
+            if folder.rstrip("/").rsplit("/", 1)[-1] != previous:
+                fs.rm(folder, recursive=True)
+
+    def discard(self, run_id: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm(self.staged(run_id), recursive=True)
+
+
+def delta_publish_code(
+    staged: str, output_dir: str, tables: Sequence[str], fmt: str = "delta"
+) -> str:
+    """The cell that publishes staged Delta tables on the platform: per table, one
+    overwrite transaction (readers see the old version until it commits)."""
+    from dataeng_magics.compile.safety import py_str
+
+    lines = [
+        f"for _table in {list(tables)!r}:",
+        f"    (spark.read.format({py_str(fmt)}).load({py_str(staged)} + '/' + _table)",
+        f"        .write.format({py_str(fmt)}).mode('overwrite')",
+        "        .option('overwriteSchema', 'true')",
+        f"        .save({py_str(output_dir.rstrip('/'))} + '/' + _table))",
+        "run_metrics = {}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+class DeltaPublisher(Publisher):
+    """One Delta transaction per table, run by the executor that ran the job."""
+
+    def __init__(
+        self, output_dir: str, executor: Executor, job: Job, fs: Any = None, fmt: str = "delta"
+    ) -> None:
+        super().__init__(output_dir)
+        self.executor, self.job, self.fs, self.fmt = executor, job, fs, fmt
+
+    def publish(self, run_id: str, tables: Sequence[str]) -> None:
+        from dataclasses import replace
+
+        pause_point("publish")
+        code = delta_publish_code(self.staged(run_id), self.output_dir, tables, self.fmt)
+        self.executor.run(replace(self.job, name=f"{self.job.name} publish", code=code))
+        self.discard(run_id)
+
+    def discard(self, run_id: str) -> None:
+        if self.fs is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.rm(self.staged(run_id), recursive=True)
+
+
+def publisher_for(
+    output_dir: str,
+    output_format: str,
+    *,
+    storage_options: dict[str, Any] | None = None,
+    executor: Executor | None = None,
+    job: Job | None = None,
+) -> Publisher:
+    """The publisher for this output: local folders, an fsspec store, or Delta tables."""
+    if "://" not in output_dir or output_dir.startswith("file://"):
+        return LocalPublisher(output_dir.removeprefix("file://"))
+    import fsspec
+
+    fs, _ = fsspec.core.url_to_fs(output_dir, **(storage_options or {}))
+    if output_format == "delta" and executor is not None and job is not None:
+        return DeltaPublisher(output_dir, executor, job, fs)
+    return FsspecPublisher(output_dir, fs)
