@@ -588,18 +588,21 @@ class TransformSession:
         output_format: str | None = None,
         executor: Executor | None = None,
         actor: str | None = None,
+        batch_id: str | None = None,
     ) -> RunSummary:
-        """Replay the approved code for these inputs; never re-plans or regenerates."""
+        """Replay the approved code for these inputs; never re-plans or regenerates.
+        ``batch_id`` ties the run's store and audit records to a ``batch``."""
         out = output_dir or self.request.output_dir
         if not out:
             raise PlanError("no output directory", hint="Pass --output-dir DIR.")
         entry = self.require_approved()
         out = out if "://" in out else str(Path(out).expanduser().resolve())
         fmt = output_format or self.settings.output_format
-        return self._execute(entry, self.parameters(out, fmt), out, fmt, executor, actor)
+        return self._execute(entry, self.parameters(out, fmt), out, fmt, executor, actor,
+                             batch_id)  # fmt: skip
 
     def _execute(self, entry: Entry, params: str, out: str, fmt: str, executor: Executor | None,
-                 actor: str | None) -> RunSummary:  # fmt: skip
+                 actor: str | None, batch_id: str | None = None) -> RunSummary:  # fmt: skip
         from dataeng_magics.run.executors import Job, get_executor
 
         executor = executor or get_executor(self.settings.platform, settings=self.settings)
@@ -613,6 +616,8 @@ class TransformSession:
         started_at, started = _now(), time.perf_counter()
         where = {"platform": executor.name, **executor.location(),
                  "output_dir": public_path(out), "format": fmt}  # fmt: skip
+        if batch_id:
+            where["batch_id"] = batch_id
         audit_entry(self.audit, "run_start", entry, actor, **where)
         try:
             result = executor.run(job)
@@ -683,6 +688,7 @@ class TransformSession:
             rows_in=facts.get("rows_in"),
             rows_out=facts.get("rows_out"),
             details={**details, **facts},
+            batch_id=details.get("batch_id"),
         )
         kept = {
             k: facts[k] for k in ("rows_in", "rows_out", "checks_failed", "seconds") if k in facts

@@ -34,7 +34,7 @@ UtcDatetime = Annotated[AwareDatetime, AfterValidator(lambda value: value.astime
 
 MIN_PREFIX = 8
 _LIST_HINT = "Run `dataeng-magics cache list` to see keys."
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
     key TEXT PRIMARY KEY,
@@ -74,6 +74,19 @@ CREATE TABLE IF NOT EXISTS runs (
     details TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS runs_by_key ON runs (key, id);
+"""
+#: Version 2 (additive): batches, and the batch a run belonged to (``batch`` command).
+_SCHEMA_V2 = """
+ALTER TABLE runs ADD COLUMN batch_id TEXT;
+CREATE INDEX IF NOT EXISTS runs_by_batch ON runs (batch_id);
+CREATE TABLE IF NOT EXISTS batches (
+    batch_id TEXT PRIMARY KEY,
+    manifest TEXT NOT NULL,
+    clients INTEGER NOT NULL,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    exit_code INTEGER
+);
 """
 
 # Connections inherited through fork() must never be used or closed by the child
@@ -155,6 +168,21 @@ class RunRecord(BaseModel):
     rows_out: int | None
     seconds: float
     details: dict[str, Any]
+    batch_id: str | None = None
+
+
+class BatchRecord(BaseModel):
+    """One ``batch`` of clients: what it ran from and how it ended (None: still running,
+    or killed)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    batch_id: str
+    manifest: str
+    clients: int
+    started_at: UtcDatetime
+    finished_at: UtcDatetime | None = None
+    exit_code: int | None = None
 
 
 _ENTRY_COLUMNS = tuple(Entry.model_fields)
@@ -212,10 +240,13 @@ class Store:
                 if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                     conn.execute("PRAGMA journal_mode=WAL")
                 with self._tx() as tx:
-                    if tx.execute("PRAGMA user_version").fetchone()[0] == 0:
-                        for statement in _SCHEMA.split(";"):
-                            if statement.strip():
-                                tx.execute(statement)
+                    version = tx.execute("PRAGMA user_version").fetchone()[0]
+                    for since, schema in ((1, _SCHEMA), (2, _SCHEMA_V2)):
+                        if version < since:
+                            for statement in schema.split(";"):
+                                if statement.strip():
+                                    tx.execute(statement)
+                    if version < _SCHEMA_VERSION:
                         tx.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
         except (sqlite3.Error, Timeout) as exc:
             raise StoreError(f"cannot open the cache store: {exc}", file=str(self.path)) from exc
@@ -444,6 +475,7 @@ class Store:
         rows_in: int | None = None,
         rows_out: int | None = None,
         details: dict[str, Any] | None = None,
+        batch_id: str | None = None,
     ) -> Entry:
         """Count a run and keep its record; one transaction, so parallel runs add up."""
         record = RunRecord(
@@ -457,13 +489,14 @@ class Store:
             rows_out=rows_out,
             seconds=0.0,
             details=details or {},
+            batch_id=batch_id,
         )
         record.seconds = max(0.0, (record.finished_at - record.started_at).total_seconds())
         with self._tx() as conn:
             self._row(conn, key)
             conn.execute(
                 "INSERT INTO runs (key, started_at, finished_at, outcome, platform, rows_in, "
-                "rows_out, seconds, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "rows_out, seconds, details, batch_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     key,
                     _ts(record.started_at),
@@ -474,6 +507,7 @@ class Store:
                     rows_out,
                     record.seconds,
                     _json(record.details),
+                    batch_id,
                 ),
             )
             conn.execute(
@@ -504,3 +538,44 @@ class Store:
                 (tokens_in, tokens_out, key),
             )
             return _row_to_entry(self._row(conn, key))
+
+    # -- batches -----------------------------------------------------------------------
+
+    def start_batch(self, batch_id: str, manifest: str, clients: int) -> BatchRecord:
+        """Record a batch (or a resumed one: its end is cleared until it ends again)."""
+        record = BatchRecord(
+            batch_id=batch_id, manifest=manifest, clients=clients, started_at=utcnow()
+        )
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO batches (batch_id, manifest, clients, started_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (batch_id) DO UPDATE SET finished_at = NULL, exit_code = NULL",
+                (batch_id, manifest, clients, _ts(record.started_at)),
+            )
+        return record
+
+    def end_batch(self, batch_id: str, exit_code: int) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE batches SET finished_at = ?, exit_code = ? WHERE batch_id = ?",
+                (_ts(utcnow()), exit_code, batch_id),
+            )
+
+    def batch(self, batch_id: str) -> BatchRecord:
+        rows = self._read("SELECT * FROM batches WHERE batch_id = ?", (batch_id,))
+        if not rows:
+            raise StoreError(
+                f"no batch {batch_id!r} in the store",
+                hint="Pass the batch id a `batch` printed (its first line).",
+                file=str(self.path),
+            )
+        return BatchRecord.model_validate(dict(rows[0]))
+
+    def batch_succeeded(self, batch_id: str) -> set[str]:
+        """The clients (as the manifest spells them) with a succeeded run in this batch."""
+        rows = self._read(
+            "SELECT DISTINCT entries.client FROM runs JOIN entries ON entries.key = runs.key "
+            "WHERE runs.batch_id = ? AND runs.outcome = 'succeeded'",
+            (batch_id,),
+        )
+        return {row["client"] for row in rows}
