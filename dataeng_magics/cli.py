@@ -188,12 +188,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         try:
             papermill.execute_notebook(
-                str(notebook),
-                str(output),
+                str(notebook.resolve()),
+                str(output.resolve()),
                 parameters={"client": client, **extra},
                 kernel_name=args.kernel,
                 progress_bar=False,
-                cwd=str(notebook.parent),
+                # The kernel's folder, given to nbclient: papermill's cwd= is os.chdir,
+                # one folder for the whole process, which threads would fight over.
+                resources={"metadata": {"path": str(notebook.resolve().parent)}},
             )
         except Exception as exc:  # papermill's or nbclient's cell error: the notebook failed
             code, status = _failure(output, exc)
@@ -419,6 +421,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DataEngMagicsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except KeyboardInterrupt:  # what the command started is stopped by now (replay, batch)
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover
