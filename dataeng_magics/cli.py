@@ -8,6 +8,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -169,6 +170,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         import papermill
     except ImportError:
         raise MissingDependency("papermill", "notebook", "replaying notebooks") from None
+    from dataeng_magics.batches import Progress, default_jobs, parallel, shared_spark
     from dataeng_magics.display import SUMMARY_MIME
 
     notebook = Path(args.notebook)
@@ -181,42 +183,87 @@ def cmd_replay(args: argparse.Namespace) -> int:
     env = {"DATAENG_MAGICS_MODE": "replay"}
     if args.home:
         env["DATAENG_MAGICS_HOME"] = str(Path(args.home).resolve())
-    worst = 0
-    rows = []
-    for client in args.client:
+
+    def replay_one(client: str) -> dict[str, Any]:
         output = out_dir / f"{notebook.stem}-{client}.ipynb"
         status, code = "succeeded", 0
+        progress.started()
+        started = time.perf_counter()
         try:
-            with _environ(env):
-                papermill.execute_notebook(
-                    str(notebook),
-                    str(output),
-                    parameters={"client": client, **extra},
-                    kernel_name=args.kernel,
-                    progress_bar=False,
-                    cwd=str(notebook.parent),
-                )
+            papermill.execute_notebook(
+                str(notebook.resolve()),
+                str(output.resolve()),
+                parameters={"client": client, **extra},
+                kernel_name=args.kernel,
+                progress_bar=False,
+                # The kernel's folder, given to nbclient: papermill's cwd= is os.chdir,
+                # one folder for the whole process, which threads would fight over.
+                resources={"metadata": {"path": str(notebook.resolve().parent)}},
+            )
         except Exception as exc:  # papermill's or nbclient's cell error: the notebook failed
             code, status = _failure(output, exc)
         summaries = _records(output, SUMMARY_MIME)
-        rows.append(
-            {
-                "client": client,
-                "result": status,
-                "rows_in": sum(s["rows_in"] for s in summaries),
-                "rows_out": sum(s["rows_out"] for s in summaries),
-                "checks_failed": sum(s["checks_failed"] for s in summaries),
-                "code": ", ".join(s["code_sha256"][:12] for s in summaries),
-                "notebook": str(output),
-            }
-        )
-        worst = max(worst, code)
+        progress.finished(client, "succeeded" if code == 0 else status,
+                          time.perf_counter() - started)  # fmt: skip
+        return {
+            "client": client,
+            "result": status,
+            "rows_in": sum(s["rows_in"] for s in summaries),
+            "rows_out": sum(s["rows_out"] for s in summaries),
+            "checks_failed": sum(s["checks_failed"] for s in summaries),
+            "code": ", ".join(s["code_sha256"][:12] for s in summaries),
+            "notebook": str(output),
+            "exit": code,
+        }
+
+    progress = Progress(len(args.client), "notebooks")
+    # One Spark for every kernel, stopped however the replay ends (Ctrl-C too).
+    jobs = args.jobs or default_jobs(per_job_mb=500)  # a kernel each
+    with (
+        _sigterm_as_interrupt(),
+        shared_spark(_settings(args)) as spark_env,
+        _environ({**env, **spark_env}),
+    ):
+        try:
+            done = {r["client"]: r for r in parallel(args.client, replay_one, jobs)}
+        finally:
+            progress.close()
+    rows = [done[client] for client in args.client]
     print(
         text_table(
             rows, ["client", "result", "rows_in", "rows_out", "checks_failed", "code", "notebook"]
         )
     )
-    return worst
+    return int(max(r["exit"] for r in rows))
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM ends a replay the way Ctrl-C does, so what it started is stopped."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from dataeng_magics.batches import batch
+
+    outcome = batch(args.manifest, jobs=args.jobs or None, resume=args.resume,
+                    report=args.report, settings=_settings(args))  # fmt: skip
+    print(repr(outcome))
+    return outcome.exit_code
 
 
 @contextmanager
@@ -367,6 +414,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run,
     "demo": cmd_demo,
     "replay": cmd_replay,
+    "batch": cmd_batch,
     "cache": cmd_cache,
     "audit": cmd_audit,
     "stats": cmd_stats,
@@ -414,6 +462,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DataEngMagicsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except KeyboardInterrupt:  # what the command started is stopped by now (replay, batch)
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -158,6 +158,29 @@ def _cache_check(args: argparse.Namespace) -> str | None:
 
 _ONE_CLIENT = "only this client (any case)"
 
+
+def jobs_count(text: str) -> int:
+    """``--jobs N`` or ``auto`` (what the machine can take: ``batches.default_jobs``)."""
+    if text == "auto":
+        return 0
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of 1 or more, or auto, got {text!r}")
+    return int(text)
+
+
+JOBS = arg(
+    "--jobs",
+    type=jobs_count,
+    default="auto",
+    metavar="N",
+    help="clients at once (auto: one per core, fewer if memory is short)",
+)
+
+
+def _batch_check(args: argparse.Namespace) -> str | None:
+    return None if args.manifest or args.resume else "batch needs --manifest (or --resume ID)"
+
+
 COMMANDS = (
     Command(
         "draft",
@@ -265,10 +288,37 @@ COMMANDS = (
             ),
             arg("--output-notebooks", help="folder for executed notebooks (default replayed/)"),
             arg("--kernel", help="kernel name (default: the notebook's)"),
+            JOBS,
         ),
         "Batch re-runs: each client's approved plan runs with no LLM and no widgets; a "
-        "client without an approved plan fails with exit code 3 and runs nothing.",
+        "client without an approved plan fails with exit code 3 and runs nothing. All "
+        "notebooks share one Spark: locally a Spark Connect server started for the replay "
+        "(and stopped after it), remotely the configured endpoint or one Livy session.",
         fronts=("cli",),
+    ),
+    Command(
+        "batch",
+        "run many clients' approved plans from a manifest, on one Spark session",
+        (
+            arg(
+                "--manifest",
+                help="CSV or YAML: client, mapping, output_dir, source.NAME, "
+                "control.SOURCE.rows, control.SOURCE.COLUMN",
+            ),
+            JOBS,
+            arg(
+                "--resume",
+                metavar="BATCH_ID",
+                help="re-run only the clients that did not succeed in that batch",
+            ),
+            arg("--report", metavar="FILE", help="also write the end table: .json, .csv or .html"),
+        ),
+        "Each manifest row replays that client's approved plan as `run` does, in one "
+        "process on one Spark session, clients side by side. A client's failure is its "
+        "own; the exit code is the worst client's. The batch id is recorded in the store "
+        "and the audit log.",
+        fronts=("cli",),
+        check=_batch_check,
     ),
     Command(
         "cache",

@@ -709,10 +709,12 @@ class TransformSession:
         executor: Executor | None = None,
         actor: str | None = None,
         controls: MappingABC[str, str] | None = None,
+        batch_id: str | None = None,
     ) -> RunSummary:
         """Replay the approved code for these inputs; never re-plans or regenerates.
         ``controls`` are the client's control totals (``{"trades.rows": "4610",
-        "trades.AMOUNT": "1234.50+-0.01"}``), compared with the sources as read."""
+        "trades.AMOUNT": "1234.50+-0.01"}``), compared with the sources as read;
+        ``batch_id`` ties the run's store and audit records to a ``batch``."""
         out = output_dir or self.request.output_dir
         if not out:
             raise PlanError("no output directory", hint="Pass --output-dir DIR.")
@@ -726,11 +728,12 @@ class TransformSession:
             if is_remote(out):  # a platform reaches its storage itself: checked there
                 options = storage_options(out, self.settings.storage)
                 check_output_reachable(out, options, self.settings.network_timeout_seconds)
-        return self._execute(entry, out, fmt, executor, actor, controls)
+        return self._execute(entry, out, fmt, executor, actor, controls, batch_id)
 
     def _execute(self, entry: Entry, out: str, fmt: str, executor: Executor | None,
                  actor: str | None,
-                 controls: MappingABC[str, str] | None = None) -> RunSummary:  # fmt: skip
+                 controls: MappingABC[str, str] | None = None,
+                 batch_id: str | None = None) -> RunSummary:  # fmt: skip
         """Run into a staging folder, validate, publish only if every table and every
         ``fail`` check passed, then record the run (succeeded only once published) with its
         evidence, whose sha256 the ``run_end`` audit record holds."""
@@ -760,6 +763,8 @@ class TransformSession:
         started_at, started = _now(), time.perf_counter()
         where = {"platform": executor.name, **executor.location(), "run_id": run_id,
                  "output_dir": public_path(out), "format": fmt}  # fmt: skip
+        if batch_id:
+            where["batch_id"] = batch_id
         run_start = audit_entry(self.audit, "run_start", entry, actor, **where)
         facts: dict[str, Any] = {
             "run_id": run_id, "client": entry.client, "key": entry.key,
@@ -891,6 +896,7 @@ class TransformSession:
             rows_out=facts.get("rows_out"),
             details={**details, **facts, **sealed},
             run_id=run_id,
+            batch_id=details.get("batch_id"),
         )
         kept: dict[str, Any] = {
             k: facts[k] for k in ("rows_in", "rows_out", "checks_failed", "seconds") if k in facts

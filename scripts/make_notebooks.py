@@ -79,7 +79,7 @@ def replay_template() -> nbformat.NotebookNode:
     parameters = new_code_cell(
         'client = "NORTHWIND"\n'
         f'mapping = "{MAPPING}"\n'
-        'output_dir = f"out/replay/{client}"'
+        "output_dir = None  # default: out/replay/<client>"
     )
     parameters.metadata["tags"] = ["parameters"]
     return notebook([
@@ -94,6 +94,8 @@ def replay_template() -> nbformat.NotebookNode:
             "```"
         ),
         parameters,
+        # After the parameters papermill injects, so each client gets its own folder.
+        new_code_cell('output_dir = output_dir or f"out/replay/{client}"'),
         new_code_cell("%load_ext dataeng_magics"),
         new_code_cell(
             "%%transform --client {client} --mapping {mapping} --output-dir {output_dir} --replay"

@@ -218,7 +218,7 @@ def grant_statements(role: str) -> list[str]:
     """What the runtime user needs on PostgreSQL, and no more: read and write the cache,
     runs and leases; only read and append the audit chain (never UPDATE or DELETE)."""
     return [
-        f"GRANT SELECT, INSERT, UPDATE, DELETE ON entries, runs, leases TO {role}",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON entries, runs, leases, batches TO {role}",
         f"GRANT USAGE ON SEQUENCE runs_id_seq TO {role}",
         f"GRANT SELECT, INSERT ON audit_events TO {role}",
         f"GRANT SELECT ON alembic_version TO {role}",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import BigInteger, Column, Float, Index, Integer, MetaData, String, Table, Text
 
-HEAD = "0002"
+HEAD = "0003"
 
 metadata = MetaData()
 
@@ -56,6 +56,19 @@ runs = Table(
     Column("batch_id", Text),  # set by batch runs
 )
 Index("runs_by_key", runs.c.key, runs.c.id)
+Index("runs_by_batch", runs.c.batch_id)
+
+#: One row per ``batch`` of clients (``--resume`` finds its clients' runs by batch id).
+batches = Table(
+    "batches",
+    metadata,
+    Column("batch_id", Text, primary_key=True),
+    Column("manifest", Text, nullable=False),
+    Column("clients", Integer, nullable=False),
+    Column("started_at", Text, nullable=False),
+    Column("finished_at", Text),
+    Column("exit_code", Integer),
+)
 
 #: One row per run in progress: who runs it where, renewed while it runs, deleted at
 #: its end; a row whose process is gone or whose lease expired is an interrupted run.

@@ -30,7 +30,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from dataeng_magics.canonical import sha256_text
 from dataeng_magics.errors import StoreError
 from dataeng_magics.state import db
-from dataeng_magics.state.schema import entries, leases, runs
+from dataeng_magics.state.schema import batches, entries, leases, runs
 
 Status = Literal["draft", "approved", "rejected", "revoked"]
 Outcome = Literal["succeeded", "validation_failed", "failed"]
@@ -151,6 +151,20 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # someone else's process
         return True
     return True
+
+
+class BatchRecord(BaseModel):
+    """One ``batch`` of clients: what it ran from and how it ended (None: still running,
+    or killed)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    batch_id: str
+    manifest: str
+    clients: int
+    started_at: UtcDatetime
+    finished_at: UtcDatetime | None = None
+    exit_code: int | None = None
 
 
 _ENTRY_COLUMNS = tuple(Entry.model_fields)
@@ -458,6 +472,7 @@ class Store:
             rows_out=rows_out,
             seconds=0.0,
             details=details or {},
+            batch_id=batch_id,
         )
         record.seconds = max(0.0, (record.finished_at - record.started_at).total_seconds())
         with self._tx() as conn:
@@ -563,3 +578,46 @@ class Store:
             if state == "running" or finished is None or finished < lease.started_at:
                 states[lease.key] = state
         return states
+
+    # -- batches -----------------------------------------------------------------------
+
+    def start_batch(self, batch_id: str, manifest: str, clients: int) -> BatchRecord:
+        """Record a batch (or a resumed one: its end is cleared until it ends again)."""
+        record = BatchRecord(
+            batch_id=batch_id, manifest=manifest, clients=clients, started_at=utcnow()
+        )
+        with self._tx() as conn:
+            known = conn.execute(
+                select(batches.c.batch_id).where(batches.c.batch_id == batch_id)
+            ).first()
+            if known is None:
+                conn.execute(insert(batches).values(batch_id=batch_id, manifest=manifest,
+                             clients=clients, started_at=_ts(record.started_at)))  # fmt: skip
+            else:
+                conn.execute(update(batches).where(batches.c.batch_id == batch_id)
+                             .values(finished_at=None, exit_code=None))  # fmt: skip
+        return record
+
+    def end_batch(self, batch_id: str, exit_code: int) -> None:
+        with self._tx() as conn:
+            conn.execute(update(batches).where(batches.c.batch_id == batch_id)
+                         .values(finished_at=_ts(utcnow()), exit_code=exit_code))  # fmt: skip
+
+    def batch(self, batch_id: str) -> BatchRecord:
+        rows = self._read(select(batches).where(batches.c.batch_id == batch_id))
+        if not rows:
+            raise StoreError(
+                f"no batch {batch_id!r} in the store",
+                hint="Pass the batch id a `batch` printed (its first line).",
+                file=self.where,
+            )
+        return BatchRecord.model_validate(dict(rows[0]._mapping))
+
+    def batch_succeeded(self, batch_id: str) -> set[str]:
+        """The clients (as the manifest spells them) with a succeeded run in this batch."""
+        rows = self._read(
+            select(entries.c.client).distinct()
+            .select_from(runs.join(entries, entries.c.key == runs.c.key))
+            .where(runs.c.batch_id == batch_id, runs.c.outcome == "succeeded")
+        )  # fmt: skip
+        return {row.client for row in rows}

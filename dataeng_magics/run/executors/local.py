@@ -63,6 +63,7 @@ def spark_session(verbose: bool = False) -> Any:
         .set("spark.ui.enabled", "false")
         .set("spark.ui.showConsoleProgress", "false")
         .set("spark.sql.session.timeZone", "UTC")
+        .set("spark.scheduler.mode", "FAIR")  # a batch's clients share it (a pool each)
     )
     try:
         if not verbose:

@@ -1,0 +1,179 @@
+"""``batch --manifest``: many clients on the one local Spark session, each failing alone."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from openpyxl import load_workbook
+
+from dataeng_magics.batches import batch, read_manifest
+from dataeng_magics.cli import main
+from dataeng_magics.config import load_settings
+from dataeng_magics.errors import MappingError
+from dataeng_magics.state.audit import AuditLog
+from dataeng_magics.state.store import Store
+from dataeng_magics.workflow import TransformRequest, TransformSession
+
+
+def approve(client: str, mapping: Path) -> None:
+    s = TransformSession(TransformRequest(client=client, mapping=mapping), load_settings())
+    s.draft()
+    s.approve("alice")
+
+
+def write_manifest(path: Path, rows: list[dict[str, str]]) -> Path:
+    columns = list(dict.fromkeys(c for r in rows for c in r))
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture
+def five(example: Path, tmp_path: Path) -> Path:
+    """Five clients: A, B, C approved; D not approved; E approved with a date rule the
+    data breaks (its check fails)."""
+    broken = tmp_path / "broken"
+    shutil.copytree(example.parent, broken)
+    book = load_workbook(broken / "northwind.xlsx")
+    for row in book["Mapping"].iter_rows():
+        if row[1].value == "TRADE_DATE":
+            row[5].value = "parse date DD/MM/YYYY"  # the data is MM/DD/YYYY
+    book.save(broken / "northwind.xlsx")
+    for client in "ABC":
+        approve(client, example)
+    approve("E", broken / "northwind.xlsx")
+    rows = [{"client": c, "mapping": str(example), "output_dir": f"out/{c}"} for c in "ABCD"] + [
+        {"client": "E", "mapping": "broken/northwind.xlsx", "output_dir": "out/E"}
+    ]
+    return write_manifest(tmp_path / "clients.csv", rows)
+
+
+@pytest.mark.spark
+def test_batch_isolates_failures_records_the_batch_and_resumes(
+    five: Path, example: Path, tmp_path: Path, spark: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = tmp_path / "report.json"
+    code = main(["batch", "--manifest", str(five), "--jobs", "3", "--report", str(report)])
+    assert code == 4  # the worst: E's failed check (D's missing approval is 3)
+    shown = json.loads(report.read_text())
+    results = {c["client"]: c for c in shown["clients"]}
+    assert {c: r["result"] for c, r in results.items()} == {
+        "A": "succeeded", "B": "succeeded", "C": "succeeded",
+        "D": "approval_required", "E": "validation_failed",
+    }  # fmt: skip
+    out = tmp_path / "out"
+    expected = pd.read_parquet(out / "A" / "TRADES").sort_values(
+        list(pd.read_parquet(out / "A" / "TRADES").columns)
+    )
+    for client in "BC":  # the others were published, whole, beside the failures
+        got = pd.read_parquet(out / client / "TRADES")
+        pd.testing.assert_frame_equal(
+            got.sort_values(list(got.columns)).reset_index(drop=True),
+            expected.reset_index(drop=True),
+        )
+        assert results[client]["rows_out"] == results["A"]["rows_out"] > 0
+    assert not (out / "D").exists()  # nothing ran for D
+    assert results["E"]["checks_failed"] > 0 and "TRADE_DATE" not in results["A"]["message"]
+    assert results["A"]["evidence"] == (out / "A").as_uri()
+    batch_id = shown["batch_id"]
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"batch {batch_id}: 5 of 5 client(s); one local Spark session")
+    assert "approval required" in printed.lower()
+
+    store = Store(load_settings().store_path)
+    assert store.batch(batch_id).exit_code == 4
+    assert {r.batch_id for r in store.runs()} == {batch_id}
+    assert store.batch_succeeded(batch_id) == {"A", "B", "C"}
+    events = [e for e in AuditLog(load_settings().audit_path).events() if "batch" in e.event]
+    assert [e.event for e in events] == ["batch_start", "batch_end"]
+    assert all(e.details["batch_id"] == batch_id for e in events)
+
+    # Resume: D is approved now; only D and E run again (E still fails its check).
+    approve("D", example)
+    again = batch(resume=batch_id, jobs=2)
+    assert again.batch_id == batch_id and again.exit_code == 4
+    by_client = {c.client: c for c in again.clients}
+    assert by_client["D"].result == "succeeded" and by_client["E"].result == "validation_failed"
+    assert by_client["A"].message == "succeeded earlier in this batch"
+    ran = [r for r in store.runs() if r.batch_id == batch_id]
+    assert len(ran) == 4 + 2  # A, B, C, E, then D and E: A, B and C were not run again
+    assert store.batch_succeeded(batch_id) == {"A", "B", "C", "D"}
+
+
+@pytest.mark.spark
+def test_a_bad_source_file_fails_its_client_only(example: Path, tmp_path: Path, spark: Any) -> None:
+    approve("A", example)
+    approve("B", example)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("not,the,columns\n1,2,3\n")
+    manifest = write_manifest(
+        tmp_path / "m.csv",
+        [
+            {"client": "A", "mapping": str(example), "output_dir": "out/A", "source.trades": ""},
+            {"client": "B", "mapping": str(example), "output_dir": "out/B",
+             "source.trades": str(bad)},
+        ],
+    )  # fmt: skip
+    outcome = batch(manifest, jobs=2)
+    a, b = outcome.clients
+    assert a.result == "succeeded" and b.exit_code in (2, 3, 5) and b.message
+    assert "\n" not in b.message
+    assert (tmp_path / "out" / "A" / "TRADES").is_dir()
+
+
+def test_manifest_errors_name_file_row_and_column(tmp_path: Path) -> None:
+    def error(rows: list[dict[str, str]], name: str = "m.csv") -> str:
+        with pytest.raises(MappingError) as err:
+            read_manifest(write_manifest(tmp_path / name, rows))
+        return str(err.value)
+
+    row = {"client": "A", "mapping": "a.xlsx", "output_dir": "out/A"}
+    assert error([{**row, "colour": "red"}]) == (
+        f"{tmp_path / 'm.csv'}, row 2, column 'colour': unknown manifest column 'colour'. "
+        "Columns: client, mapping, output_dir, source.NAME, control.SOURCE.rows, "
+        "control.SOURCE.COLUMN."
+    )
+    assert "row 3, column 'client': client 'a' is also on row 2" in error(
+        [row, {**row, "client": "a", "output_dir": "out/B"}]
+    )
+    assert "row 3, column 'output_dir'" in error([row, {**row, "client": "B"}])
+    assert "row 2, column 'output_dir': output_dir is empty" in error([{**row, "output_dir": ""}])
+    assert "column 'control.trades.rows': control total 'many' is not a number" in error(
+        [{**row, "control.trades.rows": "many"}]
+    )
+    parsed = read_manifest(
+        write_manifest(tmp_path / "ok.csv", [{**row, "control.trades.rows": "1,000",
+                                              "source.trades": "new/trades.csv"}])
+    )  # fmt: skip
+    assert parsed[0].controls == {"trades.rows": "1000"}
+    assert parsed[0].sources == {"trades": str(tmp_path / "new" / "trades.csv")}
+    assert parsed[0].mapping == tmp_path / "a.xlsx"  # relative to the manifest
+
+
+def test_yaml_manifest_may_nest_sources(tmp_path: Path) -> None:
+    path = tmp_path / "clients.yaml"
+    path.write_text(
+        "clients:\n"
+        "  - client: A\n    mapping: a.xlsx\n    output_dir: out/A\n"
+        "    source: {trades: q3/trades.csv}\n    control: {trades: {rows: 91}}\n"
+    )
+    (row,) = read_manifest(path)
+    assert row.sources == {"trades": str(tmp_path / "q3" / "trades.csv")}
+    assert row.controls == {"trades.rows": "91"}
+
+
+def test_batch_cli_usage(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as err:
+        main(["batch"])
+    assert err.value.code == 2
+    assert "batch needs --manifest (or --resume ID)" in capsys.readouterr().err
+    assert main(["batch", "--resume", "nope"]) == 2
+    assert "no batch 'nope' in the store" in capsys.readouterr().err
