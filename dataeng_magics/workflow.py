@@ -187,6 +187,17 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+#: What the chat history says when a forced draft starts again from the workbook.
+RESTARTED = "Started again from the workbook: the revisions above no longer apply."
+#: Conversation turns that mark what happened to the plan (not chat messages).
+_MARKS = ("reopened", "restarted", "approved")
+
+
+def _turn(kind: str, text: str, **facts: Any) -> dict[str, Any]:
+    """A system turn in the conversation marking what happened to the plan."""
+    return {"role": "system", "kind": kind, "text": text, "time": _now().isoformat(), **facts}
+
+
 def audit_entry(audit: AuditLog, event: str, entry: Entry, actor: str | None,
                 **details: Any) -> None:  # fmt: skip
     """One audit record about an entry, with its client, key and hashes."""
@@ -459,6 +470,8 @@ class TransformSession:
         existing = self.entry()
         if existing is not None and not force and existing.status in ("draft", "approved"):
             return existing
+        if existing is not None and not force and existing.status == "revoked":
+            return self._reopen(existing, actor)
         if existing is not None and existing.status == "approved":
             _audit_revocation(self.audit, existing, actor, "the plan was re-drafted")
         from dataeng_magics.sources.platforms import check_platform
@@ -469,6 +482,8 @@ class TransformSession:
                                self.request.notes, context=self._context())  # fmt: skip
         plan = result.plan
         entry = self.store.put(self._entry_for(plan))
+        if existing is not None and existing.conversation:  # kept, marked as no longer applying
+            entry = self.store.add_conversation(entry.key, [_turn("restarted", RESTARTED)])
         usage = self._record_usage(entry.key, result)
         if result.reply:  # the planner's account of the draft (the LLM planner's)
             text = result.reply + (self._client_tokens(entry.client) if usage.get("calls") else "")
@@ -481,6 +496,32 @@ class TransformSession:
             replaced=existing.status if existing else None, **usage,
         )  # fmt: skip
         return entry
+
+    def _reopen(self, revoked: Entry, actor: str | None) -> Entry:
+        """The revoked plan, revisions and chat kept, as a draft to review again: a
+        revocation never silently sends a reviewer back to the workbook's draft."""
+        entry = self.store.put(self._entry_for(self.plan_of(revoked)))
+        by, reason = revoked.revoked_by or "someone", revoked.reason or "no reason given"
+        turn = _turn(
+            "reopened",
+            f"Revoked by {by} at {revoked.updated_at:%Y-%m-%d %H:%M} UTC: {reason}. The plan "
+            "is reopened as a draft with its revisions; approve it again, or start again "
+            "from the workbook.",
+            revoked_by=by, revoked_at=revoked.updated_at.isoformat(), reason=reason,
+        )  # fmt: skip
+        entry = self.store.add_conversation(entry.key, [turn])
+        audit_entry(self.audit, "draft", entry, actor, reopened=True, unresolved=len(
+            self.plan_of(entry).unresolved()))  # fmt: skip
+        return entry
+
+    @staticmethod
+    def reopened(entry: Entry) -> dict[str, Any] | None:
+        """The revocation a draft was reopened after (by, at, reason), while it is the
+        latest thing that happened to the plan: what the review panel's banner shows."""
+        if entry.status != "draft":
+            return None
+        marks = [t for t in entry.conversation if t.get("kind") in _MARKS]
+        return marks[-1] if marks and marks[-1]["kind"] == "reopened" else None
 
     def current_draft(self) -> Entry:
         entry = self.entry()
@@ -545,6 +586,9 @@ class TransformSession:
                 hint="Re-draft with --force.",
             )
         entry = self.store.approve(entry.key, reviewer, sha256_text(code))
+        entry = self.store.add_conversation(
+            entry.key, [_turn("approved", f"Approved by {reviewer}.")]
+        )
         audit_entry(self.audit, "approval", entry, reviewer, reviewer=reviewer,
                     key_version=KEY_VERSION)  # fmt: skip
         return Approval(entry, reviewer, recorded=True)

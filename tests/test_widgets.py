@@ -521,6 +521,28 @@ def test_a_revocation_made_elsewhere_shows_when_the_reviewer_comes_back(
     assert panel.run_button.tooltip == RERUN_TRANSFORM
 
 
+def test_a_revoked_plan_reopens_with_its_revisions_a_banner_and_start_again(
+    example: Path,
+) -> None:
+    session = make_session(example)
+    panel = ReviewPanel(session, reviewer="dave")
+    assert panel.banner.layout.display == "none"
+    panel.chat.send("DESK: first 3 characters, upper")
+    panel.approve()
+    revoke(session.settings, panel.entry.key, "carol", "mapping v5")
+    again = ReviewPanel(session, reviewer="dave")  # re-running the cell
+    assert again.entry.status == "draft" and "substring 1, 3" in again.plan_html.value
+    assert again.banner.layout.display is None
+    banner = again.banner_html.value
+    assert "Revoked by carol at" in banner and "mapping v5" in banner
+    texts = [m["text"] for m in again.chat.messages]
+    assert "DESK: first 3 characters, upper" in texts and "Approved by dave." in texts
+    again.restart_button.click()
+    assert again.banner.layout.display == "none" and "substring 1, 4" in again.plan_html.value
+    assert again.chat.messages[-1]["text"].startswith("Started again from the workbook")
+    assert "Started again" in again.status.value
+
+
 def test_run_and_materialise_recheck_the_approval_first(example: Path, tmp_path: Path) -> None:
     session = make_session(example)
     review = ReviewPanel(session, reviewer="dave")

@@ -267,9 +267,19 @@ class ReviewPanel(_Panel):
         )
         self._run_row = widgets.HBox([self.output_dir, self.run_button])
         self.footer = widgets.VBox()
+        self.banner_html = widgets.HTML()
+        self.restart_button = widgets.Button(
+            description="Start again from the workbook",
+            icon="undo",
+            tooltip="Draft anew from the mapping; the revisions above no longer apply.",
+            layout=widgets.Layout(width="auto"),
+        )
+        self.restart_button.on_click(lambda _: self.start_again())
+        self.banner = widgets.HBox([self.banner_html, self.restart_button])
 
         self.children = (
-            self.tabs, self.footer, self.run_html, self.status, self.inserter, self.frame,
+            self.banner, self.tabs, self.footer, self.run_html, self.status, self.inserter,
+            self.frame,
         )  # fmt: skip
         self._show_entry(self._entry)
 
@@ -316,6 +326,19 @@ class ReviewPanel(_Panel):
             self._say(f"Plan revised: {len(changes)} line(s) changed; see the Plan tab.")
         else:
             self._say(f"The plan did not change. {revision.reply}")
+        return entry
+
+    def start_again(self) -> Entry | None:
+        """Draft anew from the workbook (the reopened plan's revisions no longer apply)."""
+        try:
+            entry = self.session.draft(force=True, actor=self._actor())
+        except DataEngMagicsError as exc:
+            self._say(str(exc), error=True)
+            return None
+        self._last_revision = None
+        self._show_entry(entry)
+        self.chat.messages = self._first_messages()
+        self._say("Started again from the workbook's draft.")
         return entry
 
     def approve(self, reviewer: str | None = None) -> Entry | None:
@@ -433,6 +456,10 @@ class ReviewPanel(_Panel):
             self.preview_html.value = render.note(PREVIEW_INTRO)
         self.preview_button.disabled = bool(unresolved)
         self._show_footer(entry)
+        reopened = self.session.reopened(entry)
+        self.banner.layout.display = None if reopened else "none"
+        if reopened:
+            self.banner_html.value = render.note(reopened["text"], render.MARKED)
 
     def _tab_selected(self, change: dict[str, Any]) -> None:
         self.code_view.active = change["new"] == TABS.index("Code")
