@@ -152,6 +152,22 @@ class Preview:
     seconds: float
 
 
+def preview_engine_ready() -> bool:
+    """Whether local Spark is up already, so a preview needs no start-up (imports nothing)."""
+    import sys
+
+    context = sys.modules.get("pyspark.context")
+    return context is not None and context.SparkContext._active_spark_context is not None
+
+
+def start_preview_engine() -> None:
+    """Start local Spark for previews (a panel does it in the background while the
+    reviewer reads, so the first preview does not wait for the JVM)."""
+    from dataeng_magics.run.executors.local import spark_session
+
+    spark_session()
+
+
 def write_samples(samples: dict[str, Sample], mapping: Mapping, folder: Path) -> dict[str, str]:
     """Write each sample where the compiled code can read it, in the source's own format."""
     from dataeng_magics.sources.readers import reader_for
@@ -685,13 +701,17 @@ class TransformSession:
             )  # fmt: skip
         return summary
 
-    def preview(self, plan: Plan | None = None, rows: int = 20) -> Preview:
-        """The plan applied to the sample rows on local Spark, with its validation."""
+    def preview(self, plan: Plan | None = None, rows: int = 20, *, code: str = "") -> Preview:
+        """The plan applied to the sample rows on local Spark, with its validation.
+
+        ``code``: the plan's compiled code, when the caller has it. A background preview
+        must pass it: compiling parses Python (``ast``), which CPython 3.11 cannot do in
+        two threads at once (gh-106905), and the kernel parses each cell it runs."""
         from dataeng_magics.run.executors.base import Job
         from dataeng_magics.run.executors.local import execute, spark_session
 
         plan = plan or self.plan_of(self.current_draft())
-        code = compile_plan(plan)
+        code = code or compile_plan(plan)
         started = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="dem-preview-") as tmp:
             paths = write_samples(self.samples, self.mapping, Path(tmp))

@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from html.parser import HTMLParser
@@ -631,6 +632,35 @@ def test_preview_and_run_on_local_spark(example: Path, tmp_path: Path, spark: An
     approved.run_button.click()
     assert len(runs) == 2 and approved.entry.runs == 2
     assert "<td>2</td>" in approved.info_html.value
+
+
+def test_preview_runs_by_itself_and_only_the_newest_plans_is_shown(
+    example: Path, spark: Any
+) -> None:
+    session = make_session(example)
+    panel = ReviewPanel(session, reviewer="frank")
+    shown: list[str] = []
+    panel.preview_html.observe(lambda change: shown.append(change["new"]), names="value")
+    with panel._preview_lock:  # Spark busy with an earlier preview
+        stale = panel.schedule_preview()
+        panel.chat.send("SOURCE_SYSTEM: constant 'OMS-2'")  # the plan changes meanwhile
+        newest = panel.schedule_preview()
+    stale.join(120)
+    newest.join(120)
+    previews = [html for html in shown if "checks passed" in html]
+    assert len(previews) == 1 and "OMS-2" in previews[0]  # the stale one never showed
+    assert panel.spark_progress.layout.display == "none"  # Spark was up: no bar
+
+    auto = ReviewPanel(session, reviewer="frank", auto_preview=True)  # as %%transform makes it
+    for thread in threading.enumerate():
+        if thread.name == "dataeng-magics-preview":
+            thread.join(120)
+    assert "OMS-2" in auto.preview_html.value
+    auto.chat.send("SOURCE_SYSTEM: constant 'OMS-3'")  # each revision previews again
+    for thread in threading.enumerate():
+        if thread.name == "dataeng-magics-preview":
+            thread.join(120)
+    assert "OMS-3" in auto.preview_html.value
 
 
 # --- the chat's front end -----------------------------------------------------------
