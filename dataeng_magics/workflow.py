@@ -9,6 +9,7 @@ approvals.
 from __future__ import annotations
 
 import difflib
+import itertools
 import shlex
 import tempfile
 import time
@@ -394,6 +395,40 @@ class TransformSession:
             if c.get("failed")
         ]
 
+    def date_warnings(self, before: Plan, after: Plan) -> list[str]:
+        """Each date pattern ``after`` sets anew, checked against the sample in Python
+        (no Spark): where most values do not parse, a warning naming the pattern that fits."""
+        from dataeng_magics.plan.dates import best_pattern, parses
+        from dataeng_magics.plan.model import ParseDate, Trim
+
+        old = {(t.name, c.name): c.steps for t in before.tables for c in t.columns}
+        warnings = []
+        for table in after.tables:
+            frame = self.samples[table.source].frame
+            for column in table.columns:
+                lead = list(itertools.takewhile(lambda s: isinstance(s, Trim), column.steps))
+                step = column.steps[len(lead)] if len(lead) < len(column.steps) else None
+                was = old.get((table.name, column.name), [])
+                if not isinstance(step, ParseDate) or step in was:
+                    continue
+                if column.source_column not in frame.columns:
+                    continue
+                values = [str(v).strip() for v in frame[column.source_column].dropna()]
+                values = [v for v in values if v]
+                failed = len(values) - parses(values, step.pattern)
+                if not values or failed * 2 <= len(values):
+                    continue
+                example = next(v for v in values if parses([v], step.pattern) == 0)
+                warning = (
+                    f"Warning: {failed} of {len(values)} sample values of {column.name} do not "
+                    f"parse as {step.pattern} (e.g. {example!r}) and would become null"
+                )
+                best = best_pattern(values)
+                if best is not None and best[1] > len(values) - failed:
+                    warning += f"; {best[0]} fits {best[1]} of {len(values)}"
+                warnings.append(warning + ".")
+        return warnings
+
     def _client_tokens(self, client: str) -> str:
         spent = [(e.tokens_in, e.tokens_out) for e in self.store.list(client)]
         return (
@@ -556,6 +591,9 @@ class TransformSession:
         before = self.plan_of(entry)
         revision = self.planner.revise(before, feedback, self.schemas, context=self._context(entry))
         changes = plan_diff(before, revision.plan)
+        warnings = self.date_warnings(before, revision.plan)
+        if warnings:
+            revision = replace(revision, reply=" ".join([revision.reply, *warnings]))
         usage = self._record_usage(entry.key, revision)
         if usage.get("calls"):
             revision = replace(revision, reply=revision.reply + self._client_tokens(entry.client))

@@ -333,6 +333,39 @@ def test_a_revision_that_drops_a_workbook_step_says_so_and_add_keeps_the_rest(
     assert "COUNTRY has no step round" in revision.reply and not entry.conversation[-1]["changes"]
 
 
+def test_a_date_pattern_that_does_not_fit_the_sample_is_flagged_with_one_that_does(
+    example: Path,
+) -> None:
+    s = session(example)
+    s.draft()
+    entry, revision = s.revise("SETTLE_DATE: parse date MM/DD/YYYY")
+    assert "Warning: 96 of 96 sample values of SETTLE_DATE do not parse as MM/DD/YYYY" in (
+        revision.reply
+    )
+    assert "(e.g. '27.06.2025') and would become null; DD.MM.YYYY fits 96 of 96." in revision.reply
+    assert entry.conversation[-1]["text"] == revision.reply  # kept in the chat history
+    _, revision = s.revise("TRADE_DATE: trim, parse date MM/DD/YYYY")  # it fits: no warning
+    assert "Warning" not in revision.reply
+
+
+def test_notes_the_planner_understands_are_applied_and_the_rest_said_to_be_context(
+    example: Path,
+) -> None:
+    s = session(example, notes="CURRENCY: default 'USD'\nAmounts arrive in thousands.")
+    entry = s.draft()
+    assert "CURRENCY (string) [required] <- \"Ccy\": trim, then upper, then default 'USD'" in (
+        entry.pseudocode
+    )
+    assert "# note: Amounts arrive in thousands." in entry.pseudocode
+    assert "# note: CURRENCY" not in entry.pseudocode
+    reply = entry.conversation[-1]["text"]
+    assert reply.startswith(
+        "Applied from the notes: CURRENCY: default 'USD' (removed default 'EUR' if null). "
+    )
+    assert "Kept as notes, context for an LLM planner only" in reply
+    assert reply.endswith(": 'Amounts arrive in thousands.'")
+
+
 def test_expired_approval_needs_a_new_one(example: Path) -> None:
     s = session(example, settings=load_settings(ttl_days=1e-9))
     s.draft()

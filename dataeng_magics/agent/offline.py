@@ -259,8 +259,34 @@ class OfflinePlanner:
             )
             for name, s in mapping.sources.items()
         }
-        plan = Plan(client=client, sources=sources, tables=tables, notes=notes.strip())
-        return PlanResult(finalize(plan, schemas))
+        plan = finalize(Plan(client=client, sources=sources, tables=tables), schemas)
+        return self._apply_notes(plan, notes, schemas)
+
+    def _apply_notes(self, plan: Plan, notes: str, schemas: Schemas) -> PlanResult:
+        """Apply each line of the cell's notes that is an instruction in the rule
+        vocabulary ("CURRENCY: default 'USD'"), and say so; the other lines stay in the
+        plan as notes, context for an LLM planner only, and the reply says that too."""
+        applied, kept = [], []
+        for line in (raw.strip() for raw in notes.splitlines()):
+            result = self.revise(plan, line, schemas) if line else None
+            if result is None:
+                continue
+            if result.understood and not result.not_understood:
+                plan = result.plan
+                applied += result.understood
+            else:
+                kept.append(line)
+        said = []
+        if applied:
+            said.append(f"Applied from the notes: {'; '.join(applied)}.")
+        if kept:
+            said.append(
+                "Kept as notes, context for an LLM planner only (the offline planner acts "
+                "only on 'COLUMN: rule' and 'filter: condition' lines): "
+                + "; ".join(repr(line) for line in kept)
+            )
+        plan = plan.model_copy(update={"notes": "\n".join(kept)})
+        return PlanResult(plan, " ".join(said), applied)
 
     def revise(
         self,
@@ -328,6 +354,9 @@ class OfflinePlanner:
                             f"{line!r}: {column.name} has no step {', '.join(missing)}"
                         )
                         continue
+                elif steps and all(isinstance(step, Default) for step in steps):  # a new default
+                    steps = [*(s for s in column.steps if not isinstance(s, Default)), *steps]
+                    removing = True  # replaced, nothing else lost: no "add" hint
                 elif edit:  # add / also / plus: the new steps go before the null default
                     kept = column.steps
                     at = len(kept) - (1 if kept and isinstance(kept[-1], Default) else 0)
