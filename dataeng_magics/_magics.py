@@ -411,7 +411,9 @@ class TransformMagics(Magics):
             from dataeng_magics.widgets import ReviewPanel
 
             # the panel's Reviewer field: this name, else the Jupyter user if a person
-            self.panel = ReviewPanel(session, reviewer=args.reviewer or self.reviewer)
+            self.panel = ReviewPanel(
+                session, reviewer=args.reviewer or self.reviewer, auto_preview=True
+            )
         display(self.panel)
         return None
 

@@ -82,6 +82,9 @@ def _reviewer(args: argparse.Namespace) -> str:
 def cmd_draft(args: argparse.Namespace) -> int:
     session = _session(args, "interactive")
     entry = session.draft(force=args.force)
+    reopened = session.reopened(entry)
+    if reopened is not None:
+        print(f"{reopened['text']} (draft --force starts again from the workbook)\n")
     _print_entry(entry)
     unresolved = session.plan_of(entry).unresolved()
     if unresolved:

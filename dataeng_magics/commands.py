@@ -190,13 +190,15 @@ COMMANDS = (
             arg(
                 "--force",
                 action="store_true",
-                help="replace an existing draft or approval (an approval is revoked, and audited)",
+                help="start again from the workbook: replace an existing draft or approval "
+                "(an approval is revoked, and audited)",
             ),
             PLANNER,
         ),
         "Draft a plan from the mapping and the first rows of each source, and print it as "
         "pseudocode with its cache key. An existing draft or approval is shown, not "
-        "replaced. (In a notebook, a %%transform cell drafts.)",
+        "replaced; a revoked plan reopens as a draft with its revisions. (In a notebook, "
+        "a %%transform cell drafts.)",
         keyed=True,
         fronts=("cli",),
     ),

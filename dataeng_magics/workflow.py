@@ -9,6 +9,7 @@ approvals.
 from __future__ import annotations
 
 import difflib
+import itertools
 import shlex
 import tempfile
 import threading
@@ -169,6 +170,22 @@ class Preview:
     seconds: float
 
 
+def preview_engine_ready() -> bool:
+    """Whether local Spark is up already, so a preview needs no start-up (imports nothing)."""
+    import sys
+
+    context = sys.modules.get("pyspark.context")
+    return context is not None and context.SparkContext._active_spark_context is not None
+
+
+def start_preview_engine() -> None:
+    """Start local Spark for previews (a panel does it in the background while the
+    reviewer reads, so the first preview does not wait for the JVM)."""
+    from dataeng_magics.run.executors.local import spark_session
+
+    spark_session()
+
+
 def write_samples(samples: dict[str, Sample], mapping: Mapping, folder: Path) -> dict[str, str]:
     """Write each sample where the compiled code can read it, in the source's own format."""
     from dataeng_magics.sources.readers import reader_for
@@ -209,6 +226,17 @@ def _with_warnings(pseudocode: str, warnings: tuple[str, ...]) -> str:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+#: What the chat history says when a forced draft starts again from the workbook.
+RESTARTED = "Started again from the workbook: the revisions above no longer apply."
+#: Conversation turns that mark what happened to the plan (not chat messages).
+_MARKS = ("reopened", "restarted", "approved")
+
+
+def _turn(kind: str, text: str, **facts: Any) -> dict[str, Any]:
+    """A system turn in the conversation marking what happened to the plan."""
+    return {"role": "system", "kind": kind, "text": text, "time": _now().isoformat(), **facts}
 
 
 def audit_entry(audit: AuditTrail, event: str, entry: Entry, actor: str | None,
@@ -487,6 +515,40 @@ class TransformSession:
             if c.get("failed")
         ]
 
+    def date_warnings(self, before: Plan, after: Plan) -> list[str]:
+        """Each date pattern ``after`` sets anew, checked against the sample in Python
+        (no Spark): where most values do not parse, a warning naming the pattern that fits."""
+        from dataeng_magics.plan.dates import best_pattern, parses
+        from dataeng_magics.plan.model import ParseDate, Trim
+
+        old = {(t.name, c.name): c.steps for t in before.tables for c in t.columns}
+        warnings = []
+        for table in after.tables:
+            frame = self.samples[table.source].frame
+            for column in table.columns:
+                lead = list(itertools.takewhile(lambda s: isinstance(s, Trim), column.steps))
+                step = column.steps[len(lead)] if len(lead) < len(column.steps) else None
+                was = old.get((table.name, column.name), [])
+                if not isinstance(step, ParseDate) or step in was:
+                    continue
+                if column.source_column not in frame.columns:
+                    continue
+                values = [str(v).strip() for v in frame[column.source_column].dropna()]
+                values = [v for v in values if v]
+                failed = len(values) - parses(values, step.pattern)
+                if not values or failed * 2 <= len(values):
+                    continue
+                example = next(v for v in values if parses([v], step.pattern) == 0)
+                warning = (
+                    f"Warning: {failed} of {len(values)} sample values of {column.name} do not "
+                    f"parse as {step.pattern} (e.g. {example!r}) and would become null"
+                )
+                best = best_pattern(values)
+                if best is not None and best[1] > len(values) - failed:
+                    warning += f"; {best[0]} fits {best[1]} of {len(values)}"
+                warnings.append(warning + ".")
+        return warnings
+
     def _client_tokens(self, client: str) -> str:
         spent = [(e.tokens_in, e.tokens_out) for e in self.store.list(client)]
         return (
@@ -579,6 +641,8 @@ class TransformSession:
         existing = self.entry()
         if existing is not None and not force and existing.status in ("draft", "approved"):
             return existing
+        if existing is not None and not force and existing.status == "revoked":
+            return self._reopen(existing, actor)
         if existing is not None and existing.status == "approved":
             _audit_revocation(self.audit, existing, actor, "the plan was re-drafted")
         from dataeng_magics.sources.platforms import check_platform
@@ -589,6 +653,8 @@ class TransformSession:
                                self.request.notes, context=self._context())  # fmt: skip
         plan = result.plan
         entry = self.store.put(self._entry_for(plan))
+        if existing is not None and existing.conversation:  # kept, marked as no longer applying
+            entry = self.store.add_conversation(entry.key, [_turn("restarted", RESTARTED)])
         usage = self._record_usage(entry.key, result)
         if result.reply:  # the planner's account of the draft (the LLM planner's)
             text = result.reply + (self._client_tokens(entry.client) if usage.get("calls") else "")
@@ -601,6 +667,32 @@ class TransformSession:
             replaced=existing.status if existing else None, **usage,
         )  # fmt: skip
         return entry
+
+    def _reopen(self, revoked: Entry, actor: str | None) -> Entry:
+        """The revoked plan, revisions and chat kept, as a draft to review again: a
+        revocation never silently sends a reviewer back to the workbook's draft."""
+        entry = self.store.put(self._entry_for(self.plan_of(revoked)))
+        by, reason = revoked.revoked_by or "someone", revoked.reason or "no reason given"
+        turn = _turn(
+            "reopened",
+            f"Revoked by {by} at {revoked.updated_at:%Y-%m-%d %H:%M} UTC: {reason}. The plan "
+            "is reopened as a draft with its revisions; approve it again, or start again "
+            "from the workbook.",
+            revoked_by=by, revoked_at=revoked.updated_at.isoformat(), reason=reason,
+        )  # fmt: skip
+        entry = self.store.add_conversation(entry.key, [turn])
+        audit_entry(self.audit, "draft", entry, actor, reopened=True, unresolved=len(
+            self.plan_of(entry).unresolved()))  # fmt: skip
+        return entry
+
+    @staticmethod
+    def reopened(entry: Entry) -> dict[str, Any] | None:
+        """The revocation a draft was reopened after (by, at, reason), while it is the
+        latest thing that happened to the plan: what the review panel's banner shows."""
+        if entry.status != "draft":
+            return None
+        marks = [t for t in entry.conversation if t.get("kind") in _MARKS]
+        return marks[-1] if marks and marks[-1]["kind"] == "reopened" else None
 
     def current_draft(self) -> Entry:
         entry = self.entry()
@@ -619,6 +711,9 @@ class TransformSession:
         before = self.plan_of(entry)
         revision = self.planner.revise(before, feedback, self.schemas, context=self._context(entry))
         changes = plan_diff(before, revision.plan)
+        warnings = self.date_warnings(before, revision.plan)
+        if warnings:
+            revision = replace(revision, reply=" ".join([revision.reply, *warnings]))
         usage = self._record_usage(entry.key, revision)
         if usage.get("calls"):
             revision = replace(revision, reply=revision.reply + self._client_tokens(entry.client))
@@ -665,6 +760,9 @@ class TransformSession:
                 hint="Re-draft with --force.",
             )
         entry = self.store.approve(entry.key, reviewer, sha256_text(code))
+        entry = self.store.add_conversation(
+            entry.key, [_turn("approved", f"Approved by {reviewer}.")]
+        )
         audit_entry(self.audit, "approval", entry, reviewer, reviewer=reviewer,
                     key_version=KEY_VERSION)  # fmt: skip
         return Approval(entry, reviewer, recorded=True)
@@ -844,13 +942,17 @@ class TransformSession:
             ) from exc
         return path
 
-    def preview(self, plan: Plan | None = None, rows: int = 20) -> Preview:
-        """The plan applied to the sample rows on local Spark, with its validation."""
+    def preview(self, plan: Plan | None = None, rows: int = 20, *, code: str = "") -> Preview:
+        """The plan applied to the sample rows on local Spark, with its validation.
+
+        ``code``: the plan's compiled code, when the caller has it. A background preview
+        must pass it: compiling parses Python (``ast``), which CPython 3.11 cannot do in
+        two threads at once (gh-106905), and the kernel parses each cell it runs."""
         from dataeng_magics.run.executors.base import Job
         from dataeng_magics.run.executors.local import execute, spark_session
 
         plan = plan or self.plan_of(self.current_draft())
-        code = compile_plan(plan)
+        code = code or compile_plan(plan)
         started = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="dem-preview-") as tmp:
             paths = write_samples(self.samples, self.mapping, Path(tmp))

@@ -403,7 +403,8 @@ def test_both_planners_answer_from_python_with_the_plan_and_its_account(example:
     drafted = offline.draft("NORTHWIND", s.mapping, s.schemas, context=context)
     assert drafted.plan == s.baseline and drafted.usage is None and not drafted.reply
     revised = offline.revise(drafted.plan, "DESK: upper\nmake it nicer", s.schemas, context=context)
-    assert revised.understood == ["DESK: upper"] and len(revised.not_understood) == 1
+    assert revised.understood[0].startswith("DESK: upper (removed substring 1, 4;")
+    assert len(revised.understood) == 1 and len(revised.not_understood) == 1
     assert revised.usage is None and "Not understood" in revised.reply
 
     model = ScriptedModel(responses=[GOOD_DESK])

@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from html.parser import HTMLParser
@@ -521,6 +522,28 @@ def test_a_revocation_made_elsewhere_shows_when_the_reviewer_comes_back(
     assert panel.run_button.tooltip == RERUN_TRANSFORM
 
 
+def test_a_revoked_plan_reopens_with_its_revisions_a_banner_and_start_again(
+    example: Path,
+) -> None:
+    session = make_session(example)
+    panel = ReviewPanel(session, reviewer="dave")
+    assert panel.banner.layout.display == "none"
+    panel.chat.send("DESK: first 3 characters, upper")
+    panel.approve()
+    revoke(session.settings, panel.entry.key, "carol", "mapping v5")
+    again = ReviewPanel(session, reviewer="dave")  # re-running the cell
+    assert again.entry.status == "draft" and "substring 1, 3" in again.plan_html.value
+    assert again.banner.layout.display is None
+    banner = again.banner_html.value
+    assert "Revoked by carol at" in banner and "mapping v5" in banner
+    texts = [m["text"] for m in again.chat.messages]
+    assert "DESK: first 3 characters, upper" in texts and "Approved by dave." in texts
+    again.restart_button.click()
+    assert again.banner.layout.display == "none" and "substring 1, 4" in again.plan_html.value
+    assert again.chat.messages[-1]["text"].startswith("Started again from the workbook")
+    assert "Started again" in again.status.value
+
+
 def test_run_and_materialise_recheck_the_approval_first(example: Path, tmp_path: Path) -> None:
     session = make_session(example)
     review = ReviewPanel(session, reviewer="dave")
@@ -610,6 +633,35 @@ def test_preview_and_run_on_local_spark(example: Path, tmp_path: Path, spark: An
     approved.run_button.click()
     assert len(runs) == 2 and approved.entry.runs == 2
     assert "<td>2</td>" in approved.info_html.value
+
+
+def test_preview_runs_by_itself_and_only_the_newest_plans_is_shown(
+    example: Path, spark: Any
+) -> None:
+    session = make_session(example)
+    panel = ReviewPanel(session, reviewer="frank")
+    shown: list[str] = []
+    panel.preview_html.observe(lambda change: shown.append(change["new"]), names="value")
+    with panel._preview_lock:  # Spark busy with an earlier preview
+        stale = panel.schedule_preview()
+        panel.chat.send("SOURCE_SYSTEM: constant 'OMS-2'")  # the plan changes meanwhile
+        newest = panel.schedule_preview()
+    stale.join(120)
+    newest.join(120)
+    previews = [html for html in shown if "checks passed" in html]
+    assert len(previews) == 1 and "OMS-2" in previews[0]  # the stale one never showed
+    assert panel.spark_progress.layout.display == "none"  # Spark was up: no bar
+
+    auto = ReviewPanel(session, reviewer="frank", auto_preview=True)  # as %%transform makes it
+    for thread in threading.enumerate():
+        if thread.name == "dataeng-magics-preview":
+            thread.join(120)
+    assert "OMS-2" in auto.preview_html.value
+    auto.chat.send("SOURCE_SYSTEM: constant 'OMS-3'")  # each revision previews again
+    for thread in threading.enumerate():
+        if thread.name == "dataeng-magics-preview":
+            thread.join(120)
+    assert "OMS-3" in auto.preview_html.value
 
 
 # --- the chat's front end -----------------------------------------------------------

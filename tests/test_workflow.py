@@ -287,6 +287,86 @@ def test_forced_redraft_over_an_approval_records_the_revocation_a_revise_does(
     assert [e.event for e in s.audit.events()].count("revocation") == 1
 
 
+def test_a_revoked_plan_reopens_as_a_draft_with_its_revisions_and_says_who_revoked_it(
+    example: Path,
+) -> None:
+    s = session(example)
+    s.draft()
+    s.revise("DESK: first 3 characters, upper")
+    s.approve("alice")
+    s.revoke("bob", "mapping v4 arrived")
+    entry = s.draft(actor="carol")  # re-running the cell
+    assert entry.status == "draft"
+    assert "substring 1, 3" in entry.pseudocode  # the revision is kept, not the workbook's rule
+    banner = s.reopened(entry)
+    assert banner is not None and banner["revoked_by"] == "bob"
+    assert banner["reason"] == "mapping v4 arrived"
+    assert "Revoked by bob at " in banner["text"]
+    kinds = [t.get("kind", t["role"]) for t in entry.conversation]
+    assert kinds == ["user", "planner", "approved", "reopened"]
+    assert s.audit.last().details == {"reopened": True, "unresolved": 0}  # type: ignore[union-attr]
+    assert s.draft() == entry  # a draft again: nothing more happens
+    restarted = s.draft(force=True)  # "Start again from the workbook"
+    assert "substring 1, 4" in restarted.pseudocode and s.reopened(restarted) is None
+    assert restarted.conversation[-1]["text"].startswith("Started again from the workbook")
+    s.approve("alice")
+    assert s.reopened(s.entry()) is None  # type: ignore[arg-type]
+
+
+def test_a_revision_that_drops_a_workbook_step_says_so_and_add_keeps_the_rest(
+    example: Path,
+) -> None:
+    s = session(example)
+    s.draft()
+    entry, revision = s.revise("COUNTRY: trim, upper")
+    assert "removed default 'XX' if null" in revision.reply
+    assert "'COUNTRY: add RULE'" in revision.reply
+    assert entry.conversation[-1]["changes"][-1].endswith("-- removed: default 'XX' if null")
+    s.draft(force=True)
+    entry, revision = s.revise("COUNTRY: add trim")
+    assert "removed" not in revision.reply
+    assert "COUNTRY (string) <- \"Country\": upper, then trim, then default 'XX' if null" in (
+        entry.pseudocode
+    )
+    entry, revision = s.revise("COUNTRY: remove default")
+    assert revision.reply == "COUNTRY: upper, then trim (removed default 'XX' if null)"
+    entry, revision = s.revise("COUNTRY: remove round")
+    assert "COUNTRY has no step round" in revision.reply and not entry.conversation[-1]["changes"]
+
+
+def test_a_date_pattern_that_does_not_fit_the_sample_is_flagged_with_one_that_does(
+    example: Path,
+) -> None:
+    s = session(example)
+    s.draft()
+    entry, revision = s.revise("SETTLE_DATE: parse date MM/DD/YYYY")
+    assert "Warning: 96 of 96 sample values of SETTLE_DATE do not parse as MM/DD/YYYY" in (
+        revision.reply
+    )
+    assert "(e.g. '27.06.2025') and would become null; DD.MM.YYYY fits 96 of 96." in revision.reply
+    assert entry.conversation[-1]["text"] == revision.reply  # kept in the chat history
+    _, revision = s.revise("TRADE_DATE: trim, parse date MM/DD/YYYY")  # it fits: no warning
+    assert "Warning" not in revision.reply
+
+
+def test_notes_the_planner_understands_are_applied_and_the_rest_said_to_be_context(
+    example: Path,
+) -> None:
+    s = session(example, notes="CURRENCY: default 'USD'\nAmounts arrive in thousands.")
+    entry = s.draft()
+    assert "CURRENCY (string) [required] <- \"Ccy\": trim, then upper, then default 'USD'" in (
+        entry.pseudocode
+    )
+    assert "# note: Amounts arrive in thousands." in entry.pseudocode
+    assert "# note: CURRENCY" not in entry.pseudocode
+    reply = entry.conversation[-1]["text"]
+    assert reply.startswith(
+        "Applied from the notes: CURRENCY: default 'USD' (removed default 'EUR' if null). "
+    )
+    assert "Kept as notes, context for an LLM planner only" in reply
+    assert reply.endswith(": 'Amounts arrive in thousands.'")
+
+
 def test_expired_approval_needs_a_new_one(example: Path) -> None:
     s = session(example, settings=load_settings(ttl_days=1e-9))
     s.draft()

@@ -17,17 +17,71 @@ from dataeng_magics.plan.checks import check_name, parse_chat_check, parse_check
 from dataeng_magics.plan.model import (
     Check,
     ColumnPlan,
+    Concat,
+    Constant,
     Default,
+    DigitsOnly,
+    Divide,
     FilterPlan,
     Lookup,
     LookupDuplicates,
+    Lower,
+    MapValues,
+    Multiply,
+    ParseDate,
     Plan,
+    Round,
     SourceRead,
+    Sql,
     Step,
+    Substring,
     TablePlan,
+    Trim,
     Unresolved,
+    Upper,
 )
-from dataeng_magics.plan.rules import parse_rule
+from dataeng_magics.plan.render import column_steps, describe_step
+from dataeng_magics.plan.rules import SEPARATORS, parse_rule
+
+#: "COLUMN: add trim" keeps the column's steps; "COLUMN: remove default" drops one.
+_EDIT = re.compile(r"^(?P<verb>add|also|plus|remove|drop|without)\s+(?P<rest>.+)$", re.I)
+_REMOVE_VERBS = ("remove", "drop", "without")
+
+
+_KINDS: dict[str, type[Step]] = {
+    "default": Default, "trim": Trim, "upper": Upper, "lower": Lower, "date": ParseDate,
+    "parse date": ParseDate, "round": Round, "multiply": Multiply, "divide": Divide,
+    "map": MapValues, "digits only": DigitsOnly, "substring": Substring, "sql": Sql,
+    "constant": Constant, "lookup": Lookup, "concat": Concat,
+}  # fmt: skip
+Unwanted = Step | type[Step]
+
+
+def _named_steps(text: str) -> list[Unwanted]:
+    """Steps to remove, by rule ("default 'XX'") or by kind alone ("default", "trim")."""
+    found: list[Unwanted] = []
+    for chunk in SEPARATORS.split(text):
+        if chunk.strip():
+            kind = _KINDS.get(" ".join(chunk.lower().split()))
+            found += [kind] if kind is not None else parse_rule(chunk)
+    return found
+
+
+def _without(steps: list[Step], unwanted: list[Unwanted]) -> tuple[list[Step], list[str]]:
+    """``steps`` less each unwanted step (the same step, or the first of a kind named
+    alone: "remove default" needs no value), and what the column does not have."""
+    kept, missing = list(steps), []
+    for step in unwanted:
+        if isinstance(step, type):
+            match = next((s for s in kept if isinstance(s, step)), None)
+        else:
+            match = next((s for s in kept if s == step), None)
+        if match is None:
+            kind = next((name for name, k in _KINDS.items() if k is step), "")
+            missing.append(kind if isinstance(step, type) else describe_step(step))
+        else:
+            kept.remove(match)
+    return kept, missing
 
 
 def _driving_source(columns: list[TargetColumn]) -> str | None:
@@ -260,11 +314,38 @@ class OfflinePlanner:
             )
             for name, s in mapping.sources.items()
         }
-        plan = Plan(client=client, sources=sources, tables=tables, notes=notes.strip())
+        plan = Plan(client=client, sources=sources, tables=tables)
         try:
-            return PlanResult(finalize(plan, schemas))
+            plan = finalize(plan, schemas)
         except MappingError as exc:
             raise _located(exc, mapping) from None
+        return self._apply_notes(plan, notes, schemas)
+
+    def _apply_notes(self, plan: Plan, notes: str, schemas: Schemas) -> PlanResult:
+        """Apply each line of the cell's notes that is an instruction in the rule
+        vocabulary ("CURRENCY: default 'USD'"), and say so; the other lines stay in the
+        plan as notes, context for an LLM planner only, and the reply says that too."""
+        applied, kept = [], []
+        for line in (raw.strip() for raw in notes.splitlines()):
+            result = self.revise(plan, line, schemas) if line else None
+            if result is None:
+                continue
+            if result.understood and not result.not_understood:
+                plan = result.plan
+                applied += result.understood
+            else:
+                kept.append(line)
+        said = []
+        if applied:
+            said.append(f"Applied from the notes: {'; '.join(applied)}.")
+        if kept:
+            said.append(
+                "Kept as notes, context for an LLM planner only (the offline planner acts "
+                "only on 'COLUMN: rule' and 'filter: condition' lines): "
+                + "; ".join(repr(line) for line in kept)
+            )
+        plan = plan.model_copy(update={"notes": "\n".join(kept)})
+        return PlanResult(plan, " ".join(said), applied)
 
     def revise(
         self,
@@ -343,21 +424,48 @@ class OfflinePlanner:
                 understood.append(f"removed filters on {', '.join(names)}")
             elif col and col.group("n").strip().lower() in columns:
                 table_name, column = columns[col.group("n").strip().lower()]
-                steps = parse_rule(col.group("r"))
-                bad = [s for s in steps if isinstance(s, Unresolved)]
-                if bad or (not col.group("r").strip() and column.source_column is None):
+                rule = col.group("r").strip()
+                edit = _EDIT.match(rule)
+                verb, rest = (edit["verb"].lower(), edit["rest"]) if edit else ("", rule)
+                removing = verb in _REMOVE_VERBS
+                named = _named_steps(rest) if removing else []
+                steps = [] if removing else parse_rule(rest)
+                bad = [s for s in [*steps, *named] if isinstance(s, Unresolved)]
+                if bad or (not rule and column.source_column is None):
                     not_understood.append(
                         f"{line!r}: did not understand "
                         f"{', '.join(repr(s.text) for s in bad) or 'an empty rule'}"
                     )
                     continue
-                new = column.model_copy(update={"steps": steps, "rule": col.group("r").strip()})
+                if removing:
+                    steps, missing = _without(column.steps, named)
+                    if missing:
+                        not_understood.append(
+                            f"{line!r}: {column.name} has no step {', '.join(missing)}"
+                        )
+                        continue
+                elif steps and all(isinstance(step, Default) for step in steps):  # a new default
+                    steps = [*(s for s in column.steps if not isinstance(s, Default)), *steps]
+                    removing = True  # replaced, nothing else lost: no "add" hint
+                elif edit:  # add / also / plus: the new steps go before the null default
+                    kept = column.steps
+                    at = len(kept) - (1 if kept and isinstance(kept[-1], Default) else 0)
+                    steps = [*kept[:at], *steps, *kept[at:]]
+                removed = [s for s in column.steps if s not in steps]
+                if edit:
+                    rule = column_steps(column.model_copy(update={"steps": steps}))
+                new = column.model_copy(update={"steps": steps, "rule": rule})
                 table = tables[table_name]
                 tables[table_name] = table.model_copy(
                     update={"columns": [new if c.name == column.name else c for c in table.columns]}
                 )
                 columns[column.name.lower()] = (table_name, new)
-                understood.append(f"{column.name}: {col.group('r').strip() or 'copy'}")
+                said = f"{column.name}: {rule}"
+                if removed:
+                    said += f" (removed {', '.join(describe_step(r) for r in removed)}" + (
+                        ")" if removing else f"; to keep a step, write '{column.name}: add RULE')"
+                    )
+                understood.append(said)
             else:
                 not_understood.append(
                     f"{line!r}: write 'COLUMN: rule' (e.g. '{plan.tables[0].columns[0].name}: "

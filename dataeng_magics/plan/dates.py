@@ -47,3 +47,41 @@ def java_date_pattern(human: str) -> str:
 
 def has_time(java_pattern: str) -> bool:
     return bool(re.search(r"[Hhms]", java_pattern.replace("'T'", "")))
+
+
+_PYTHON = {
+    "yyyy": "%Y", "yy": "%y", "MMMM": "%B", "MMM": "%b", "MM": "%m", "M": "%m", "dd": "%d",
+    "d": "%d", "HH": "%H", "H": "%H", "hh": "%I", "mm": "%M", "ss": "%S", "SSSSSS": "%f",
+    "SSS": "%f", "a": "%p", "'T'": "T",
+}  # fmt: skip
+_JAVA_TOKENS = re.compile("|".join(sorted(map(re.escape, _PYTHON), key=len, reverse=True)))
+
+#: Patterns tried when a date pattern does not fit the sample, most common first.
+CANDIDATES = (
+    "YYYY-MM-DD", "DD/MM/YYYY", "MM/DD/YYYY", "DD.MM.YYYY", "YYYYMMDD", "DD-MM-YYYY",
+    "MM-DD-YYYY", "YYYY/MM/DD", "DD-MON-YYYY", "DD MON YYYY", "YYYY-MM-DD HH:MI:SS",
+    "YYYY-MM-DDTHH:MI:SS", "DD/MM/YYYY HH:MI", "MM/DD/YYYY HH:MI",
+)  # fmt: skip
+
+
+def parses(values: list[str], human: str) -> int:
+    """How many of ``values`` the pattern reads (Python's ``strptime``, close to Spark's
+    reading for these patterns), so a pattern is checked against the sample at once."""
+    from datetime import datetime
+
+    fmt = _JAVA_TOKENS.sub(lambda m: _PYTHON[m.group(0)], java_date_pattern(human))
+    count = 0
+    for value in values:
+        try:
+            datetime.strptime(value, fmt)
+        except ValueError:
+            continue
+        count += 1
+    return count
+
+
+def best_pattern(values: list[str]) -> tuple[str, int] | None:
+    """The candidate pattern that reads the most values, and how many (None: none reads any)."""
+    scored = [(parses(values, pattern), -i, pattern) for i, pattern in enumerate(CANDIDATES)]
+    count, _, pattern = max(scored)
+    return (pattern, count) if count else None

@@ -114,8 +114,25 @@ def plan_diff(before: Plan, after: Plan) -> list[str]:
     """What a revision changed, as +/- pseudocode lines (empty when nothing changed)."""
     old = render_pseudocode(before).splitlines()
     new = render_pseudocode(after).splitlines()
-    return [
+    lines = [
         line
         for line in difflib.unified_diff(old, new, lineterm="", n=0)
         if line[:1] in "+-" and not line.startswith(("+++", "---"))
     ]
+    notes = _removed_steps(before, after)
+    return [f"{line}    -- removed: {notes[line[1:]]}" if line[1:] in notes else line
+            for line in lines]  # fmt: skip
+
+
+def _removed_steps(before: Plan, after: Plan) -> dict[str, str]:
+    """The new pseudocode line of each column that lost steps -> the steps it lost, so
+    a diff says "removed" rather than leave a reviewer to spot a missing phrase."""
+    old = {(t.name, c.name): c for t in before.tables for c in t.columns}
+    notes = {}
+    for table in after.tables:
+        for column in table.columns:
+            was = old.get((table.name, column.name))
+            lost = [s for s in was.steps if s not in column.steps] if was else []
+            if lost:
+                notes[f"  {column_line(column)}"] = ", ".join(describe_step(s) for s in lost)
+    return notes

@@ -207,7 +207,31 @@ def samples_html(samples: dict[str, Sample], schemas: dict[str, dict[str, str]],
         types = schemas.get(name, {})
         head = [typed_header(str(c), types.get(str(c), "?")) for c in frame.columns]
         parts.append(table(head, frame.head(rows).itertuples(index=False, name=None)))
+        parts.append(profile_html(frame, types))
     return Html("".join(parts) or str(note("No sources.")))
+
+
+def profile_html(frame: Any, types: dict[str, str]) -> Html:
+    """The column profile of one sample: a reviewer sees nulls, ranges and the spellings
+    (``'␣EUR'``, ``'eur'``) a rule must handle, without scrolling through rows."""
+    from dataeng_magics.sources.profile import profile, shown
+
+    head = ["Column", "Type", "Null %", "Distinct", "Min", "Max", "Top values",
+            "Padded", "Spaces/case variants"]  # fmt: skip
+    rows = [
+        [
+            p.column, p.type, f"{p.null_percent:.0f}%", p.distinct,
+            "" if p.minimum is None else p.minimum, "" if p.maximum is None else p.maximum,
+            ", ".join(f"{shown(v)} ×{n}" for v, n in p.top), p.padded or "",
+            "; ".join(" ".join(shown(v) for v in group) for group in p.variants),
+        ]
+        for p in profile(frame, types)
+    ]  # fmt: skip
+    summary = f"Column profile ({len(frame)} sample rows)"
+    return Html(
+        f"<details class='dem-profile' open><summary style='margin:6px 0'>{esc(summary)}"
+        f"</summary>{table(head, rows)}</details>"
+    )
 
 
 def pseudocode_html(pseudocode: str) -> Html:

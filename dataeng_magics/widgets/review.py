@@ -13,8 +13,10 @@ a revocation made elsewhere shows before anyone clicks.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
@@ -29,7 +31,12 @@ from dataeng_magics.widgets.code import CodeView
 from dataeng_magics.widgets.frame import PANEL_CLASS, PanelFrame
 from dataeng_magics.widgets.insert import CellInserter, Result
 from dataeng_magics.widgets.report import text_report, when
-from dataeng_magics.workflow import RERUN_TRANSFORM, approval_blocker
+from dataeng_magics.workflow import (
+    RERUN_TRANSFORM,
+    approval_blocker,
+    preview_engine_ready,
+    start_preview_engine,
+)
 
 if TYPE_CHECKING:
     from dataeng_magics.plan.model import ColumnPlan, Plan, Unresolved
@@ -52,6 +59,9 @@ INSERTED = {
     "replaced": "The approved code replaces the earlier approved cell below (read-only).",
 }
 REVIEWER_NEEDED = "Type your name in Reviewer first: an approval records who approved it."
+SPARK_STARTING = "Starting local Spark for the preview (about 10 s); you can read on."
+#: Seconds local Spark usually takes to start: the progress bar's pace, not a limit.
+SPARK_START_SECONDS = 10.0
 PREVIEW_INTRO = (
     "Runs the plan on the sample rows with local Spark and applies the mapping's checks "
     "(the first preview starts Spark, about 10 s)."
@@ -213,9 +223,13 @@ class ReviewPanel(_Panel):
         reviewer: str | None = None,
         on_approved: Callable[[Entry], object] | None = None,
         on_run: Callable[[RunSummary], object] | None = None,
+        auto_preview: bool = False,
     ) -> None:
         super().__init__(session, on_run=on_run)
         self._on_approved = on_approved
+        self._auto_preview = auto_preview
+        self._preview_lock = threading.Lock()  # one preview (or Spark start) at a time
+        self._preview_generation = 0  # bumped by each plan change: older results are stale
         self._entry = session.draft(actor=reviewer or current_user())
         self._plan = session.plan_of(self._entry)
         self._last_revision: tuple[list[str], str] | None = None
@@ -269,11 +283,30 @@ class ReviewPanel(_Panel):
         )
         self._run_row = widgets.HBox([self.output_dir, self.run_button])
         self.footer = widgets.VBox()
+        self.banner_html = widgets.HTML()
+        self.restart_button = widgets.Button(
+            description="Start again from the workbook",
+            icon="undo",
+            tooltip="Draft anew from the mapping; the revisions above no longer apply.",
+            layout=widgets.Layout(width="auto"),
+        )
+        self.restart_button.on_click(lambda _: self.start_again())
+        self.banner = widgets.HBox([self.banner_html, self.restart_button])
+        self.spark_bar = widgets.FloatProgress(
+            value=0, min=0, max=1, bar_style="info", layout=widgets.Layout(width="240px")
+        )
+        self.spark_progress = widgets.HBox(
+            [self.spark_bar, widgets.HTML(render.note(SPARK_STARTING))],
+            layout=widgets.Layout(display="none"),
+        )
 
         self.children = (
-            self.tabs, self.footer, self.run_html, self.status, self.inserter, self.frame,
+            self.banner, self.spark_progress, self.tabs, self.footer, self.run_html,
+            self.status, self.inserter, self.frame,
         )  # fmt: skip
         self._show_entry(self._entry)
+        if auto_preview:
+            self.schedule_preview()
 
     # -- read-only state ---------------------------------------------------------------
 
@@ -313,11 +346,28 @@ class ReviewPanel(_Panel):
         changes = [str(line) for line in entry.conversation[-1].get("changes", [])]
         self._last_revision = (changes, revision.reply)
         self._show_entry(entry)
+        if changes and self._auto_preview:
+            self.schedule_preview()
         self.chat.add_message("planner", revision.reply, changes)
         if changes:
             self._say(f"Plan revised: {len(changes)} line(s) changed; see the Plan tab.")
         else:
             self._say(f"The plan did not change. {revision.reply}")
+        return entry
+
+    def start_again(self) -> Entry | None:
+        """Draft anew from the workbook (the reopened plan's revisions no longer apply)."""
+        try:
+            entry = self.session.draft(force=True, actor=self._actor())
+        except DataEngMagicsError as exc:
+            self._say(str(exc), error=True)
+            return None
+        self._last_revision = None
+        self._show_entry(entry)
+        self.chat.messages = self._first_messages()
+        if self._auto_preview:
+            self.schedule_preview()
+        self._say("Started again from the workbook's draft.")
         return entry
 
     def approve(self, reviewer: str | None = None) -> Entry | None:
@@ -352,22 +402,70 @@ class ReviewPanel(_Panel):
 
     def refresh_preview(self) -> Preview | None:
         """Apply the current plan to the samples on local Spark and show the result."""
-        if self.unresolved:
-            self.preview_html.value = self._preview_blocked()
-            return None
+        self._preview_generation += 1
+        return self._preview(self._preview_generation)
+
+    def schedule_preview(self) -> threading.Thread:
+        """Preview the current plan in the background: Spark starts first if it has to
+        (a progress bar says so), and a plan changed meanwhile makes this preview stale,
+        so only the newest plan's preview is ever shown."""
+        self._preview_generation += 1
+        thread = threading.Thread(
+            target=self._preview, args=(self._preview_generation,), daemon=True,
+            name="dataeng-magics-preview",
+        )  # fmt: skip
+        thread.start()
+        return thread
+
+    def _preview(self, generation: int) -> Preview | None:
+        with self._preview_lock:
+            if generation != self._preview_generation:
+                return None  # a newer plan is waiting: this one is cancelled
+            if self.unresolved:
+                self.preview_html.value = self._preview_blocked()
+                with suppress(DataEngMagicsError):  # ready for the revision that resolves it
+                    self._start_spark()
+                return None
+            plan, code = self._plan, self._entry.code  # compiled already: see preview()
+            try:
+                self._start_spark()
+                with _running(self.preview_html, self.preview_button, PREVIEW_RUNNING):
+                    preview = self.session.preview(plan, rows=PREVIEW_ROWS, code=code)
+            except DataEngMagicsError as exc:
+                self.preview_html.value = render.status_html(str(exc), error=True)
+                self._say(str(exc), error=True)
+                return None
+            if generation != self._preview_generation:
+                return None  # the plan changed while Spark worked: its preview follows
+            self.preview_html.value = render.preview_html(preview, plan, PREVIEW_ROWS)
+            if not preview.report.passed:
+                self.chat.add_message(
+                    "system", f"The preview failed checks: {render.failures_text(preview.report)}"
+                )
+            return preview
+
+    def _start_spark(self) -> None:
+        """Start local Spark, with a progress bar paced on its usual start-up time."""
+        if preview_engine_ready():
+            return
+        self.spark_progress.layout.display = None
+        done = threading.Event()
+
+        def tick() -> None:
+            started = time.monotonic()
+            while not done.wait(0.25):  # approaches the end, never reaches it early
+                elapsed = time.monotonic() - started
+                self.spark_bar.value = 1 - 0.5 ** (2 * elapsed / SPARK_START_SECONDS)
+
+        ticker = threading.Thread(target=tick, daemon=True)
+        ticker.start()
         try:
-            with _running(self.preview_html, self.preview_button, PREVIEW_RUNNING):
-                preview = self.session.preview(self._plan, rows=PREVIEW_ROWS)
-        except DataEngMagicsError as exc:
-            self.preview_html.value = render.status_html(str(exc), error=True)
-            self._say(str(exc), error=True)
-            return None
-        self.preview_html.value = render.preview_html(preview, self._plan, PREVIEW_ROWS)
-        if not preview.report.passed:
-            self.chat.add_message(
-                "system", f"The preview failed checks: {render.failures_text(preview.report)}"
-            )
-        return preview
+            start_preview_engine()
+        finally:
+            done.set()
+            ticker.join()
+            self.spark_bar.value = 1
+            self.spark_progress.layout.display = "none"
 
     # -- rendering ---------------------------------------------------------------------
 
@@ -438,6 +536,10 @@ class ReviewPanel(_Panel):
             self.preview_html.value = render.note(PREVIEW_INTRO)
         self.preview_button.disabled = bool(unresolved)
         self._show_footer(entry)
+        reopened = self.session.reopened(entry)
+        self.banner.layout.display = None if reopened else "none"
+        if reopened:
+            self.banner_html.value = render.note(reopened["text"], render.MARKED)
 
     def _tab_selected(self, change: dict[str, Any]) -> None:
         self.code_view.active = change["new"] == TABS.index("Code")
