@@ -300,8 +300,8 @@ class TransformMagics(Magics):
     )  # fmt: skip
     SETTINGS = (
         "platform", "home", "sample_rows", "planner", "output_format", "ttl_days", "mode",
-        "ignore_headers", "read_hidden_sheets", "network_timeout_seconds", "store_url", "store_auth",
-        *LLM_SETTINGS,
+        "ignore_headers", "read_hidden_sheets", "network_timeout_seconds", "store_url",
+        "store_auth", *LLM_SETTINGS,
     )  # fmt: skip
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:

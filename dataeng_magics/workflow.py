@@ -883,8 +883,9 @@ class TransformSession:
                     publisher.discard(run_id)
             except ExecutionError as exc:
                 publisher.discard(run_id)
+                timings = self._timings(started_at, started)
                 facts.update(outcome="failed", published=False, error=exc.message,
-                             platform=where, timings=self._timings(started_at, started))  # fmt: skip
+                             platform=where, timings=timings)  # fmt: skip
                 details = {**where, "error": exc.message}
                 self._record(entry, "failed", started_at, None, actor, details, run_id,
                              ev.build(**facts), out, options)  # fmt: skip

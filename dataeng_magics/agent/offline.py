@@ -448,9 +448,9 @@ class OfflinePlanner:
                     steps = [*(s for s in column.steps if not isinstance(s, Default)), *steps]
                     removing = True  # replaced, nothing else lost: no "add" hint
                 elif edit:  # add / also / plus: the new steps go before the null default
-                    kept = column.steps
-                    at = len(kept) - (1 if kept and isinstance(kept[-1], Default) else 0)
-                    steps = [*kept[:at], *steps, *kept[at:]]
+                    current = column.steps
+                    at = len(current) - (1 if current and isinstance(current[-1], Default) else 0)
+                    steps = [*current[:at], *steps, *current[at:]]
                 removed = [s for s in column.steps if s not in steps]
                 if edit:
                     rule = column_steps(column.model_copy(update={"steps": steps}))

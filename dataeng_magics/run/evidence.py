@@ -21,7 +21,7 @@ from dataeng_magics.redact import public_path, redact
 
 if TYPE_CHECKING:
     from dataeng_magics.mapping.model import Mapping
-    from dataeng_magics.state.audit import AuditEvent, AuditLog
+    from dataeng_magics.state.audit import AuditEvent, AuditTrail
 
 EVIDENCE_VERSION = 1
 #: Files up to this size get a full sha256; Parquet files a hash of their footer.
@@ -104,7 +104,7 @@ def _iso(value: Any) -> str:
     return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
-def approval_of(audit: AuditLog, key: str) -> dict[str, Any] | None:
+def approval_of(audit: AuditTrail, key: str) -> dict[str, Any] | None:
     """The approval in force for ``key``: reviewer, time and its audit record's hash."""
     found: AuditEvent | None = None
     for event in audit.events(key=key):
@@ -141,7 +141,7 @@ def build(**facts: Any) -> dict[str, Any]:
     return document
 
 
-def closing_record(audit: AuditLog, evidence: dict[str, Any]) -> AuditEvent | None:
+def closing_record(audit: AuditTrail, evidence: dict[str, Any]) -> AuditEvent | None:
     """The ``run_end`` record holding this evidence's sha256, if the chain has it."""
     wanted = digest(evidence)
     for event in audit.events(key=evidence.get("key")):
