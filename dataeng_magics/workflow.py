@@ -915,7 +915,9 @@ class TransformSession:
         if self.mode == "replay" and not report.passed:
             raise ValidationFailed(
                 f"the output of client {entry.client!r} failed validation: "
-                f"{len(report.failures)} check(s) failed; the previous output is untouched",
+                f"{len(report.failures)} check(s) failed (first: "
+                f"{report.failures[0].column or report.failures[0].table}: "
+                f"{report.failures[0].message}); the previous output is untouched",
                 hint="Nothing was published; see the summary and revise the plan.",
                 summary=summary, client=entry.client, key=entry.key,
             )  # fmt: skip
