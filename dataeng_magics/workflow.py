@@ -776,15 +776,17 @@ class TransformSession:
     def revoke(self, actor: str | None = None, reason: str = "") -> Entry:
         return revoke(self.settings, self.current_draft().key, actor, reason)
 
-    def parameters(self, output_dir: str, output_format: str, *, relative: bool = False) -> str:
+    def parameters(self, output_dir: str, output_format: str, *, relative: bool = False,
+                   **run: Any) -> str:  # fmt: skip
         """The per-run parameters block for these inputs (paths under the working folder
-        relative when ``relative``, so a notebook's cell moves with its folder)."""
+        relative when ``relative``, so a notebook's cell moves with its folder; ``run``:
+        the run's own, ``run_id`` and ``control_columns``)."""
         paths = {name: spec.path for name, spec in self.mapping.sources.items()}
         if relative:
             cwd = Path.cwd().resolve()
             paths = {n: (Path(p).relative_to(cwd).as_posix() if Path(p).is_relative_to(cwd) else p)
                      for n, p in paths.items()}  # fmt: skip
-        return render_parameters(paths, output_dir, output_format)
+        return render_parameters(paths, output_dir, output_format, **run)
 
     def materialised_cell(self, entry: Entry | None = None, output_dir: str | None = None) -> str:
         """The approved code as a notebook cell: a guard line tying it to the approval,
@@ -852,11 +854,8 @@ class TransformSession:
             output_dir=out, output_format=fmt, tables=tables,
         )  # fmt: skip
         publisher = publisher_for(out, fmt, storage_options=options, executor=executor, job=job)
-        # The run's own parameters follow (and so override) those of the cell.
-        params = (
-            f"{self.parameters(publisher.staged(run_id), fmt)}"
-            f"run_id = {py_str(run_id)}\ncontrol_columns = {control_columns(checked)!r}\n"
-        )
+        params = self.parameters(publisher.staged(run_id), fmt, run_id=run_id,
+                                 control_columns=control_columns(checked))  # fmt: skip
         job = replace(job, code=f"{params}\n{entry.code}")
         started_at, started = _now(), time.perf_counter()
         where = {"platform": executor.name, **executor.location(), "run_id": run_id,

@@ -4,12 +4,13 @@ Spark Connect server.
 databricks-connect ships its own ``pyspark`` and cannot share an environment with the
 ``pyspark`` distribution this project depends on, so the client runs in a separate
 virtual environment, built once and cached (``DATAENG_MAGICS_DBCONNECT_VENV``, default
-``~/.cache/dataeng-magics/venv-dbconnect-16.1.7``). Where it cannot be built (no
+``~/.cache/dataeng-magics/venv-dbconnect-16.1.7-<hash of its packages>``). Where it cannot be built (no
 package index), the test is skipped and says why.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -25,11 +26,20 @@ pytestmark = pytest.mark.connect
 
 REPO = Path(__file__).resolve().parent.parent
 VERSION = "16.1.7"  # the last line for Python 3.11; bundles a PySpark 3.5.2 client
+
+
+def _own_dependencies() -> list[str]:
+    """What dataeng_magics itself needs (pyproject.toml), without the pyspark it would
+    pull in: databricks-connect brings its own."""
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    return [d.split("#")[0].strip() for d in project["dependencies"] if not d.startswith("pyspark")]
+
+
 PACKAGES = [
     f"databricks-connect=={VERSION}", "numpy<2", "pyarrow<19", "pandas<3",
-    # what dataeng_magics itself needs, without the pyspark it would pull in
-    "pydantic>=2.7", "traitlets>=5.9", "openpyxl>=3.1", "sqlglot>=25", "fsspec>=2024.2",
-    "filelock>=3.13",
+    *_own_dependencies(),
 ]  # fmt: skip
 
 SCRIPT = """
@@ -53,7 +63,9 @@ print(json.dumps({**summary.to_dict(), "details": summary.details,
 
 
 def venv_dir() -> Path:
-    default = Path.home() / ".cache" / "dataeng-magics" / f"venv-dbconnect-{VERSION}"
+    # Named by what it holds, so a new dependency builds a new environment.
+    packages = hashlib.sha256("\n".join(PACKAGES).encode()).hexdigest()[:8]
+    default = Path.home() / ".cache" / "dataeng-magics" / f"venv-dbconnect-{VERSION}-{packages}"
     return Path(os.environ.get("DATAENG_MAGICS_DBCONNECT_VENV", default))
 
 

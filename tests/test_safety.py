@@ -669,12 +669,17 @@ def test_parameters_block_holds_literals_only(block: str) -> None:
 
 def test_parameters_block_round_trips_hostile_paths() -> None:
     paths = {NEWLINE: "/data/" + TRIPLE, PY: "abfss://c@a.dfs.core.windows.net/" + BACKSLASH}
-    block = render_parameters(paths, "/out/" + PY1, "parquet")
+    controls = {NEWLINE: [PY, TRIPLE]}
+    block = render_parameters(
+        paths, "/out/" + PY1, "parquet", run_id=BACKSLASH, control_columns=controls
+    )
     values = parse_parameters(block)
     assert values == {
         "source_paths": paths,
         "output_dir": "/out/" + PY1,
         "output_format": "parquet",
+        "run_id": BACKSLASH,
+        "control_columns": controls,
     }
 
 

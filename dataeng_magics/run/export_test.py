@@ -91,7 +91,7 @@ def test_the_approved_code_gives_the_approved_output(spark: Any, tmp_path: Path)
         paths[source] = str(tmp_path / path)
     out = tmp_path / "out"
     scope = {{"spark": spark, "source_paths": paths, "output_dir": str(out),
-              "output_format": "parquet"}}
+              "output_format": "parquet", "run_id": "", "control_columns": {{}}}}
     exec(compile(CODE, "<approved code>", "exec"), scope)
     for table, (schema, rows) in EXPECTED.items():
         frame = spark.read.parquet(str(out / table))

@@ -81,6 +81,11 @@ export const TRANSFORM_FLAGS: readonly IFlag[] = [
   {
     flag: '--reviewer',
     doc: 'name recorded on approval (default: the reviewer setting, else the Jupyter user)'
+  },
+  {
+    flag: '--control',
+    doc: 'SOURCE.rows=N|SOURCE.COLUMN=TOTAL[+-TOL]: a control total the client sent, checked against the source as read (repeatable)',
+    repeatable: true
   }
 ];
 
