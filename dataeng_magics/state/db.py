@@ -144,13 +144,13 @@ def _alembic_config(connection: Connection) -> Any:
 
 def current_revision(connection: Connection) -> str | None:
     """The schema's Alembic revision; "0001" for a SQLite store made before Alembic
-    (its tables exist but no version table does); None for an empty database."""
-    from alembic.runtime.migration import MigrationContext
-
-    revision = MigrationContext.configure(connection).get_current_revision()
-    if revision is None and inspect(connection).has_table("entries"):
-        return "0001"
-    return revision
+    (its tables exist but no version table does); None for an empty database. Read
+    with plain SQL: normal use never imports Alembic."""
+    tables = inspect(connection)
+    if tables.has_table("alembic_version"):
+        found = connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+        return None if found is None else str(found)
+    return "0001" if tables.has_table("entries") else None
 
 
 def upgrade(connection: Connection) -> tuple[str | None, str]:
