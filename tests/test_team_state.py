@@ -261,3 +261,5 @@ def test_a_run_lease_is_renewed_while_it_runs_and_expires_when_it_is_left(
         assert lease.state() == "running" and lease.pid == os.getpid()
         raise KeyboardInterrupt
     assert store.run_states() == {key: "interrupted"}
+    store.renew_lease("d" * 32, 60)  # what the lease's thread does every 30 s
+    assert store.run_states() == {key: "running"}
