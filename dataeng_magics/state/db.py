@@ -21,7 +21,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from dataeng_magics.errors import StoreError
-from dataeng_magics.redact import register_secret
+from dataeng_magics.redact import redact, register_secret
 from dataeng_magics.state.schema import HEAD
 
 #: The scope of an Entra ID token for Azure Database for PostgreSQL.
@@ -193,8 +193,6 @@ def wrapped(action: str, where: str) -> Iterator[None]:
     try:
         yield
     except SQLAlchemyError as exc:
-        from dataeng_magics.redact import redact
-
         detail = redact(str(getattr(exc, "orig", None) or exc).strip().splitlines()[0])
         raise StoreError(f"cannot {action} the cache store: {detail}", file=where) from None
 
