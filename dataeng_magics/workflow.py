@@ -30,7 +30,6 @@ from dataeng_magics.canonical import canonical_json, hashed_form, sha256_text
 from dataeng_magics.compile.cell import parse_parameters, render_parameters, split_cell
 from dataeng_magics.compile.codegen import compile_plan
 from dataeng_magics.compile.lint import used_columns
-from dataeng_magics.compile.safety import py_str
 from dataeng_magics.config import Mode, Settings, current_user, load_settings, resolve
 from dataeng_magics.errors import (
     ApprovalRequired,

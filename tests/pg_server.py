@@ -5,6 +5,7 @@ where the package is missing (scripts/test.sh installs it)."""
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import signal
@@ -81,12 +82,15 @@ def start(root: Path) -> Postgres:
         raise RuntimeError(f"PostgreSQL did not start: {started.stderr}{started.stdout}\n{tail}")
     pid = int((data / "postmaster.pid").read_text().split()[0])
     server = Postgres(port, data, pid)
+    atexit.register(stop, server)  # also if a teardown is skipped: never left running
     server.admin("postgres", f"CREATE ROLE {RUNTIME_USER} LOGIN PASSWORD '{RUNTIME_PASSWORD}'")
     return server
 
 
 def stop(server: Postgres) -> None:
-    """Fast shutdown, by the server's own PID."""
+    """Fast shutdown, by the server's own PID (once)."""
+    if not (server.data / "postmaster.pid").exists():
+        return
     os.kill(server.pid, signal.SIGINT)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and (server.data / "postmaster.pid").exists():

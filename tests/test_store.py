@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import shutil
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -370,3 +371,19 @@ def test_concurrent_first_open_of_a_new_store(tmp_path: Path) -> None:
         process.join(timeout=120)
     assert [p.exitcode for p in processes] == [0] * workers
     assert len(Store(path).list()) == workers
+
+
+def test_a_store_made_before_schema_versions_is_upgraded_in_place(tmp_path: Path) -> None:
+    """0.1's SQLite file (no Alembic table) keeps its rows and gains run and batch ids."""
+    path = tmp_path / "store.sqlite"
+    shutil.copy(Path(__file__).parent / "data" / "state-v0.1" / "store.sqlite", path)
+    with sqlite3.connect(path) as conn:
+        keys = [row[0] for row in conn.execute("SELECT key FROM entries ORDER BY key")]
+    assert keys
+    store = Store(path)
+    assert sorted(e.key for e in store.list()) == keys
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0002",)]
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(runs)")]
+    assert columns[-2:] == ["run_id", "batch_id"]
+    assert [r.run_id for r in store.runs()] == [None] * len(store.runs())

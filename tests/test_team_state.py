@@ -21,7 +21,7 @@ from dataeng_magics.config import Settings, load_settings
 from dataeng_magics.errors import StoreError
 from dataeng_magics.redact import redact
 from dataeng_magics.state import db
-from dataeng_magics.state.backend import audit_of, open_store
+from dataeng_magics.state.backend import audit_of, migrate, open_audit, open_store
 from dataeng_magics.state.store import Store
 from dataeng_magics.workflow import RunLease, TransformRequest, TransformSession
 
@@ -170,6 +170,13 @@ def test_migrate_copies_entries_runs_and_the_chain_then_refuses_a_full_target(
     ]
     assert main(["store", "migrate", "--to", shared]) == 2
     assert "not empty" in capsys.readouterr().err
+    back = tmp_path / "back" / "store.sqlite"  # and back to a SQLite file and JSONL log
+    assert "copied 1 entries, 1 runs and 2 audit records" in migrate(team, str(back))
+    returned = load_settings(home=back.parent)
+    assert [e.hash for e in open_audit(returned).events()] == [
+        e.hash for e in drafted.audit.events()
+    ]
+    assert open_store(returned).get(drafted.key) == open_store(team).get(drafted.key)
 
 
 class FakeCredential:
@@ -254,3 +261,5 @@ def test_a_run_lease_is_renewed_while_it_runs_and_expires_when_it_is_left(
         assert lease.state() == "running" and lease.pid == os.getpid()
         raise KeyboardInterrupt
     assert store.run_states() == {key: "interrupted"}
+    store.renew_lease("d" * 32, 60)  # what the lease's thread does every 30 s
+    assert store.run_states() == {key: "running"}

@@ -6,7 +6,8 @@ before it, so editing, deleting or reordering any line breaks the chain at that 
 however long the log grows; a file lock keeps the chain intact across processes.
 
 A chain detects edits, not a rewrite of everything after an edit: keep ``last().hash``
-somewhere else (a ticket, the run log) when that matters.
+somewhere else (a ticket, the run log) when that matters. With a PostgreSQL store the
+same records live in a table (``audit_db.DbAuditLog``); ``AuditTrail`` is what both offer.
 """
 
 from __future__ import annotations
@@ -118,7 +119,7 @@ class AuditTrail(Protocol):
     def verify(self) -> VerifyResult: ...
 
 
-def _new_record(
+def new_record(
     previous: dict[str, Any] | None,
     event: str,
     actor: str | None,
@@ -152,7 +153,7 @@ def _new_record(
     return record
 
 
-class _Chain:
+class Chain:
     """What the chain checks, whatever holds it: walks records in order and reports the
     first that is wrong."""
 
@@ -259,7 +260,7 @@ class AuditLog:
         """Add one event at the end of the chain; durable (fsync) when this returns."""
         try:
             with self._lock:
-                record = _new_record(
+                record = new_record(
                     self._tail(), event, actor, client, key, plan_sha256, code_sha256, details
                 )
                 line = (canonical_json(record) + "\n").encode("utf-8")
@@ -328,7 +329,7 @@ class AuditLog:
 
     def verify(self) -> VerifyResult:
         """Check the whole chain line by line and report the first record that is wrong."""
-        chain = _Chain()
+        chain = Chain()
         bad = chain.bad
         try:
             file = self.path.open("rb")

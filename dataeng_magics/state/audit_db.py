@@ -22,9 +22,9 @@ from dataeng_magics.errors import AuditError
 from dataeng_magics.redact import redact
 from dataeng_magics.state.audit import (
     AuditEvent,
+    Chain,
     VerifyResult,
-    _Chain,
-    _new_record,
+    new_record,
     record_hash,
 )
 from dataeng_magics.state.schema import audit_events
@@ -82,7 +82,7 @@ class DbAuditLog:
         try:
             with self.engine.begin() as conn:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:lock)"), {"lock": APPEND_LOCK})
-                record = _new_record(
+                record = new_record(
                     self._head(conn), event, actor, client, key, plan_sha256, code_sha256, details
                 )
                 conn.execute(insert(audit_events).values(**self._row(record)))
@@ -143,7 +143,7 @@ class DbAuditLog:
     def verify(self) -> VerifyResult:
         """Walk the chain from seq 1, as ``AuditLog.verify`` walks its file (a "line" is
         the record's position in the chain)."""
-        chain = _Chain()
+        chain = Chain()
         for number, record in enumerate(self._rows(), 1):
             broken = chain.link(number, record)
             if broken is not None:

@@ -21,7 +21,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from dataeng_magics.errors import StoreError
-from dataeng_magics.redact import register_secret
+from dataeng_magics.redact import redact, register_secret
 from dataeng_magics.state.schema import HEAD
 
 #: The scope of an Entra ID token for Azure Database for PostgreSQL.
@@ -144,13 +144,13 @@ def _alembic_config(connection: Connection) -> Any:
 
 def current_revision(connection: Connection) -> str | None:
     """The schema's Alembic revision; "0001" for a SQLite store made before Alembic
-    (its tables exist but no version table does); None for an empty database."""
-    from alembic.runtime.migration import MigrationContext
-
-    revision = MigrationContext.configure(connection).get_current_revision()
-    if revision is None and inspect(connection).has_table("entries"):
-        return "0001"
-    return revision
+    (its tables exist but no version table does); None for an empty database. Read
+    with plain SQL: normal use never imports Alembic."""
+    tables = inspect(connection)
+    if tables.has_table("alembic_version"):
+        found = connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+        return None if found is None else str(found)
+    return "0001" if tables.has_table("entries") else None
 
 
 def upgrade(connection: Connection) -> tuple[str | None, str]:
@@ -193,8 +193,6 @@ def wrapped(action: str, where: str) -> Iterator[None]:
     try:
         yield
     except SQLAlchemyError as exc:
-        from dataeng_magics.redact import redact
-
         detail = redact(str(getattr(exc, "orig", None) or exc).strip().splitlines()[0])
         raise StoreError(f"cannot {action} the cache store: {detail}", file=where) from None
 

@@ -556,10 +556,6 @@ class Store:
         with self._tx() as conn:
             conn.execute(update(leases).where(leases.c.run_id == run_id).values(expires_at=expires))
 
-    def end_lease(self, run_id: str) -> None:
-        with self._tx() as conn:
-            conn.execute(delete(leases).where(leases.c.run_id == run_id))
-
     def leases(self) -> builtins.list[Lease]:
         """Runs started and not finished: running, or interrupted (``Lease.state``)."""
         rows = self._read(select(leases).order_by(leases.c.started_at))
