@@ -173,15 +173,16 @@ class _Sheet:
         name: str | None,
         rows: list[tuple[int, list[str]]],
         filled: set[tuple[int, int]] | None = None,
-        formulas: dict[tuple[int, int], str] | None = None,
+        unreadable: dict[tuple[int, int], str] | None = None,
     ) -> None:
         self.file = file
         self.name = name
         self.rows = rows
         # (row, column index) of cells that only repeat a merged range's value
         self.filled = filled or set()
-        # (row, column index) -> formula, for formula cells with no saved value
-        self.formulas = formulas or {}
+        # (row, column index) -> why it cannot be read: a formula with no saved value, or
+        # an Excel error (#REF!)
+        self.unreadable = unreadable or {}
 
     def error(
         self,
@@ -382,7 +383,7 @@ def _check_sheet(
 def _check_cell(sheet: _Sheet, row: int, col: int, header: str, value: str, name: bool) -> None:
     """A formula without a saved value, or (outside free text) an invisible character."""
     letter = _letter(col)
-    problem = sheet.formulas.get((row, col))
+    problem = sheet.unreadable.get((row, col))
     if problem is not None:
         raise sheet.error(
             f"cell {letter}{row} {problem}",
@@ -812,29 +813,30 @@ def _unrecognised(sheet: _Sheet) -> MappingError | None:
     """A sheet no kind matched, refused when it is (by name, or by most of a mapping
     header) a known sheet missing a column it needs; None for other sheets (covers,
     notes), which are not read."""
-    kind = SHEET_NAMES.get(_norm(sheet.name or ""))
-    candidates = [kind] if kind else []
     for anchor in ("type", "source_column", "rule", "table"):
         found = sheet.find_header(MAPPING_HEADERS, anchor, minimum=3)
         if found is not None:
             return _missing_header(sheet, MAPPING_HEADERS, "column", sheet.rows[found[0]][0])
-    for kind in candidates:
-        synonyms, needed = SHEET_KINDS[kind]
-        best = max(
-            (f for a in needed if (f := sheet.find_header(synonyms, a, minimum=1))),
-            key=lambda f: len(f[1]),
-            default=None,
-        )
-        if best is not None:
-            field = next(n for n in needed if n not in best[1])
-            return _missing_header(sheet, synonyms, field, sheet.rows[best[0]][0])
-        if any(any(cells) for _, cells in sheet.rows):
-            words = ", ".join(synonyms[n][0].title() for n in needed)
-            return sheet.error(
-                f"the {kind.title()} sheet has no header row this reader knows",
-                hint=f"Add a header row with: {words}.",
-            )
-    return None
+    kind = SHEET_NAMES.get(_norm(sheet.name or ""))
+    if kind is None:
+        return None
+    synonyms, needed = SHEET_KINDS[kind]
+    best = max(
+        (f for a in needed if (f := sheet.find_header(synonyms, a, minimum=1))),
+        key=lambda f: len(f[1]),
+        default=None,
+    )
+    if best is not None:
+        absent = [n for n in needed if n not in best[1]]
+        row = sheet.rows[best[0]][0]
+        return _missing_header(sheet, synonyms, absent[0], row) if absent else None
+    if not any(any(cells) for _, cells in sheet.rows):
+        return None  # an empty sheet
+    words = ", ".join(synonyms[n][0].title() for n in needed)
+    return sheet.error(
+        f"the {kind.title()} sheet has no header row this reader knows",
+        hint=f"Add a header row with: {words}.",
+    )
 
 
 def read_mapping(
