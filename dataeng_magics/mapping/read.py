@@ -470,13 +470,30 @@ def _column_name(index: int, header: str) -> str:
 
 
 def _missing_header(
-    sheet: _Sheet, synonyms: MappingABC[str, tuple[str, ...]], field: str, row: int
+    sheet: _Sheet,
+    synonyms: MappingABC[str, tuple[str, ...]],
+    field: str,
+    header_index: int,
+    found: MappingABC[str, tuple[int, str]],
 ) -> MappingError:
+    """A needed header is not in the header row: refused there, pointing at the header
+    that most likely meant it (the nearest unknown one, or the only one)."""
+    row, cells = sheet.rows[header_index]
+    used = {c for c, _ in found.values()}
+    unknown = {c: _norm(t) for c, t in enumerate(cells) if t and c not in used}
+    close = difflib.get_close_matches(_norm(synonyms[field][0]), unknown.values(), 1, 0.4)
+    near = [c for c, text in unknown.items() if text in close]
+    # the nearest unknown header, or the only one; with several and none near, no guess
+    suspect = near[0] if near else (next(iter(unknown)) if len(unknown) == 1 else None)
     names = ", ".join(s.title() for s in synonyms[field])
+    message = f"missing required header for {field.replace('_', ' ')}"
+    if suspect is None:
+        return sheet.error(message, row=row, hint=f"Add a column headed one of: {names}.")
     return sheet.error(
-        f"missing required header for {field.replace('_', ' ')}",
+        f"{message} (is column {_letter(suspect)}, {clip(cells[suspect])}, meant to be it?)",
         row=row,
-        hint=f"Add a column headed one of: {names}.",
+        column=_column_name(suspect, cells[suspect]),
+        hint=f"Rename that column's header, or add one, to one of: {names}.",
     )
 
 
@@ -767,7 +784,7 @@ def _require_headers(
         needed = tuple(n for n in needed if n != "length")
     for field in needed:
         if field not in fields:
-            raise _missing_header(sheet, synonyms, field, sheet.rows[header_index][0])
+            raise _missing_header(sheet, synonyms, field, header_index, fields)
 
 
 def _classify(sheet: _Sheet) -> tuple[str, int, dict[str, tuple[int, str]]] | None:
@@ -816,7 +833,7 @@ def _unrecognised(sheet: _Sheet) -> MappingError | None:
     for anchor in ("type", "source_column", "rule", "table"):
         found = sheet.find_header(MAPPING_HEADERS, anchor, minimum=3)
         if found is not None:
-            return _missing_header(sheet, MAPPING_HEADERS, "column", sheet.rows[found[0]][0])
+            return _missing_header(sheet, MAPPING_HEADERS, "column", *found)
     kind = SHEET_NAMES.get(_norm(sheet.name or ""))
     if kind is None:
         return None
@@ -828,8 +845,7 @@ def _unrecognised(sheet: _Sheet) -> MappingError | None:
     )
     if best is not None:
         absent = [n for n in needed if n not in best[1]]
-        row = sheet.rows[best[0]][0]
-        return _missing_header(sheet, synonyms, absent[0], row) if absent else None
+        return _missing_header(sheet, synonyms, absent[0], *best) if absent else None
     if not any(any(cells) for _, cells in sheet.rows):
         return None  # an empty sheet
     words = ", ".join(synonyms[n][0].title() for n in needed)
