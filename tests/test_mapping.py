@@ -770,7 +770,7 @@ def test_filters_sheet(tmp_path: Path) -> None:
 
 def test_filter_naming_an_unknown_table(tmp_path: Path) -> None:
     err = mapping_error(with_filters(tmp_path, [["ORDER", "Amount > 0", None]]))
-    assert_points_at(err, sheet="Rules to apply", row=4)
+    assert_points_at(err, sheet="Rules to apply", row=4, column="Target Table (A)")
     assert "unknown target table 'ORDER'" in str(err)
     assert "Did you mean 'ORDERS'?" in str(err)
 

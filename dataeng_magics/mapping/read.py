@@ -691,6 +691,8 @@ def _parse_filters(
                 table=rec["table"],
                 condition=rec["condition"],
                 description=rec.get("description") or None,
+                table_column=_col(fields, "table"),
+                condition_column=_col(fields, "condition"),
             )
         )
     return filters
@@ -933,6 +935,7 @@ def read_mapping(
                 file=str(path),
                 sheet=f.sheet,
                 row=f.row,
+                column=f.table_column,
                 hint=f"Did you mean {clip(close[0])}?"
                 if close
                 else f"Known tables: {', '.join(sorted(tables))}.",
