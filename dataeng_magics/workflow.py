@@ -645,12 +645,10 @@ class TransformSession:
             self._record(entry, "failed", started_at, None, actor, {**where, "error": exc.message})
             raise
         report = evaluate(result.metrics)
-        from dataeng_magics.sources.diagnose import unclosed_quotes
+        from dataeng_magics.sources.diagnose import locate_malformed, unclosed_quotes
 
         unclosed_quotes(report, self.mapping)
         if any(c.kind == "malformed" for c in report.failures):
-            from dataeng_magics.sources.diagnose import locate_malformed
-
             locate_malformed(report, self.mapping, self.settings.storage)
         outcome: Outcome = "succeeded" if report.passed else "validation_failed"
         summary = RunSummary(
