@@ -840,6 +840,7 @@ class TransformSession:
         from dataeng_magics.run import evidence as ev
         from dataeng_magics.run.executors import Job, get_executor
         from dataeng_magics.run.publish import publisher_for
+        from dataeng_magics.sources.diagnose import locate_malformed, unclosed_quotes
 
         plan = self.plan_of(entry)
         checked = parse_controls(controls, plan)
@@ -874,6 +875,7 @@ class TransformSession:
             try:
                 result = executor.run(job)
                 report = evaluate(result.metrics, plan, checked)
+                unclosed_quotes(report, self.mapping)  # a file cut inside a quoted field
                 ran = time.perf_counter() - started
                 if report.passed:
                     publisher.publish(run_id, tables)
@@ -888,12 +890,7 @@ class TransformSession:
                 self._record(entry, "failed", started_at, None, actor, details, run_id,
                              ev.build(**facts), out, options)  # fmt: skip
                 raise
-            from dataeng_magics.sources.diagnose import unclosed_quotes
-
-            unclosed_quotes(report, self.mapping)
             if any(c.kind == "malformed" for c in report.failures):
-                from dataeng_magics.sources.diagnose import locate_malformed
-
                 locate_malformed(report, self.mapping, self.settings.storage)
             outcome: Outcome = "succeeded" if report.passed else "validation_failed"
             summary = RunSummary(

@@ -287,4 +287,8 @@ def test_a_filter_that_uses_no_column_names_its_row(
         TransformSession(TransformRequest(client="ACME", mapping=path)).draft()
     err = info.value
     assert "uses no column" in str(err) and path.name in str(err)
-    assert (err.sheet, err.row, err.column) == ("Filters", 2, "Condition")
+    assert (err.sheet, err.row, err.column) == ("Filters", 2, "Condition (B)")
+    path = workbook(tmp_path, filters=[FILTERS[0], ["TRADE", "Status <> 'X'"]])
+    err = refusal(path)
+    assert (err.sheet, err.row, err.column) == ("Filters", 2, "Target Table (A)")
+    assert "Did you mean 'TRADES'?" in str(err)

@@ -228,8 +228,14 @@ def _located(exc: MappingError, mapping: Mapping) -> MappingError:
     table = exc.message.split(":", 1)[0]
     for f in mapping.filters:
         if f.table == table and repr(f.condition) in exc.message:
-            return MappingError(exc.message, file=mapping.file, sheet=f.sheet, row=f.row,
-                                column="Condition", hint="Fix or remove the filter.")  # fmt: skip
+            return MappingError(
+                exc.message,
+                file=mapping.file,
+                sheet=f.sheet,
+                row=f.row,
+                column=f.condition_column,
+                hint="Fix or remove the filter.",
+            )
     first = next((t for t in mapping.targets if t.table == table), None)
     return MappingError(
         exc.message,
@@ -298,7 +304,7 @@ class OfflinePlanner:
                     file=mapping.file,
                     sheet=f.sheet,
                     row=f.row,
-                    column="Condition",
+                    column=f.condition_column or "Condition",
                     hint="Write a Spark SQL condition over the source's columns.",
                 ) from None
         sources = {

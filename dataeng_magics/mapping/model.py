@@ -114,6 +114,9 @@ class FilterSpec(Located):
     table: str
     condition: str
     description: str | None = Field(default=None, exclude=True)
+    # the Target Table and Condition cells' columns ("Condition (B)"), to locate errors
+    table_column: str | None = Field(default=None, exclude=True)
+    condition_column: str | None = Field(default=None, exclude=True)
 
 
 class CheckSpec(Located):

@@ -165,15 +165,16 @@ class _Sheet:
         name: str | None,
         rows: list[tuple[int, list[str]]],
         filled: set[tuple[int, int]] | None = None,
-        formulas: dict[tuple[int, int], str] | None = None,
+        unreadable: dict[tuple[int, int], str] | None = None,
     ) -> None:
         self.file = file
         self.name = name
         self.rows = rows
         # (row, column index) of cells that only repeat a merged range's value
         self.filled = filled or set()
-        # (row, column index) -> formula, for formula cells with no saved value
-        self.formulas = formulas or {}
+        # (row, column index) -> why it cannot be read: a formula with no saved value, or
+        # an Excel error (#REF!)
+        self.unreadable = unreadable or {}
 
     def error(
         self,
@@ -374,7 +375,7 @@ def _check_sheet(
 def _check_cell(sheet: _Sheet, row: int, col: int, header: str, value: str, name: bool) -> None:
     """A formula without a saved value, or (outside free text) an invisible character."""
     letter = _letter(col)
-    problem = sheet.formulas.get((row, col))
+    problem = sheet.unreadable.get((row, col))
     if problem is not None:
         raise sheet.error(
             f"cell {letter}{row} {problem}",
@@ -461,13 +462,30 @@ def _column_name(index: int, header: str) -> str:
 
 
 def _missing_header(
-    sheet: _Sheet, synonyms: MappingABC[str, tuple[str, ...]], field: str, row: int
+    sheet: _Sheet,
+    synonyms: MappingABC[str, tuple[str, ...]],
+    field: str,
+    header_index: int,
+    found: MappingABC[str, tuple[int, str]],
 ) -> MappingError:
+    """A needed header is not in the header row: refused there, pointing at the header
+    that most likely meant it (the nearest unknown one, or the only one)."""
+    row, cells = sheet.rows[header_index]
+    used = {c for c, _ in found.values()}
+    unknown = {c: _norm(t) for c, t in enumerate(cells) if t and c not in used}
+    close = difflib.get_close_matches(_norm(synonyms[field][0]), unknown.values(), 1, 0.4)
+    near = [c for c, text in unknown.items() if text in close]
+    # the nearest unknown header, or the only one; with several and none near, no guess
+    suspect = near[0] if near else (next(iter(unknown)) if len(unknown) == 1 else None)
     names = ", ".join(s.title() for s in synonyms[field])
+    message = f"missing required header for {field.replace('_', ' ')}"
+    if suspect is None:
+        return sheet.error(message, row=row, hint=f"Add a column headed one of: {names}.")
     return sheet.error(
-        f"missing required header for {field.replace('_', ' ')}",
+        f"{message} (is column {_letter(suspect)}, {clip(cells[suspect])}, meant to be it?)",
         row=row,
-        hint=f"Add a column headed one of: {names}.",
+        column=_column_name(suspect, cells[suspect]),
+        hint=f"Rename that column's header, or add one, to one of: {names}.",
     )
 
 
@@ -669,6 +687,8 @@ def _parse_filters(
                 table=rec["table"],
                 condition=rec["condition"],
                 description=rec.get("description") or None,
+                table_column=_col(fields, "table"),
+                condition_column=_col(fields, "condition"),
             )
         )
     return filters
@@ -762,7 +782,7 @@ def _require_headers(
         needed = tuple(n for n in needed if n != "length")
     for field in needed:
         if field not in fields:
-            raise _missing_header(sheet, synonyms, field, sheet.rows[header_index][0])
+            raise _missing_header(sheet, synonyms, field, header_index, fields)
 
 
 def _classify(sheet: _Sheet) -> tuple[str, int, dict[str, tuple[int, str]]] | None:
@@ -808,29 +828,29 @@ def _unrecognised(sheet: _Sheet) -> MappingError | None:
     """A sheet no kind matched, refused when it is (by name, or by most of a mapping
     header) a known sheet missing a column it needs; None for other sheets (covers,
     notes), which are not read."""
-    kind = SHEET_NAMES.get(_norm(sheet.name or ""))
-    candidates = [kind] if kind else []
     for anchor in ("type", "source_column", "rule", "table"):
         found = sheet.find_header(MAPPING_HEADERS, anchor, minimum=3)
         if found is not None:
-            return _missing_header(sheet, MAPPING_HEADERS, "column", sheet.rows[found[0]][0])
-    for kind in candidates:
-        synonyms, needed = SHEET_KINDS[kind]
-        best = max(
-            (f for a in needed if (f := sheet.find_header(synonyms, a, minimum=1))),
-            key=lambda f: len(f[1]),
-            default=None,
-        )
-        if best is not None:
-            field = next(n for n in needed if n not in best[1])
-            return _missing_header(sheet, synonyms, field, sheet.rows[best[0]][0])
-        if any(any(cells) for _, cells in sheet.rows):
-            words = ", ".join(synonyms[n][0].title() for n in needed)
-            return sheet.error(
-                f"the {kind.title()} sheet has no header row this reader knows",
-                hint=f"Add a header row with: {words}.",
-            )
-    return None
+            return _missing_header(sheet, MAPPING_HEADERS, "column", *found)
+    kind = SHEET_NAMES.get(_norm(sheet.name or ""))
+    if kind is None:
+        return None
+    synonyms, needed = SHEET_KINDS[kind]
+    best = max(
+        (f for a in needed if (f := sheet.find_header(synonyms, a, minimum=1))),
+        key=lambda f: len(f[1]),
+        default=None,
+    )
+    if best is not None:
+        absent = [n for n in needed if n not in best[1]]
+        return _missing_header(sheet, synonyms, absent[0], *best) if absent else None
+    if not any(any(cells) for _, cells in sheet.rows):
+        return None  # an empty sheet
+    words = ", ".join(synonyms[n][0].title() for n in needed)
+    return sheet.error(
+        f"the {kind.title()} sheet has no header row this reader knows",
+        hint=f"Add a header row with: {words}.",
+    )
 
 
 def read_mapping(
@@ -913,6 +933,7 @@ def read_mapping(
                 file=str(path),
                 sheet=f.sheet,
                 row=f.row,
+                column=f.table_column,
                 hint=f"Did you mean {clip(close[0])}?"
                 if close
                 else f"Known tables: {', '.join(sorted(tables))}.",

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import IO, TYPE_CHECKING, Any
 
+from dataeng_magics.errors import DataEngMagicsError
 from dataeng_magics.mapping.model import Mapping, SourceSpec
 from dataeng_magics.sources.files import list_files, open_binary
 from dataeng_magics.sources.readers import reader_for
@@ -127,7 +128,6 @@ def locate_malformed(report: ValidationReport, mapping: Mapping, storage: Any) -
     """Add to each failed ``malformed`` check of ``report`` where its first bad record is.
     ``storage`` is the settings' named storage connections."""
     from dataeng_magics.connections import storage_options
-    from dataeng_magics.errors import DataEngMagicsError
 
     found: dict[str, str] = {}
     for table in report.tables:
@@ -154,9 +154,12 @@ def unclosed_quotes(report: ValidationReport, mapping: Mapping) -> None:
             spec = mapping.sources.get(check.column)
             if check.kind != "malformed" or not check.passed or spec is None:
                 continue
-            if spec.format != "csv" or "://" in spec.path or not _odd_quotes(spec):
+            if spec.format != "csv" or "://" in spec.path:
                 continue
-            hit = first_malformed(spec)
+            try:  # the run read the files; a platform may have read them elsewhere
+                hit = first_malformed(spec) if _odd_quotes(spec) else None
+            except (DataEngMagicsError, OSError):
+                continue
             if hit is not None and "never closed" in hit:
                 table.checks[index] = replace(check, failed=1)
 
