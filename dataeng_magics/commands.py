@@ -192,9 +192,10 @@ COMMANDS = (
         "run",
         "run the approved plan, write and validate each target table",
         (OUTPUT_DIR, FORMAT, PLATFORM),
-        "Run the approved code (never re-planned) and write each target table to "
-        "OUTPUT_DIR/<TABLE>/, then validate it. Exit 3 if there is no approval, 4 if the "
-        "output fails validation, 5 if the run fails.",
+        "Run the approved code (never re-planned) into OUTPUT_DIR/_runs/<RUN_ID>/, validate "
+        "it, and publish each target table at OUTPUT_DIR/<TABLE>/ only if the whole run "
+        "passed. Exit 3 if there is no approval, 4 if validation failed (the previous output "
+        "is untouched), 5 if the run fails.",
         keyed=True,
         cli_only=(JSON,),
     ),
