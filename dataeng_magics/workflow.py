@@ -698,22 +698,20 @@ class TransformSession:
                 publisher.publish(run_id, tables)
             else:
                 publisher.discard(run_id)
-        except ExecutionError as exc:
+        except (ExecutionError, OSError) as exc:
+            error = exc if isinstance(exc, ExecutionError) else ExecutionError(
+                f"cannot publish run {run_id[:12]} to {public_path(out)}: {exc}",
+                hint="Nothing was recorded as a success; check the output folder and run again.",
+            )  # fmt: skip
             publisher.discard(run_id)
-            facts.update(outcome="failed", published=False, error=exc.message,
+            facts.update(outcome="failed", published=False, error=error.message,
                          platform=where, timings=self._timings(started_at, started))  # fmt: skip
-            self._record(
-                entry,
-                "failed",
-                started_at,
-                None,
-                actor,
-                {**where, "error": exc.message},
-                ev.build(**facts),
-                out,
-                options,
-            )
-            raise
+            failed = {**where, "error": error.message}
+            self._record(entry, "failed", started_at, None, actor, failed, ev.build(**facts),
+                         out, options)  # fmt: skip
+            if error is exc:
+                raise
+            raise error from exc
         if any(c.kind == "malformed" for c in report.failures):
             from dataeng_magics.sources.diagnose import locate_malformed
 

@@ -24,8 +24,10 @@ if TYPE_CHECKING:
     from dataeng_magics.state.audit import AuditEvent, AuditLog
 
 EVIDENCE_VERSION = 1
-#: Files up to this size get a full sha256; Parquet files a hash of their footer.
-SMALL_FILE = 64 * 1024 * 1024
+#: Files up to this size get a full sha256 (while ``HASH_BUDGET`` bytes per run last);
+#: Parquet files a hash of their footer (which holds every row group's statistics).
+SMALL_FILE = 16 * 1024 * 1024
+HASH_BUDGET = 256 * 1024 * 1024
 #: At most this many files of one source are listed (a source of 100 000 parts is
 #: summarised by its count and total size).
 MAX_FILES = 1000
@@ -40,8 +42,8 @@ def digest(evidence: dict[str, Any]) -> str:
     return sha256_text(canonical_json(evidence))
 
 
-def _file_hashes(fs: Any, name: str, size: int) -> dict[str, str]:
-    """A content hash where it is cheap: whole small files, Parquet footers."""
+def _file_hashes(fs: Any, name: str, size: int, budget: list[int]) -> dict[str, str]:
+    """A content hash where it is cheap: Parquet footers, whole small files."""
     if name.endswith(".parquet") and size > 12:
         with fs.open(name, "rb") as file:
             file.seek(size - 8)
@@ -50,7 +52,8 @@ def _file_hashes(fs: Any, name: str, size: int) -> dict[str, str]:
             if tail[4:] == b"PAR1" and length + 8 <= size:
                 file.seek(size - 8 - length)
                 return {"parquet_footer_sha256": hashlib.sha256(file.read(length)).hexdigest()}
-    if size <= SMALL_FILE:
+    if size <= min(SMALL_FILE, budget[0]):
+        budget[0] -= size
         with fs.open(name, "rb") as file:
             return {"sha256": hashlib.file_digest(file, "sha256").hexdigest()}
     return {}
@@ -64,6 +67,7 @@ def input_files(mapping: Mapping, storage: Any) -> list[dict[str, Any]]:
     from dataeng_magics.sources.files import list_files
 
     found: list[dict[str, Any]] = []
+    budget = [HASH_BUDGET]
     for name, spec in sorted(mapping.sources.items()):
         try:
             files = list_files(spec.path, storage_options(spec.path, storage))
@@ -86,7 +90,7 @@ def input_files(mapping: Mapping, storage: Any) -> list[dict[str, Any]]:
             if md5:
                 record["content_md5"] = bytes(md5).hex() if not isinstance(md5, str) else md5
             try:
-                record.update(_file_hashes(files.fs, file, size))
+                record.update(_file_hashes(files.fs, file, size, budget))
             except OSError as exc:
                 record["hash_error"] = str(exc)
             found.append(record)
