@@ -570,7 +570,7 @@ class TransformMagics(Magics):
         target = args.target or self._require_current().key
         record, closing = find_evidence(self.settings(), target)
         if args.html:
-            Path(args.html).write_text(ev.to_html(record, closing), encoding="utf-8")
+            ev.write_page(args.html, record, closing)
         if args.json:
             return Text(json.dumps(record, indent=2))
         return EvidenceView(record, closing)

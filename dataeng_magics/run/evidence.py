@@ -75,12 +75,16 @@ def input_files(mapping: Mapping, storage: Any) -> list[dict[str, Any]]:
             found.append({"source": name, "path": public_path(spec.path), "error": str(exc)})
             continue
         for file, size in list(zip(files.files, files.sizes, strict=True))[:MAX_FILES]:
-            info = files.fs.info(file)
             record: dict[str, Any] = {
                 "source": name,
                 "path": public_path(files.shown(spec.path, file)),
                 "size": size,
             }
+            try:
+                info = files.fs.info(file)
+            except OSError as exc:  # gone since it was listed: say so, the run says more
+                found.append({**record, "error": str(exc)})
+                continue
             modified = info.get("mtime") or info.get("last_modified")
             if modified is not None:
                 record["modified"] = _iso(modified)
@@ -164,6 +168,19 @@ def write(evidence: dict[str, Any], page: str, output_dir: str, options: dict[st
     fs.pipe_file(root + ".json", json.dumps(evidence, indent=2, sort_keys=True).encode())
     fs.pipe_file(root + ".html", page.encode())
     return base + ".json"
+
+
+def write_page(path: str, evidence: dict[str, Any], closing: AuditEvent | None) -> None:
+    """``evidence --html FILE``: the page an auditor files."""
+    from pathlib import Path
+
+    from dataeng_magics.errors import DataEngMagicsError
+
+    try:
+        Path(path).write_text(to_html(evidence, closing), encoding="utf-8")
+    except OSError as exc:
+        raise DataEngMagicsError(f"cannot write the page: {exc.strerror}", file=path,
+                                 hint="Choose another --html FILE.") from exc  # fmt: skip
 
 
 # -- for people ---------------------------------------------------------------------------

@@ -102,19 +102,20 @@ class LocalPublisher(Publisher):
                 hint="Run it again; if it keeps failing, the platform dropped the write.",
             )
         previous = self.current() or f"before-{run_id}"
-        # Each table's fixed link; a table that was a plain folder (output written before
-        # safe publishing) is moved into a run folder of its own first, once.
         names = sorted({*tables, *(p.name for p in staged.iterdir() if p.is_dir())})
+        # A table that is a plain folder (written before safe publishing) becomes part of
+        # the published run (or of a run of its own), once; then each table's fixed link.
+        legacy = root / RUNS / previous
         for table in names:
-            link = root / table
-            if link.is_symlink():
-                continue
-            if link.exists():
-                legacy = root / RUNS / previous
+            if not (root / table).is_symlink() and (root / table).exists():
                 legacy.mkdir(parents=True, exist_ok=True)
-                link.rename(legacy / table)
-            _symlink(f"{CURRENT}/{table}", link)
-        pause_point("publish")
+                (root / table).rename(legacy / table)
+        if not (root / CURRENT).is_symlink() and legacy.is_dir():
+            _symlink(f"{RUNS}/{previous}", root / CURRENT)
+        for table in names:
+            if not (root / table).is_symlink():
+                _symlink(f"{CURRENT}/{table}", root / table)
+        pause_point("publish")  # from here on, a kill leaves the previous output published
         _symlink(f"{RUNS}/{run_id}", root / CURRENT)  # the one atomic switch
         self._cleanup(keep={run_id, previous}, tables=names)
 
