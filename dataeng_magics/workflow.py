@@ -126,6 +126,8 @@ class RunSummary:
             f"{passed} checks passed, {failed} failed",
             f"output ({self.output_format}): {', '.join(folders)}",
         ]
+        if self.run_id:
+            head.append(f"evidence: {base}/_evidence/{self.run_id}.html (run {self.run_id})")
         return "\n".join([*head, self.report.to_text()])
 
 
@@ -691,13 +693,14 @@ class TransformSession:
             "audit": {"run_start_seq": run_start.seq, "run_start_hash": run_start.hash},
         }  # fmt: skip
         try:
-            result = executor.run(job)
-            report = evaluate(result.metrics)
-            ran = time.perf_counter() - started
-            if report.passed:
-                publisher.publish(run_id, tables)
-            else:
-                publisher.discard(run_id)
+            with publisher.running(run_id):
+                result = executor.run(job)
+                report = evaluate(result.metrics)
+                ran = time.perf_counter() - started
+                if report.passed:
+                    publisher.publish(run_id, tables)
+                else:
+                    publisher.discard(run_id)
         except (ExecutionError, OSError) as exc:
             error = exc if isinstance(exc, ExecutionError) else ExecutionError(
                 f"cannot publish run {run_id[:12]} to {public_path(out)}: {exc}",

@@ -28,9 +28,11 @@ import shutil
 import sys
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from filelock import FileLock, Timeout
 
 from dataeng_magics.errors import ExecutionError
 
@@ -71,6 +73,11 @@ class Publisher(ABC):
     def staged(self, run_id: str) -> str:
         return staging_dir(self.output_dir, run_id)
 
+    @contextlib.contextmanager
+    def running(self, run_id: str) -> Iterator[None]:
+        """While the run lives (staging, publishing): nothing to hold by default."""
+        yield
+
     @abstractmethod
     def publish(self, run_id: str, tables: Sequence[str]) -> None:
         """Make the staged ``tables`` of ``run_id`` the published output."""
@@ -86,6 +93,15 @@ class LocalPublisher(Publisher):
     @property
     def root(self) -> Path:
         return Path(self.output_dir)
+
+    @contextlib.contextmanager
+    def running(self, run_id: str) -> Iterator[None]:
+        """Hold ``_runs/<run_id>.lock`` while the run lives, so another run's cleanup
+        leaves its staging folder alone; the OS releases it when a run is killed."""
+        (self.root / RUNS).mkdir(parents=True, exist_ok=True)
+        with FileLock(self.root / RUNS / f"{run_id}.lock"):
+            yield
+        (self.root / RUNS / f"{run_id}.lock").unlink(missing_ok=True)
 
     def current(self) -> str | None:
         """The published run's id, or None."""
@@ -123,8 +139,16 @@ class LocalPublisher(Publisher):
         """Remove the runs no reader can reach (failed, killed, or older than the
         previous), and links to tables the published run no longer has."""
         for folder in (self.root / RUNS).iterdir():
-            if folder.name not in keep:
-                shutil.rmtree(folder, ignore_errors=True)
+            name = folder.name.removesuffix(".lock")
+            if name in keep:
+                continue
+            lock = FileLock(folder.with_name(f"{name}.lock"), timeout=0)
+            try:
+                with lock:  # taken: the run is over (failed or killed), not running
+                    shutil.rmtree(folder.with_name(name), ignore_errors=True)
+                folder.with_name(f"{name}.lock").unlink(missing_ok=True)
+            except Timeout:
+                continue  # another run is staging there now
         for entry in self.root.iterdir():
             if (
                 entry.is_symlink()
