@@ -579,9 +579,11 @@ class TransformMagics(Magics):
         from dataeng_magics.display import Text
         from dataeng_magics.workflow import session_for_key
 
-        session = self._require_current() if not args.target else None
-        if session is None:
-            session = session_for_key(self.settings(), args.target)
+        session = (
+            session_for_key(self.settings(), args.target)
+            if args.target
+            else self._require_current()
+        )
         return Text(f"wrote {session.export_test(args.output)}")
 
     # -- %transform_config ----------------------------------------------------------

@@ -169,6 +169,21 @@ def test_a_failed_check_publishes_nothing(example: Path, tmp_path: Path, spark: 
     assert sorted(p.name for p in (out / RUNS).iterdir()) == [first.run_id]
 
 
+@pytest.mark.spark
+def test_a_publish_that_fails_is_a_failed_run(example: Path, tmp_path: Path, spark: Any) -> None:
+    s = approved(example)
+    out = tmp_path / "out"
+    (out / CURRENT).mkdir(parents=True)  # a folder where the pointer must go
+    (out / CURRENT / "keep.txt").write_text("someone's file")
+    with pytest.raises(ExecutionError, match="cannot publish run") as err:
+        s.run(output_dir=str(out))
+    assert err.value.exit_code == 5 and "\n" not in str(err.value)
+    assert (out / CURRENT / "keep.txt").read_text() == "someone's file"
+    entry = s.entry()
+    assert entry is not None and entry.last_outcome == "failed"
+    assert not [p for p in (out / RUNS).iterdir() if p.is_dir()]  # the staging is gone
+
+
 @pytest.mark.slow
 @pytest.mark.spark
 def test_a_run_killed_while_publishing_leaves_the_previous_output(
