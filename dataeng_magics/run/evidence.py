@@ -165,7 +165,7 @@ def write(evidence: dict[str, Any], page: str, output_dir: str, options: dict[st
     base = f"{output_dir.rstrip('/')}/{EVIDENCE_DIR}/{evidence['run_id']}"
     fs, root = fsspec.core.url_to_fs(base, **options)
     fs.makedirs(root.rsplit("/", 1)[0], exist_ok=True)
-    fs.pipe_file(root + ".json", json.dumps(evidence, indent=2, sort_keys=True).encode())
+    fs.pipe_file(root + ".json", json.dumps(evidence, indent=2).encode())
     fs.pipe_file(root + ".html", page.encode())
     return base + ".json"
 
@@ -249,6 +249,7 @@ def to_text(evidence: dict[str, Any], closing: AuditEvent | None = None) -> str:
 _STYLE = """body{font:12px/1.4 sans-serif;margin:2em;color:#000}
 table{border-collapse:collapse;margin:.5em 0 1.5em;width:100%}
 th,td{border:1px solid #999;padding:2px 6px;text-align:left;vertical-align:top}
+th{width:1%;white-space:nowrap}
 th{background:#eee}code{font-size:11px;word-break:break-all}.fail{color:#b00;font-weight:bold}
 @media print{body{margin:0}h2{page-break-after:avoid}table{page-break-inside:avoid}}"""
 
@@ -273,7 +274,10 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 
 def _pairs(values: dict[str, Any]) -> str:
-    return _table([{"": k, "value": v} for k, v in values.items()])
+    """Name/value rows, the names as row headers."""
+    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{_cell(v)}</td></tr>"
+                   for k, v in values.items())  # fmt: skip
+    return f"<table>{rows}</table>"
 
 
 def to_html_fragment(evidence: dict[str, Any], closing: AuditEvent | None = None) -> str:
