@@ -254,9 +254,9 @@ def publisher_for(
     """The publisher for this output: local folders, an fsspec store, or Delta tables."""
     if "://" not in output_dir or output_dir.startswith("file://"):
         return LocalPublisher(output_dir.removeprefix("file://"))
-    import fsspec
+    from dataeng_magics.sources.files import filesystem
 
-    fs, _ = fsspec.core.url_to_fs(output_dir, **(storage_options or {}))
+    fs, _ = filesystem(output_dir, storage_options or {})  # a missing adlfs: one line
     if output_format == "delta" and executor is not None and job is not None:
         return DeltaPublisher(output_dir, executor, job, fs)
     return FsspecPublisher(output_dir, fs)
