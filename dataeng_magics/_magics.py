@@ -626,7 +626,7 @@ class TransformMagics(Magics):
         target = args.target or self._require_current().key
         record, closing = find_evidence(self.settings(), target)
         if args.html:
-            Path(args.html).write_text(ev.to_html(record, closing), encoding="utf-8")
+            ev.write_page(args.html, record, closing)
         if args.json:
             return Text(json.dumps(record, indent=2))
         return EvidenceView(record, closing)
@@ -635,9 +635,11 @@ class TransformMagics(Magics):
         from dataeng_magics.display import Text
         from dataeng_magics.workflow import session_for_key
 
-        session = self._require_current() if not args.target else None
-        if session is None:
-            session = session_for_key(self.settings(), args.target)
+        session = (
+            session_for_key(self.settings(), args.target)
+            if args.target
+            else self._require_current()
+        )
         return Text(f"wrote {session.export_test(args.output)}")
 
     # -- %transform_config ----------------------------------------------------------

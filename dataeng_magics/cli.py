@@ -385,11 +385,7 @@ def cmd_evidence(args: argparse.Namespace) -> int:
         raise DataEngMagicsError("evidence needs a RUN_ID or a KEY (8+ characters)")
     record, closing = find_evidence(_settings(args), args.target)
     if args.html:
-        try:
-            Path(args.html).write_text(ev.to_html(record, closing), encoding="utf-8")
-        except OSError as exc:
-            raise DataEngMagicsError(f"cannot write the page: {exc.strerror}", file=args.html,
-                                     hint="Choose another --html FILE.") from exc  # fmt: skip
+        ev.write_page(args.html, record, closing)
         print(f"wrote {args.html}")
     print(json.dumps(record, indent=2) if args.json else ev.to_text(record, closing))
     return 0

@@ -236,9 +236,10 @@ COMMANDS = (
         "run",
         "run the approved plan, write and validate each target table",
         (OUTPUT_DIR, FORMAT, PLATFORM, CONTROL),
-        "Run the approved code (never re-planned) and write each target table to "
-        "OUTPUT_DIR/<TABLE>/, then validate it (the plan's checks, row accounting and any "
-        "--control totals). Exit 3 if there is no approval, 4 if validation failed, 5 if "
+        "Run the approved code (never re-planned) into OUTPUT_DIR/_runs/<RUN_ID>/, validate "
+        "it (the plan's checks, row accounting and any --control totals), and publish each "
+        "target table at OUTPUT_DIR/<TABLE>/ only if the whole run passed. Exit 3 if there "
+        "is no approval, 4 if validation failed (the previous output is untouched), 5 if "
         "the run fails.",
         keyed=True,
         cli_only=(JSON,),

@@ -136,6 +136,8 @@ class RunSummary:
             f"{passed} checks passed, {failed} failed",
             f"output ({self.output_format}): {', '.join(folders)}",
         ]
+        if self.run_id:
+            head.append(f"evidence: {base}/_evidence/{self.run_id}.html (run {self.run_id})")
         return "\n".join([*head, self.report.to_text()])
 
 
@@ -873,23 +875,31 @@ class TransformSession:
         }  # fmt: skip
         with RunLease(self.store, run_id, entry.key, actor or current_user()):
             try:
-                result = executor.run(job)
-                report = evaluate(result.metrics, plan, checked)
-                unclosed_quotes(report, self.mapping)  # a file cut inside a quoted field
-                ran = time.perf_counter() - started
-                if report.passed:
-                    publisher.publish(run_id, tables)
-                else:
-                    publisher.discard(run_id)
-            except ExecutionError as exc:
+                with publisher.running(run_id):
+                    result = executor.run(job)
+                    report = evaluate(result.metrics, plan, checked)
+                    unclosed_quotes(report, self.mapping)  # a file cut inside a quoted field
+                    ran = time.perf_counter() - started
+                    if report.passed:
+                        publisher.publish(run_id, tables)
+                    else:
+                        publisher.discard(run_id)
+            except (ExecutionError, OSError) as exc:
+                error = exc if isinstance(exc, ExecutionError) else ExecutionError(
+                    f"cannot publish run {run_id[:12]} to {public_path(out)}: {exc}",
+                    hint="Nothing was recorded as a success; check the output folder and "
+                    "run again.",
+                )  # fmt: skip
                 publisher.discard(run_id)
                 timings = self._timings(started_at, started)
-                facts.update(outcome="failed", published=False, error=exc.message,
+                facts.update(outcome="failed", published=False, error=error.message,
                              platform=where, timings=timings)  # fmt: skip
-                details = {**where, "error": exc.message}
-                self._record(entry, "failed", started_at, None, actor, details, run_id,
+                failed = {**where, "error": error.message}
+                self._record(entry, "failed", started_at, None, actor, failed, run_id,
                              ev.build(**facts), out, options)  # fmt: skip
-                raise
+                if error is exc:
+                    raise
+                raise error from exc
             if any(c.kind == "malformed" for c in report.failures):
                 locate_malformed(report, self.mapping, self.settings.storage)
             outcome: Outcome = "succeeded" if report.passed else "validation_failed"

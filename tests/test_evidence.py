@@ -13,6 +13,7 @@ import pytest
 
 from dataeng_magics.cli import main
 from dataeng_magics.config import load_settings
+from dataeng_magics.display import SummaryView
 from dataeng_magics.run import evidence as ev
 from dataeng_magics.state.audit import AuditLog
 from dataeng_magics.workflow import TransformRequest, TransformSession, find_evidence
@@ -67,6 +68,11 @@ def test_evidence_is_tied_to_the_audit_chain_and_exported(
     assert f"closed by audit record {end.seq} (run_end) {end.hash}" in text
     assert main(["evidence", summary.key[:12], "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == record
+    assert main(["evidence", summary.run_id, "--html", str(tmp_path / "no" / "x.html")]) == 2
+    assert "cannot write the page" in capsys.readouterr().err
+    bundle = SummaryView(summary)._repr_mimebundle_()  # the notebook's run summary
+    assert "<details><summary>Evidence</summary>" in bundle["text/html"]
+    assert end.hash in bundle["text/html"]
     assert main(["evidence", "ffffffffffff"]) == 2
     assert "no run or key 'ffffffffffff'" in capsys.readouterr().err
 

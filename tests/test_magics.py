@@ -401,6 +401,9 @@ def test_line_run_takes_the_cli_run_flags(
     page = shown._repr_html_()
     assert "<script" not in page and "run_start_hash" in page and "closing_record_hash" in page
     assert "published" in repr(shown) and "closed by audit record" in repr(shown)
+    wrote = ip.run_line_magic("transform", f"export-test --output {tmp_path / 'test_nw.py'}")
+    assert repr(wrote) == f"wrote {tmp_path / 'test_nw.py'}"
+    assert "CODE_SHA256 = " in (tmp_path / "test_nw.py").read_text()
 
 
 def test_approve_twice_and_revise_say_what_happened_to_the_approval(

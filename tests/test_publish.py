@@ -77,7 +77,11 @@ def test_local_publish_switches_every_table_at_once_and_keeps_the_previous(tmp_p
     resolved_before = (out / "A").resolve()  # a reader that resolved the path once
     stage(out, "r2", {"A": "a2", "B": "b2"})
     stage(out, "dead", {"A": "half"})  # a killed run's leftovers
-    publisher.publish("r2", ["A", "B"])
+    stage(out, "busy", {"A": "staging"})  # a run staging at the same time
+    with publisher.running("busy"):
+        publisher.publish("r2", ["A", "B"])
+        assert (out / RUNS / "busy" / "A").is_dir()  # left alone while it runs
+    assert not (out / RUNS / "dead").exists()
     assert (read(out, "A"), read(out, "B")) == ("a2", "b2")
     assert (resolved_before / "part-r1.csv").read_text() == "a1"  # still readable
     stage(out, "r3", {"A": "a3"})  # B is gone from the plan
@@ -165,6 +169,21 @@ def test_a_failed_check_publishes_nothing(example: Path, tmp_path: Path, spark: 
     assert sorted(p.name for p in (out / RUNS).iterdir()) == [first.run_id]
 
 
+@pytest.mark.spark
+def test_a_publish_that_fails_is_a_failed_run(example: Path, tmp_path: Path, spark: Any) -> None:
+    s = approved(example)
+    out = tmp_path / "out"
+    (out / CURRENT).mkdir(parents=True)  # a folder where the pointer must go
+    (out / CURRENT / "keep.txt").write_text("someone's file")
+    with pytest.raises(ExecutionError, match="cannot publish run") as err:
+        s.run(output_dir=str(out))
+    assert err.value.exit_code == 5 and "\n" not in str(err.value)
+    assert (out / CURRENT / "keep.txt").read_text() == "someone's file"
+    entry = s.entry()
+    assert entry is not None and entry.last_outcome == "failed"
+    assert not [p for p in (out / RUNS).iterdir() if p.is_dir()]  # the staging is gone
+
+
 @pytest.mark.slow
 @pytest.mark.spark
 def test_a_run_killed_while_publishing_leaves_the_previous_output(
@@ -190,7 +209,7 @@ def test_a_run_killed_while_publishing_leaves_the_previous_output(
                 break
         else:
             pytest.fail("the run never reached publishing: " + "".join(seen[-5:]))
-        staged = [p for p in (out / RUNS).iterdir() if p.name != first.run_id]
+        staged = [p for p in (out / RUNS).iterdir() if p.is_dir() and p.name != first.run_id]
         assert len(staged) == 1 and (staged[0] / "TRADES").is_dir()  # fully staged
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)

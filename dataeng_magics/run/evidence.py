@@ -24,8 +24,10 @@ if TYPE_CHECKING:
     from dataeng_magics.state.audit import AuditEvent, AuditTrail
 
 EVIDENCE_VERSION = 1
-#: Files up to this size get a full sha256; Parquet files a hash of their footer.
-SMALL_FILE = 64 * 1024 * 1024
+#: Files up to this size get a full sha256 (while ``HASH_BUDGET`` bytes per run last);
+#: Parquet files a hash of their footer (which holds every row group's statistics).
+SMALL_FILE = 16 * 1024 * 1024
+HASH_BUDGET = 256 * 1024 * 1024
 #: At most this many files of one source are listed (a source of 100 000 parts is
 #: summarised by its count and total size).
 MAX_FILES = 1000
@@ -40,8 +42,8 @@ def digest(evidence: dict[str, Any]) -> str:
     return sha256_text(canonical_json(evidence))
 
 
-def _file_hashes(fs: Any, name: str, size: int) -> dict[str, str]:
-    """A content hash where it is cheap: whole small files, Parquet footers."""
+def _file_hashes(fs: Any, name: str, size: int, budget: list[int]) -> dict[str, str]:
+    """A content hash where it is cheap: Parquet footers, whole small files."""
     if name.endswith(".parquet") and size > 12:
         with fs.open(name, "rb") as file:
             file.seek(size - 8)
@@ -50,7 +52,8 @@ def _file_hashes(fs: Any, name: str, size: int) -> dict[str, str]:
             if tail[4:] == b"PAR1" and length + 8 <= size:
                 file.seek(size - 8 - length)
                 return {"parquet_footer_sha256": hashlib.sha256(file.read(length)).hexdigest()}
-    if size <= SMALL_FILE:
+    if size <= min(SMALL_FILE, budget[0]):
+        budget[0] -= size
         with fs.open(name, "rb") as file:
             return {"sha256": hashlib.file_digest(file, "sha256").hexdigest()}
     return {}
@@ -64,6 +67,7 @@ def input_files(mapping: Mapping, storage: Any) -> list[dict[str, Any]]:
     from dataeng_magics.sources.files import list_files
 
     found: list[dict[str, Any]] = []
+    budget = [HASH_BUDGET]
     for name, spec in sorted(mapping.sources.items()):
         try:
             files = list_files(spec.path, storage_options(spec.path, storage))
@@ -71,12 +75,16 @@ def input_files(mapping: Mapping, storage: Any) -> list[dict[str, Any]]:
             found.append({"source": name, "path": public_path(spec.path), "error": str(exc)})
             continue
         for file, size in list(zip(files.files, files.sizes, strict=True))[:MAX_FILES]:
-            info = files.fs.info(file)
             record: dict[str, Any] = {
                 "source": name,
                 "path": public_path(files.shown(spec.path, file)),
                 "size": size,
             }
+            try:
+                info = files.fs.info(file)
+            except OSError as exc:  # gone since it was listed: say so, the run says more
+                found.append({**record, "error": str(exc)})
+                continue
             modified = info.get("mtime") or info.get("last_modified")
             if modified is not None:
                 record["modified"] = _iso(modified)
@@ -86,7 +94,7 @@ def input_files(mapping: Mapping, storage: Any) -> list[dict[str, Any]]:
             if md5:
                 record["content_md5"] = bytes(md5).hex() if not isinstance(md5, str) else md5
             try:
-                record.update(_file_hashes(files.fs, file, size))
+                record.update(_file_hashes(files.fs, file, size, budget))
             except OSError as exc:
                 record["hash_error"] = str(exc)
             found.append(record)
@@ -157,9 +165,22 @@ def write(evidence: dict[str, Any], page: str, output_dir: str, options: dict[st
     base = f"{output_dir.rstrip('/')}/{EVIDENCE_DIR}/{evidence['run_id']}"
     fs, root = fsspec.core.url_to_fs(base, **options)
     fs.makedirs(root.rsplit("/", 1)[0], exist_ok=True)
-    fs.pipe_file(root + ".json", json.dumps(evidence, indent=2, sort_keys=True).encode())
+    fs.pipe_file(root + ".json", json.dumps(evidence, indent=2).encode())
     fs.pipe_file(root + ".html", page.encode())
     return base + ".json"
+
+
+def write_page(path: str, evidence: dict[str, Any], closing: AuditEvent | None) -> None:
+    """``evidence --html FILE``: the page an auditor files."""
+    from pathlib import Path
+
+    from dataeng_magics.errors import DataEngMagicsError
+
+    try:
+        Path(path).write_text(to_html(evidence, closing), encoding="utf-8")
+    except OSError as exc:
+        raise DataEngMagicsError(f"cannot write the page: {exc.strerror}", file=path,
+                                 hint="Choose another --html FILE.") from exc  # fmt: skip
 
 
 # -- for people ---------------------------------------------------------------------------
@@ -228,6 +249,7 @@ def to_text(evidence: dict[str, Any], closing: AuditEvent | None = None) -> str:
 _STYLE = """body{font:12px/1.4 sans-serif;margin:2em;color:#000}
 table{border-collapse:collapse;margin:.5em 0 1.5em;width:100%}
 th,td{border:1px solid #999;padding:2px 6px;text-align:left;vertical-align:top}
+th{width:1%;white-space:nowrap}
 th{background:#eee}code{font-size:11px;word-break:break-all}.fail{color:#b00;font-weight:bold}
 @media print{body{margin:0}h2{page-break-after:avoid}table{page-break-inside:avoid}}"""
 
@@ -252,7 +274,10 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 
 def _pairs(values: dict[str, Any]) -> str:
-    return _table([{"": k, "value": v} for k, v in values.items()])
+    """Name/value rows, the names as row headers."""
+    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{_cell(v)}</td></tr>"
+                   for k, v in values.items())  # fmt: skip
+    return f"<table>{rows}</table>"
 
 
 def to_html_fragment(evidence: dict[str, Any], closing: AuditEvent | None = None) -> str:

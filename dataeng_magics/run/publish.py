@@ -28,9 +28,11 @@ import shutil
 import sys
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from filelock import FileLock, Timeout
 
 from dataeng_magics.errors import ExecutionError
 
@@ -71,6 +73,11 @@ class Publisher(ABC):
     def staged(self, run_id: str) -> str:
         return staging_dir(self.output_dir, run_id)
 
+    @contextlib.contextmanager
+    def running(self, run_id: str) -> Iterator[None]:
+        """While the run lives (staging, publishing): nothing to hold by default."""
+        yield
+
     @abstractmethod
     def publish(self, run_id: str, tables: Sequence[str]) -> None:
         """Make the staged ``tables`` of ``run_id`` the published output."""
@@ -87,6 +94,15 @@ class LocalPublisher(Publisher):
     def root(self) -> Path:
         return Path(self.output_dir)
 
+    @contextlib.contextmanager
+    def running(self, run_id: str) -> Iterator[None]:
+        """Hold ``_runs/<run_id>.lock`` while the run lives, so another run's cleanup
+        leaves its staging folder alone; the OS releases it when a run is killed."""
+        (self.root / RUNS).mkdir(parents=True, exist_ok=True)
+        with FileLock(self.root / RUNS / f"{run_id}.lock"):
+            yield
+        (self.root / RUNS / f"{run_id}.lock").unlink(missing_ok=True)
+
     def current(self) -> str | None:
         """The published run's id, or None."""
         link = self.root / CURRENT
@@ -102,19 +118,20 @@ class LocalPublisher(Publisher):
                 hint="Run it again; if it keeps failing, the platform dropped the write.",
             )
         previous = self.current() or f"before-{run_id}"
-        # Each table's fixed link; a table that was a plain folder (output written before
-        # safe publishing) is moved into a run folder of its own first, once.
         names = sorted({*tables, *(p.name for p in staged.iterdir() if p.is_dir())})
+        # A table that is a plain folder (written before safe publishing) becomes part of
+        # the published run (or of a run of its own), once; then each table's fixed link.
+        legacy = root / RUNS / previous
         for table in names:
-            link = root / table
-            if link.is_symlink():
-                continue
-            if link.exists():
-                legacy = root / RUNS / previous
+            if not (root / table).is_symlink() and (root / table).exists():
                 legacy.mkdir(parents=True, exist_ok=True)
-                link.rename(legacy / table)
-            _symlink(f"{CURRENT}/{table}", link)
-        pause_point("publish")
+                (root / table).rename(legacy / table)
+        if not (root / CURRENT).is_symlink() and legacy.is_dir():
+            _symlink(f"{RUNS}/{previous}", root / CURRENT)
+        for table in names:
+            if not (root / table).is_symlink():
+                _symlink(f"{CURRENT}/{table}", root / table)
+        pause_point("publish")  # from here on, a kill leaves the previous output published
         _symlink(f"{RUNS}/{run_id}", root / CURRENT)  # the one atomic switch
         self._cleanup(keep={run_id, previous}, tables=names)
 
@@ -122,8 +139,16 @@ class LocalPublisher(Publisher):
         """Remove the runs no reader can reach (failed, killed, or older than the
         previous), and links to tables the published run no longer has."""
         for folder in (self.root / RUNS).iterdir():
-            if folder.name not in keep:
-                shutil.rmtree(folder, ignore_errors=True)
+            name = folder.name.removesuffix(".lock")
+            if name in keep:
+                continue
+            lock = FileLock(folder.with_name(f"{name}.lock"), timeout=0)
+            try:
+                with lock:  # taken: the run is over (failed or killed), not running
+                    shutil.rmtree(folder.with_name(name), ignore_errors=True)
+                folder.with_name(f"{name}.lock").unlink(missing_ok=True)
+            except Timeout:
+                continue  # another run is staging there now
         for entry in self.root.iterdir():
             if (
                 entry.is_symlink()
@@ -229,9 +254,9 @@ def publisher_for(
     """The publisher for this output: local folders, an fsspec store, or Delta tables."""
     if "://" not in output_dir or output_dir.startswith("file://"):
         return LocalPublisher(output_dir.removeprefix("file://"))
-    import fsspec
+    from dataeng_magics.sources.files import filesystem
 
-    fs, _ = fsspec.core.url_to_fs(output_dir, **(storage_options or {}))
+    fs, _ = filesystem(output_dir, storage_options or {})  # a missing adlfs: one line
     if output_format == "delta" and executor is not None and job is not None:
         return DeltaPublisher(output_dir, executor, job, fs)
     return FsspecPublisher(output_dir, fs)
