@@ -200,8 +200,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         except Exception as exc:  # papermill's or nbclient's cell error: the notebook failed
             code, status = _failure(output, exc)
         summaries = _records(output, SUMMARY_MIME)
-        progress.finished(client, "succeeded" if code == 0 else status,
-                          time.perf_counter() - started)  # fmt: skip
+        progress.finished(client, status if code == 0 else f"failed (exit {code})",
+                          time.perf_counter() - started, "" if code == 0 else status)  # fmt: skip
         return {
             "client": client,
             "result": status,
