@@ -177,3 +177,22 @@ def test_batch_cli_usage(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> 
     assert "batch needs --manifest (or --resume ID)" in capsys.readouterr().err
     assert main(["batch", "--resume", "nope"]) == 2
     assert "no batch 'nope' in the store" in capsys.readouterr().err
+
+
+@pytest.mark.connect
+def test_batch_on_spark_connect_shares_one_session(
+    example: Path, tmp_path: Path, spark_connect_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATAENG_MAGICS_PLATFORM", "connect")
+    monkeypatch.setenv("DATAENG_MAGICS_CONNECT", json.dumps({"url": spark_connect_server.url}))
+    for client in "AB":
+        approve(client, example)
+    manifest = write_manifest(
+        tmp_path / "m.csv",
+        [{"client": c, "mapping": str(example), "output_dir": f"out/{c}"} for c in "AB"],
+    )
+    outcome = batch(manifest, jobs=2)
+    assert [c.result for c in outcome.clients] == ["succeeded", "succeeded"], repr(outcome)
+    assert outcome.scheduling.startswith("one Spark Connect session")
+    one, two = (pd.read_parquet(tmp_path / "out" / c / "TRADES") for c in "AB")
+    assert len(one) == len(two) > 0
