@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -362,7 +363,6 @@ def batch(
     audit = AuditLog(settings.audit_path)
     if resume:  # an unknown id is an error before anything runs
         manifest = manifest or store.batch(resume).manifest
-        store.batch(resume)
     if manifest is None:
         raise MappingError("no manifest", hint="Pass --manifest clients.csv (or --resume ID).")
     rows = read_manifest(manifest)
@@ -409,9 +409,7 @@ def batch(
         r.evidence = evidence_link(r)
     outcome = BatchResult(batch_id, ordered, time.perf_counter() - started, scheduling)
     store.end_batch(batch_id, outcome.exit_code)
-    counts: dict[str, int] = {}
-    for r in ordered:
-        counts[r.result] = counts.get(r.result, 0) + 1
+    counts = Counter(r.result for r in ordered)
     audit.append(
         "batch_end",
         details={"batch_id": batch_id, "exit_code": outcome.exit_code, "results": counts,
@@ -443,8 +441,11 @@ def _spark_context(executor: Executor) -> Any:
 
 
 def _scheduling(executor: Executor) -> str:
-    if _spark_context(executor) is not None:
+    context = _spark_context(executor)
+    if context is not None and context.getConf().get("spark.scheduler.mode") == "FAIR":
         return "one local Spark session, a FAIR scheduler pool per client"
+    if context is not None:  # a session started elsewhere, without FAIR scheduling
+        return "one local Spark session, its jobs first come first served (FIFO)"
     if executor.name == "connect":
         return (
             "one Spark Connect session; its operations are tagged per client and share "

@@ -180,6 +180,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     env = {"DATAENG_MAGICS_MODE": "replay"}
     if args.home:
         env["DATAENG_MAGICS_HOME"] = str(Path(args.home).resolve())
+    progress = Progress(len(args.client), "notebooks")
 
     def replay_one(client: str) -> dict[str, Any]:
         output = out_dir / f"{notebook.stem}-{client}.ipynb"
@@ -213,7 +214,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
             "exit": code,
         }
 
-    progress = Progress(len(args.client), "notebooks")
     # One Spark for every kernel, stopped however the replay ends (Ctrl-C too).
     jobs = args.jobs or default_jobs(per_job_mb=500)  # a kernel each
     with (
