@@ -30,6 +30,7 @@ exit codes:
   3  approval required: no approved plan for these inputs; nothing ran
   4  the output was written but failed validation
   5  execution failed (nothing recorded as a success)
+  130  interrupted (Ctrl-C): what the command started (a Spark Connect server) is stopped
 """
 
 EXAMPLE_MAPPING = (

@@ -22,14 +22,11 @@ from pathlib import Path
 
 import pytest
 
+from dataeng_magics.run.connect_server import ConnectServer as Server
+from dataeng_magics.run.connect_server import free_port as free_port
+
 REPO = Path(__file__).resolve().parent.parent
 AZURITE_BIN = REPO / ".cache" / "node" / "node_modules" / ".bin" / "azurite-blob"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for_port(port: int, proc: subprocess.Popen[bytes], seconds: float, log: Path) -> None:
@@ -57,25 +54,13 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
             proc.wait(timeout=10)
 
 
-@dataclass
-class Server:
-    proc: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"sc://127.0.0.1:{self.port}"
-
-
 def start_connect_server(workdir: Path) -> Server:
     """The server ``replay`` starts (dataeng_magics.run.connect_server), on 2 cores."""
     from dataeng_magics.run import connect_server
 
-    server = connect_server.start(
+    return connect_server.start(
         workdir, "local[2]", {"spark.sql.shuffle.partitions": "4"}, seconds=90
     )
-    return Server(server.proc, server.port, server.log)
 
 
 @pytest.fixture(scope="session")
