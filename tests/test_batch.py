@@ -221,3 +221,20 @@ def test_report_as_csv_and_html_with_evidence_links(tmp_path: Path) -> None:
     assert f'<a href="{(tmp_path / "out" / "A").as_uri()}"' in page
     assert outcome.exit_code == 3
     assert repr(outcome).splitlines()[-1] == "B: approval required: no approved plan for client 'B'"
+
+
+def test_a_store_of_the_previous_release_gains_batches(tmp_path: Path) -> None:
+    import sqlite3
+
+    from dataeng_magics.state import store as store_module
+
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as conn:  # the version 1 store, as the last release left it
+        conn.executescript(store_module._SCHEMA + "PRAGMA user_version = 1;")
+    store = Store(path)
+    store.start_batch("b1", "clients.csv", 2)
+    store.end_batch("b1", 3)
+    assert store.batch("b1").exit_code == 3 and store.batch_succeeded("b1") == set()
+    with sqlite3.connect(path) as conn:
+        assert "batch_id" in {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
