@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -47,6 +48,7 @@ R = TypeVar("R")
 class ManifestRow:
     """One client of a batch, its paths resolved against the manifest's folder."""
 
+    file: str  # the manifest
     row: int  # the manifest's line (CSV, header = 1) or item number (YAML, from 1)
     client: str
     mapping: Path
@@ -198,6 +200,7 @@ def _row(path: Path, n: int, item: dict[str, Any]) -> ManifestRow:
                 ) from None  # fmt: skip
             controls[column.removeprefix("control.")] = value.replace(",", "")
     return ManifestRow(
+        file=str(path),
         row=n,
         client=values["client"],
         mapping=Path(_against(path, values["mapping"])),
@@ -248,14 +251,15 @@ def parallel(items: Sequence[T], work: Callable[[T], R], jobs: int) -> Iterator[
 
     Daemon threads so Ctrl-C (``KeyboardInterrupt`` in the caller, between results)
     ends the process at once: ``concurrent.futures`` would wait for every running item.
-    ``work`` must not raise: it turns its item's failure into a result.
+    ``work`` should turn its item's failure into a result; what it raises anyway is
+    raised here, in the caller.
     """
     import queue
 
     todo: queue.SimpleQueue[T] = queue.SimpleQueue()
     for item in items:
         todo.put(item)
-    done: queue.SimpleQueue[R] = queue.SimpleQueue()
+    done: queue.SimpleQueue[tuple[R | None, BaseException | None]] = queue.SimpleQueue()
 
     def worker() -> None:
         while True:
@@ -263,17 +267,23 @@ def parallel(items: Sequence[T], work: Callable[[T], R], jobs: int) -> Iterator[
                 item = todo.get_nowait()
             except queue.Empty:
                 return
-            done.put(work(item))
+            try:
+                done.put((work(item), None))
+            except BaseException as exc:  # handed to the caller, never lost in a thread
+                done.put((None, exc))
 
     for n in range(max(1, min(jobs, len(items)))):
         threading.Thread(target=worker, name=f"dem-batch-{n}", daemon=True).start()
     for _ in items:
         while True:  # a timeout, so Ctrl-C is seen while waiting
             try:
-                yield done.get(timeout=0.5)
-                break
+                result, error = done.get(timeout=0.5)
             except queue.Empty:
                 continue
+            if error is not None:
+                raise error
+            yield result  # type: ignore[misc]
+            break
 
 
 class Progress:
@@ -351,9 +361,8 @@ def batch(
         _check_report(Path(report))
     store = Store(settings.store_path)
     audit = AuditLog(settings.audit_path)
-    if resume:
+    if resume:  # an unknown id is an error before anything runs
         manifest = manifest or store.batch(resume).manifest
-        store.batch(resume)  # an unknown id is an error before anything runs
     if manifest is None:
         raise MappingError("no manifest", hint="Pass --manifest clients.csv (or --resume ID).")
     rows = read_manifest(manifest)
@@ -384,8 +393,9 @@ def batch(
     try:
         for result in parallel(todo, work, jobs or default_jobs()):
             results[result.client.casefold()] = result
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # the unfinished clients are resumed with --resume
         _cancel(executor)
+        audit.append("batch_end", details={"batch_id": batch_id, "interrupted": True})
         raise
     finally:
         progress.close()
@@ -399,9 +409,7 @@ def batch(
         r.evidence = evidence_link(r)
     outcome = BatchResult(batch_id, ordered, time.perf_counter() - started, scheduling)
     store.end_batch(batch_id, outcome.exit_code)
-    counts: dict[str, int] = {}
-    for r in ordered:
-        counts[r.result] = counts.get(r.result, 0) + 1
+    counts = Counter(r.result for r in ordered)
     audit.append(
         "batch_end",
         details={"batch_id": batch_id, "exit_code": outcome.exit_code, "results": counts,
@@ -433,8 +441,11 @@ def _spark_context(executor: Executor) -> Any:
 
 
 def _scheduling(executor: Executor) -> str:
-    if _spark_context(executor) is not None:
+    context = _spark_context(executor)
+    if context is not None and context.getConf().get("spark.scheduler.mode") == "FAIR":
         return "one local Spark session, a FAIR scheduler pool per client"
+    if context is not None:  # a session started elsewhere, without FAIR scheduling
+        return "one local Spark session, its jobs first come first served (FIFO)"
     if executor.name == "connect":
         return (
             "one Spark Connect session; its operations are tagged per client and share "
@@ -514,12 +525,12 @@ def _controls(session: Any, row: ManifestRow) -> dict[str, Any]:
     if unknown:
         raise MappingError(
             f"control totals for unknown source(s) {', '.join(unknown)}",
-            row=row.row, column=f"control.{unknown[0]}",
+            file=row.file, row=row.row, column=f"control.{unknown[0]}",
             hint=f"Sources of this mapping: {', '.join(session.mapping.sources)}.",
         )  # fmt: skip
     if "controls" not in inspect.signature(session.run).parameters:
         raise MappingError(
-            "this version cannot check control totals", row=row.row,
+            "this version cannot check control totals", file=row.file, row=row.row,
             hint="Remove the control.* columns, or upgrade dataeng-magics.",
         )  # fmt: skip
     return {"controls": dict(row.controls)}

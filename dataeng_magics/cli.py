@@ -30,6 +30,7 @@ exit codes:
   3  approval required: no approved plan for these inputs; nothing ran
   4  validation failed, the previous output is untouched
   5  execution failed (nothing recorded as a success)
+  130  interrupted (Ctrl-C): what the command started (a Spark Connect server) is stopped
 """
 
 EXAMPLE_MAPPING = (
@@ -186,6 +187,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     env = {"DATAENG_MAGICS_MODE": "replay"}
     if args.home:
         env["DATAENG_MAGICS_HOME"] = str(Path(args.home).resolve())
+    progress = Progress(len(args.client), "notebooks")
 
     def replay_one(client: str) -> dict[str, Any]:
         output = out_dir / f"{notebook.stem}-{client}.ipynb"
@@ -206,8 +208,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         except Exception as exc:  # papermill's or nbclient's cell error: the notebook failed
             code, status = _failure(output, exc)
         summaries = _records(output, SUMMARY_MIME)
-        progress.finished(client, "succeeded" if code == 0 else status,
-                          time.perf_counter() - started)  # fmt: skip
+        progress.finished(client, status if code == 0 else f"failed (exit {code})",
+                          time.perf_counter() - started, "" if code == 0 else status)  # fmt: skip
         return {
             "client": client,
             "result": status,
@@ -219,7 +221,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
             "exit": code,
         }
 
-    progress = Progress(len(args.client), "notebooks")
     # One Spark for every kernel, stopped however the replay ends (Ctrl-C too).
     jobs = args.jobs or default_jobs(per_job_mb=500)  # a kernel each
     with (

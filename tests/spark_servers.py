@@ -22,14 +22,11 @@ from pathlib import Path
 
 import pytest
 
+from dataeng_magics.run.connect_server import ConnectServer as Server
+from dataeng_magics.run.connect_server import free_port as free_port
+
 REPO = Path(__file__).resolve().parent.parent
 AZURITE_BIN = REPO / ".cache" / "node" / "node_modules" / ".bin" / "azurite-blob"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for_port(port: int, proc: subprocess.Popen[bytes], seconds: float, log: Path) -> None:
@@ -57,51 +54,13 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
             proc.wait(timeout=10)
 
 
-@dataclass
-class Server:
-    proc: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"sc://127.0.0.1:{self.port}"
-
-
 def start_connect_server(workdir: Path) -> Server:
-    import pyspark
+    """The server ``replay`` starts (dataeng_magics.run.connect_server), on 2 cores."""
+    from dataeng_magics.run import connect_server
 
-    spark_home = Path(pyspark.__file__).parent
-    port = free_port()
-    workdir.mkdir(parents=True, exist_ok=True)
-    log = workdir / "connect-server.log"
-    env = {
-        **os.environ,
-        "SPARK_HOME": str(spark_home),
-        "SPARK_LOCAL_IP": "127.0.0.1",
-        "SPARK_LOG_DIR": str(workdir),
-        "SPARK_PID_DIR": str(workdir),
-        "SPARK_IDENT_STRING": f"dem{port}",
-    }
-    env.pop("SPARK_REMOTE", None)
-    env.pop("SPARK_CONNECT_MODE_ENABLED", None)
-    cmd = [
-        "bash", str(spark_home / "sbin" / "start-connect-server.sh"), "--wait",
-        "--master", "local[2]",
-        "--conf", "spark.connect.grpc.binding.address=127.0.0.1",
-        "--conf", f"spark.connect.grpc.binding.port={port}",
-        "--conf", "spark.ui.enabled=false",
-        "--conf", "spark.sql.shuffle.partitions=4",
-        "--conf", f"spark.sql.warehouse.dir={workdir / 'warehouse'}",
-        "--driver-java-options", f"-Dderby.system.home={workdir}",
-    ]  # fmt: skip
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=workdir,
-            start_new_session=True,
-        )  # fmt: skip
-    wait_for_port(port, proc, 90, log)
-    return Server(proc, port, log)
+    return connect_server.start(
+        workdir, "local[2]", {"spark.sql.shuffle.partitions": "4"}, seconds=90
+    )
 
 
 @pytest.fixture(scope="session")

@@ -87,6 +87,7 @@ def test_batch_isolates_failures_records_the_batch_and_resumes(
     printed = capsys.readouterr().out
     assert printed.startswith(f"batch {batch_id}: 5 of 5 client(s); one local Spark session")
     assert "approval required" in printed.lower()
+    assert "[5/5] " in printed  # not a terminal: a plain line per finished client
 
     store = Store(load_settings().store_path)
     assert store.batch(batch_id).exit_code == 4
@@ -177,3 +178,63 @@ def test_batch_cli_usage(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> 
     assert "batch needs --manifest (or --resume ID)" in capsys.readouterr().err
     assert main(["batch", "--resume", "nope"]) == 2
     assert "no batch 'nope' in the store" in capsys.readouterr().err
+
+
+@pytest.mark.connect
+def test_batch_on_spark_connect_shares_one_session(
+    example: Path, tmp_path: Path, spark_connect_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATAENG_MAGICS_PLATFORM", "connect")
+    monkeypatch.setenv("DATAENG_MAGICS_CONNECT", json.dumps({"url": spark_connect_server.url}))
+    for client in "AB":
+        approve(client, example)
+    manifest = write_manifest(
+        tmp_path / "m.csv",
+        [{"client": c, "mapping": str(example), "output_dir": f"out/{c}"} for c in "AB"],
+    )
+    outcome = batch(manifest, jobs=2)
+    assert [c.result for c in outcome.clients] == ["succeeded", "succeeded"], repr(outcome)
+    assert outcome.scheduling.startswith("one Spark Connect session")
+    one, two = (pd.read_parquet(tmp_path / "out" / c / "TRADES") for c in "AB")
+    assert len(one) == len(two) > 0
+
+
+def test_report_as_csv_and_html_with_evidence_links(tmp_path: Path) -> None:
+    from dataeng_magics.batches import BatchResult, ClientResult, evidence_link, write_report
+
+    ok = ClientResult("A", "succeeded", 0, str(tmp_path / "out" / "A"), 91, 90, 0, 1.234)
+    bad = ClientResult("B", "approval_required", 3, str(tmp_path / "out" / "B"),
+                       message="approval required: no approved plan for client 'B'")  # fmt: skip
+    for c in (ok, bad):
+        c.evidence = evidence_link(c)
+    outcome = BatchResult("b1", [ok, bad], 2.0)
+    write_report(outcome, tmp_path / "r.csv")
+    with (tmp_path / "r.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["client"], r["result"], r["exit_code"]) for r in rows] == [
+        ("A", "succeeded", "0"), ("B", "approval_required", "3"),
+    ]  # fmt: skip
+    assert rows[0]["evidence"] == (tmp_path / "out" / "A").as_uri() and rows[0]["seconds"] == "1.23"
+    write_report(outcome, tmp_path / "r.html")
+    page = (tmp_path / "r.html").read_text()
+    assert "batch b1: 1/2 succeeded in 2.0s (exit 3)" in page
+    assert f'<a href="{(tmp_path / "out" / "A").as_uri()}"' in page
+    assert outcome.exit_code == 3
+    assert repr(outcome).splitlines()[-1] == "B: approval required: no approved plan for client 'B'"
+
+
+def test_a_store_of_the_previous_release_gains_batches(tmp_path: Path) -> None:
+    import sqlite3
+
+    from dataeng_magics.state import store as store_module
+
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as conn:  # the version 1 store, as the last release left it
+        conn.executescript(store_module._SCHEMA + "PRAGMA user_version = 1;")
+    store = Store(path)
+    store.start_batch("b1", "clients.csv", 2)
+    store.end_batch("b1", 3)
+    assert store.batch("b1").exit_code == 3 and store.batch_succeeded("b1") == set()
+    with sqlite3.connect(path) as conn:
+        assert "batch_id" in {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2

@@ -53,8 +53,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start(workdir: Path, cores: int | None = None, seconds: float = 120) -> ConnectServer:
-    """Start a server (``local[cores]``, FAIR scheduling) and wait until it listens."""
+#: How ``replay``'s server runs: clients share it fairly, times in UTC as local Spark.
+REPLAY_CONF = {"spark.scheduler.mode": "FAIR", "spark.sql.session.timeZone": "UTC"}
+
+
+def start(
+    workdir: Path, master: str = "local[*]", conf: dict[str, str] | None = None,
+    seconds: float = 120,
+) -> ConnectServer:  # fmt: skip
+    """Start a server on 127.0.0.1 (a free port) and wait until it listens."""
     import pyspark
 
     spark_home = Path(pyspark.__file__).parent
@@ -73,15 +80,15 @@ def start(workdir: Path, cores: int | None = None, seconds: float = 120) -> Conn
         env.pop(name, None)
     cmd = [
         "bash", str(spark_home / "sbin" / "start-connect-server.sh"), "--wait",
-        "--master", f"local[{cores or '*'}]",
+        "--master", master,
         "--conf", "spark.connect.grpc.binding.address=127.0.0.1",
         "--conf", f"spark.connect.grpc.binding.port={port}",
         "--conf", "spark.ui.enabled=false",
-        "--conf", "spark.scheduler.mode=FAIR",
-        "--conf", "spark.sql.session.timeZone=UTC",
         "--conf", f"spark.sql.warehouse.dir={workdir / 'warehouse'}",
         "--driver-java-options", f"-Dderby.system.home={workdir}",
     ]  # fmt: skip
+    for name, value in (conf or {}).items():
+        cmd += ["--conf", f"{name}={value}"]
     with log.open("wb") as out:
         proc = subprocess.Popen(
             cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=workdir,
@@ -120,10 +127,11 @@ def _tail(log: Path) -> str:
 
 
 @contextlib.contextmanager
-def running(cores: int | None = None) -> Iterator[ConnectServer]:
-    """A server for the length of the ``with`` block; stopped however the block ends."""
+def running() -> Iterator[ConnectServer]:
+    """``replay``'s server for the length of the ``with`` block; stopped however the
+    block ends."""
     with tempfile.TemporaryDirectory(prefix="dem-connect-") as tmp:
-        server = start(Path(tmp), cores)
+        server = start(Path(tmp), conf=REPLAY_CONF)
         try:
             yield server
         finally:
