@@ -248,8 +248,9 @@ def test_checks_compile_into_the_same_single_pass(client: Path) -> None:
     # frame (persisted), so no second read
     assert calls.count("persist") == 1 and code.count(".csv(") == bare.count(".csv(")
     assert "dropDuplicates" not in code and "F.min(F.struct(" in code
-    # no Observation in the main pass beyond today's; one per unique check, on the output
-    assert code.count("Observation()") == bare.count("Observation()") + 2
+    # no Observation in the main pass beyond today's; one per unique check, on the output,
+    # and one per quarantine check, for its examples, on the rejected rows
+    assert code.count("Observation()") == bare.count("Observation()") + 2 + 2
 
 
 # --- running it on Spark -----------------------------------------------------------------
@@ -412,3 +413,16 @@ def test_the_magic_takes_controls_as_flags_or_a_papermill_parameter(
     finally:
         ip.user_ns.pop("controls", None)
         Shell.clear_instance()
+
+
+def test_a_quarantine_check_reports_up_to_ten_examples(
+    client: Path, tmp_path: Path, spark: Any
+) -> None:
+    trades = client.parent / "trades.csv"
+    extra = "".join(f"T1000{n:02d},-{n}.25,USD,1,NEW,C1\n" for n in range(1, 13))
+    trades.write_text(trades.read_text(encoding="utf-8") + extra, encoding="utf-8")
+    report = approved(client, output_dir=str(tmp_path / "out")).run().report
+    [positive] = [c for t in report.tables for c in t.checks if c.name == "AMOUNT > 0"]
+    assert positive.failed == 13 and len(positive.examples) == 10
+    assert all(" (source '-" in e for e in positive.examples)
+    assert "AMOUNT > 0 in 13 row(s), quarantined, e.g. " in positive.message

@@ -271,7 +271,8 @@ _ALLOWED_ATTRIBUTES = frozenset(
         "substring", "to_spark", "trim", "try_cast", "try_divide", "try_multiply",
         "try_to_timestamp", "upper", "when", "where", "write",
         # data checks, deterministic lookups, quarantine
-        "agg", "between", "concat", "eqNullSafe", "groupBy", "isin", "max", "min", "persist",
+        "agg", "array_contains", "between", "collect_list", "concat", "eqNullSafe", "limit",
+        "split", "groupBy", "isin", "max", "min", "persist",
         "rlike", "struct", "sum", "unpersist", "withColumns",
         # readers: a CSV header's schema plus the corrupt-record column (StructType.add),
         # fixed-width lines (text, length), JSON document records (inline), XML (load)

@@ -253,7 +253,8 @@ def _plan_checks(table: TablePlan, metrics: Mapping[str, Any], rows: int) -> lis
             continue
         if f"check:{index}" not in metrics:
             continue
-        examples = tuple(
+        stored = str(metrics.get(f"examples:{index}") or "")
+        examples = tuple(stored.split("\x1f")) if stored else tuple(
             dict.fromkeys(
                 str(metrics[k]) for k in (f"example_min:{index}", f"example_max:{index}")
                 if metrics.get(k) not in (None, "")
