@@ -540,11 +540,10 @@ def _control_sums(source: str) -> str:
 
 
 def _typed_lit(value: str, type_name: str) -> str:
+    """A check's bound or value as a literal of the column's type."""
     if _numeric(type_name) and re.fullmatch(r"[-+]?[0-9]+(?:\.[0-9]+)?", value):
         return _num_lit(value)
-    if type_name in ("date", "timestamp", "int", "bigint", "double", "float") or _numeric(
-        type_name
-    ):
+    if type_name != "string":
         return f"F.lit({py_str(value)}).try_cast({py_str(type_name)})"
     return f"F.lit({py_str(value)})"
 
