@@ -426,3 +426,18 @@ def test_a_quarantine_check_reports_up_to_ten_examples(
     assert positive.failed == 13 and len(positive.examples) == 10
     assert all(" (source '-" in e for e in positive.examples)
     assert "AMOUNT > 0 in 13 row(s), quarantined, e.g. " in positive.message
+
+
+def test_the_only_loop_generated_code_may_hold_is_over_the_runs_control_columns() -> None:
+    from dataeng_magics.compile.safety import check_generated
+    from dataeng_magics.errors import UnsafePlanError
+
+    check_generated('x = [c for c in control_columns.get("trades", [])]')
+    for code in (
+        "x = [c for c in source_paths]",
+        'x = [c for c in control_columns.get("t", []) if c]',
+        'x = [c for c in control_columns.get("t", []) for d in source_paths]',
+        'x = [(a, b) for (a, b) in control_columns.get("t", [])]',
+    ):
+        with pytest.raises(UnsafePlanError):
+            check_generated(code)
