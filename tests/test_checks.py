@@ -441,3 +441,21 @@ def test_the_only_loop_generated_code_may_hold_is_over_the_runs_control_columns(
     ):
         with pytest.raises(UnsafePlanError):
             check_generated(code)
+
+
+@pytest.mark.connect
+def test_the_checked_client_runs_over_spark_connect(
+    spark_connect_server: Any, client: Path, tmp_path: Path
+) -> None:
+    """Quarantine (persist), unique and example read-backs (noop writes with an
+    Observation) and the deterministic lookup also run on a Spark Connect server."""
+    from dataeng_magics.run.executors.connect import ConnectExecutor
+
+    executor = ConnectExecutor(spark_connect_server.url, poll_seconds=0.2)
+    summary = approved(client).run(output_dir=str(tmp_path / "out"), executor=executor)
+    trades = summary.report.tables[0]
+    assert summary.outcome == "succeeded" and (trades.rows_written, trades.quarantined) == (5, 2)
+    by_name = {c.name: c for c in trades.checks if c.name}
+    assert by_name["AMOUNT > 0"].examples == ("-500.00 (source '-0.5')",)
+    assert by_name["TRADE_ID unique"].passed
+    assert len(pd.read_parquet(tmp_path / "out" / "TRADES__rejected")) == 2
