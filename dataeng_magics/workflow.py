@@ -23,10 +23,14 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dataeng_magics.canonical import canonical_json, hashed_form, sha256_text
-from dataeng_magics.compile.cell import parse_parameters, render_parameters, split_cell
+from dataeng_magics.compile.cell import (
+    parse_parameters,
+    render_parameters,
+    run_parameters,
+    split_cell,
+)
 from dataeng_magics.compile.codegen import compile_plan
 from dataeng_magics.compile.lint import used_columns
-from dataeng_magics.compile.safety import py_str
 from dataeng_magics.config import Mode, Settings, current_user, load_settings, resolve
 from dataeng_magics.errors import (
     ApprovalRequired,
@@ -617,8 +621,7 @@ class TransformSession:
         plan = self.plan_of(entry)
         checked = parse_controls(controls, plan)
         run_id = uuid.uuid4().hex
-        # The run's own parameters follow (and so override) those of the cell.
-        params += f"run_id = {py_str(run_id)}\ncontrol_columns = {control_columns(checked)!r}\n"
+        params += run_parameters(run_id, control_columns(checked))
         executor = executor or get_executor(self.settings.platform, settings=self.settings)
         job = Job(
             name=f"{self.request.client}/{entry.key[:12]}", client=entry.client, key=entry.key,

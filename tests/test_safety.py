@@ -675,6 +675,8 @@ def test_parameters_block_round_trips_hostile_paths() -> None:
         "source_paths": paths,
         "output_dir": "/out/" + PY1,
         "output_format": "parquet",
+        "run_id": "",  # the run's own parameters, set by each run
+        "control_columns": {},
     }
 
 
