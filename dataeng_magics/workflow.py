@@ -27,7 +27,12 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dataeng_magics.canonical import canonical_json, hashed_form, sha256_text
-from dataeng_magics.compile.cell import parse_parameters, render_parameters, split_cell
+from dataeng_magics.compile.cell import (
+    parse_parameters,
+    render_parameters,
+    run_parameters,
+    split_cell,
+)
 from dataeng_magics.compile.codegen import compile_plan
 from dataeng_magics.compile.lint import used_columns
 from dataeng_magics.config import Mode, Settings, current_user, load_settings, resolve
@@ -777,17 +782,15 @@ class TransformSession:
     def revoke(self, actor: str | None = None, reason: str = "") -> Entry:
         return revoke(self.settings, self.current_draft().key, actor, reason)
 
-    def parameters(self, output_dir: str, output_format: str, *, relative: bool = False,
-                   **run: Any) -> str:  # fmt: skip
+    def parameters(self, output_dir: str, output_format: str, *, relative: bool = False) -> str:
         """The per-run parameters block for these inputs (paths under the working folder
-        relative when ``relative``, so a notebook's cell moves with its folder; ``run``:
-        the run's own, ``run_id`` and ``control_columns``)."""
+        relative when ``relative``, so a notebook's cell moves with its folder)."""
         paths = {name: spec.path for name, spec in self.mapping.sources.items()}
         if relative:
             cwd = Path.cwd().resolve()
             paths = {n: (Path(p).relative_to(cwd).as_posix() if Path(p).is_relative_to(cwd) else p)
                      for n, p in paths.items()}  # fmt: skip
-        return render_parameters(paths, output_dir, output_format, **run)
+        return render_parameters(paths, output_dir, output_format)
 
     def materialised_cell(self, entry: Entry | None = None, output_dir: str | None = None) -> str:
         """The approved code as a notebook cell: a guard line tying it to the approval,
@@ -856,8 +859,9 @@ class TransformSession:
             output_dir=out, output_format=fmt, tables=tables,
         )  # fmt: skip
         publisher = publisher_for(out, fmt, storage_options=options, executor=executor, job=job)
-        params = self.parameters(publisher.staged(run_id), fmt, run_id=run_id,
-                                 control_columns=control_columns(checked))  # fmt: skip
+        # The run's own parameters follow (and so override) the cell's defaults.
+        params = self.parameters(publisher.staged(run_id), fmt)
+        params += run_parameters(run_id, control_columns(checked))
         job = replace(job, code=f"{params}\n{entry.code}")
         started_at, started = _now(), time.perf_counter()
         where = {"platform": executor.name, **executor.location(), "run_id": run_id,

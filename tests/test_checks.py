@@ -248,8 +248,9 @@ def test_checks_compile_into_the_same_single_pass(client: Path) -> None:
     # frame (persisted), so no second read
     assert calls.count("persist") == 1 and code.count(".csv(") == bare.count(".csv(")
     assert "dropDuplicates" not in code and "F.min(F.struct(" in code
-    # no Observation in the main pass beyond today's; one per unique check, on the output
-    assert code.count("Observation()") == bare.count("Observation()") + 2
+    # no Observation in the main pass beyond today's; one per unique check, on the output,
+    # and one per quarantine check, for its examples, on the rejected rows
+    assert code.count("Observation()") == bare.count("Observation()") + 2 + 2
 
 
 # --- running it on Spark -----------------------------------------------------------------
@@ -265,7 +266,7 @@ def test_the_held_in_client_runs_every_check_kind_and_action(
     trades = next(t for t in report.tables if t.table == "TRADES")
     # every row accounted for: 8 read = 5 written + 2 quarantined + 1 cancelled
     assert (trades.rows_read, trades.rows_written, trades.quarantined) == (8, 5, 2)
-    assert trades.dropped == {"1": 1}
+    assert trades.dropped == {"Status <> 'CANCELLED'": 1}
     accounting = next(c for c in trades.checks if c.kind == "accounting")
     assert accounting.passed
     by_name = {c.name: c for c in trades.checks if c.name}
@@ -412,3 +413,49 @@ def test_the_magic_takes_controls_as_flags_or_a_papermill_parameter(
     finally:
         ip.user_ns.pop("controls", None)
         Shell.clear_instance()
+
+
+def test_a_quarantine_check_reports_up_to_ten_examples(
+    client: Path, tmp_path: Path, spark: Any
+) -> None:
+    trades = client.parent / "trades.csv"
+    extra = "".join(f"T1000{n:02d},-{n}.25,USD,1,NEW,C1\n" for n in range(1, 13))
+    trades.write_text(trades.read_text(encoding="utf-8") + extra, encoding="utf-8")
+    report = approved(client, output_dir=str(tmp_path / "out")).run().report
+    [positive] = [c for t in report.tables for c in t.checks if c.name == "AMOUNT > 0"]
+    assert positive.failed == 13 and len(positive.examples) == 10
+    assert all(" (source '-" in e for e in positive.examples)
+    assert "AMOUNT > 0 in 13 row(s), quarantined, e.g. " in positive.message
+
+
+def test_the_only_loop_generated_code_may_hold_is_over_the_runs_control_columns() -> None:
+    from dataeng_magics.compile.safety import check_generated
+    from dataeng_magics.errors import UnsafePlanError
+
+    check_generated('x = [c for c in control_columns.get("trades", [])]')
+    for code in (
+        "x = [c for c in source_paths]",
+        'x = [c for c in control_columns.get("t", []) if c]',
+        'x = [c for c in control_columns.get("t", []) for d in source_paths]',
+        'x = [(a, b) for (a, b) in control_columns.get("t", [])]',
+    ):
+        with pytest.raises(UnsafePlanError):
+            check_generated(code)
+
+
+@pytest.mark.connect
+def test_the_checked_client_runs_over_spark_connect(
+    spark_connect_server: Any, client: Path, tmp_path: Path
+) -> None:
+    """Quarantine (persist), unique and example read-backs (noop writes with an
+    Observation) and the deterministic lookup also run on a Spark Connect server."""
+    from dataeng_magics.run.executors.connect import ConnectExecutor
+
+    executor = ConnectExecutor(spark_connect_server.url, poll_seconds=0.2)
+    summary = approved(client).run(output_dir=str(tmp_path / "out"), executor=executor)
+    trades = summary.report.tables[0]
+    assert summary.outcome == "succeeded" and (trades.rows_written, trades.quarantined) == (5, 2)
+    by_name = {c.name: c for c in trades.checks if c.name}
+    assert by_name["AMOUNT > 0"].examples == ("-500.00 (source '-0.5')",)
+    assert by_name["TRADE_ID unique"].passed
+    assert len(pd.read_parquet(tmp_path / "out" / "TRADES__rejected")) == 2

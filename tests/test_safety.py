@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from dataeng_magics.agent.offline import OfflinePlanner
-from dataeng_magics.compile.cell import parse_parameters, render_parameters
+from dataeng_magics.compile.cell import parse_parameters, render_parameters, run_parameters
 from dataeng_magics.compile.codegen import compile_plan
 from dataeng_magics.compile.safety import check_generated, check_sql, py_str
 from dataeng_magics.errors import DataEngMagicsError, MappingError, PlanError, UnsafePlanError
@@ -669,15 +669,17 @@ def test_parameters_block_holds_literals_only(block: str) -> None:
 
 def test_parameters_block_round_trips_hostile_paths() -> None:
     paths = {NEWLINE: "/data/" + TRIPLE, PY: "abfss://c@a.dfs.core.windows.net/" + BACKSLASH}
-    controls = {NEWLINE: [PY, TRIPLE]}
-    block = render_parameters(
-        paths, "/out/" + PY1, "parquet", run_id=BACKSLASH, control_columns=controls
-    )
+    block = render_parameters(paths, "/out/" + PY1, "parquet")
     values = parse_parameters(block)
     assert values == {
         "source_paths": paths,
         "output_dir": "/out/" + PY1,
         "output_format": "parquet",
+        "run_id": "",  # the run's own parameters, set by each run
+        "control_columns": {},
+    }
+    controls = {NEWLINE: [PY, TRIPLE]}
+    assert parse_parameters(run_parameters(BACKSLASH, controls)) == {
         "run_id": BACKSLASH,
         "control_columns": controls,
     }

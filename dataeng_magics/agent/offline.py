@@ -179,7 +179,7 @@ def _table_checks(mapping: Mapping, table: str, columns: list[ColumnPlan]) -> li
         if spec.table != table:
             continue
         try:
-            check = with_lookup(parse_check(spec.check, spec.columns, spec.action), columns)  # type: ignore[arg-type]
+            check = with_lookup(parse_check(spec.check, spec.columns, spec.action), columns)
         except ValueError as exc:
             raise MappingError(str(exc), file=mapping.file, sheet=spec.sheet, row=spec.row,
                                column="Check") from None  # fmt: skip
@@ -363,11 +363,11 @@ class OfflinePlanner:
     ) -> PlanResult:
         """Apply feedback written in the rule vocabulary, one instruction per line:
 
-        ``COLUMN: <rule>`` sets that column's rule; ``check COLUMN <check> [, warn|quarantine]``
-        or "AMOUNT must be positive" adds a check, ``remove checks on COLUMN`` drops them;
-        ``filter: <condition>`` (or
-        ``filter TABLE: <condition>``) adds a filter; ``drop filter TABLE``/``drop filters``
-        removes them. Anything else is reported back as not understood.
+        ``COLUMN: <rule>`` sets that column's rule; ``filter: <condition>`` (or ``filter
+        TABLE: <condition>``) adds a filter; ``drop filter TABLE``/``drop filters`` removes
+        them; ``check COLUMN <check> [, warn|quarantine]`` or "AMOUNT must be positive" adds
+        a check, ``remove checks on COLUMN`` drops them. Anything else is reported back as
+        not understood.
         """
         understood: list[str] = []
         not_understood: list[str] = []

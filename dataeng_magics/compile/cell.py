@@ -15,29 +15,26 @@ from dataeng_magics.errors import UnsafePlanError
 CODE_MARKER = "# dataeng-magics: plan "
 
 
-def render_parameters(
-    source_paths: dict[str, str],
-    output_dir: str,
-    output_format: str,
-    *,
-    run_id: str = "",
-    control_columns: dict[str, list[str]] | None = None,
-) -> str:
-    """The per-run parameters block: literals only, checked like the body. ``run_id``
-    marks quarantined rows; ``control_columns`` (source -> columns) are the columns the
-    run's control totals sum."""
+def render_parameters(source_paths: dict[str, str], output_dir: str, output_format: str) -> str:
+    """The per-run parameters block: literals only, checked like the body."""
     items = ", ".join(f"{py_str(k)}: {py_str(v)}" for k, v in sorted(source_paths.items()))
-    controls = ", ".join(
-        f"{py_str(k)}: [{', '.join(py_str(c) for c in v)}]"
-        for k, v in sorted((control_columns or {}).items())
-    )
     code = (
         f"source_paths = {{{items}}}\n"
         f"output_dir = {py_str(output_dir.rstrip('/') or '/')}\n"
         f"output_format = {py_str(output_format)}\n"
-        f"run_id = {py_str(run_id)}\n"
-        f"control_columns = {{{controls}}}\n"
     )
+    return code + run_parameters()
+
+
+def run_parameters(run_id: str = "", control_columns: dict[str, list[str]] | None = None) -> str:
+    """The parameters a run sets (they follow, and so override, a cell's own): ``run_id``
+    marks quarantined rows; ``control_columns`` (source -> columns) are what the run's
+    control totals sum. Literals only, checked like the body."""
+    controls = ", ".join(
+        f"{py_str(k)}: [{', '.join(py_str(c) for c in v)}]"
+        for k, v in sorted((control_columns or {}).items())
+    )
+    code = f"run_id = {py_str(run_id)}\ncontrol_columns = {{{controls}}}\n"
     check_generated(code, parameters=True)
     return code
 

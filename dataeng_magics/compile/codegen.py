@@ -334,6 +334,7 @@ def _table_code(
     joins: list[str] = []
     misses: list[tuple[str, str]] = []  # (left key, key alias)
     duplicated: list[tuple[str, str, str]] = []  # (source, key, flag column)
+    kept: dict[str, str] = {}  # source column -> the helper column holding it as read
     for n, ((src, key), cols) in enumerate(_lookup_groups(table).items(), start=1):
         var = _slug(f"{table.name}_lookup_{n}", taken)
         other = plan.sources[src]
@@ -402,6 +403,7 @@ def _table_code(
         if reads_own and compiler.lossy:
             helper = f"_src_{index}"
             helpers.append(helper)
+            kept[match_column(column.source_column or "", read.columns) or ""] = helper
             selects.append(
                 f"{compiler.source(column.source_column or '')[0]}.alias({py_str(helper)})"
             )
@@ -433,7 +435,7 @@ def _table_code(
         )  # fmt: skip
         metric = f"check:{declared}" if declared else f"lookup_dup:{src} on {key}"
         checks.append(f"F.count_if(F.col({py_str(helper)})).alias({py_str(metric)})")
-    flags, quarantine, uniques, raw = _check_code(table, read, selects, helpers, checks)
+    flags, quarantine, uniques, examples = _check_code(table, read, selects, helpers, checks, kept)
     calls = [
         var_of[table.source],
         _call("observe", [obs_in, 'F.count(F.lit(1)).alias("rows_read")',
@@ -450,7 +452,8 @@ def _table_code(
         calls.append(".withColumns({\n" + "".join(f"        {f},\n" for f in flags) + "    })")
     calls.append(_call("observe", [obs_out, *checks], inline=0))
     unique_obs = [_slug(f"{table.name}_unique_{n}", taken) for n in range(len(uniques))]
-    lines.extend(f"{obs} = Observation()" for obs in (obs_in, obs_out, *unique_obs))
+    example_obs = [_slug(f"{table.name}_examples_{n}", taken) for n in range(len(examples))]
+    lines.extend(f"{obs} = Observation()" for obs in (obs_in, obs_out, *unique_obs, *example_obs))
     target = py_str("/" + table.name)
     if quarantine:
         lines.append("# Rows failing a quarantine check go to their own folder, the rest to the")
@@ -461,7 +464,10 @@ def _table_code(
         lines.append(f'{frame}.where(~F.col("_chk_0")){drop}{_WRITE}.save(output_dir + {target})')
         rejected = [
             *(col_ref(c.name) for c in table.columns),
-            *(f"F.col({py_str(h)}).alias({py_str('source_' + c)})" for c, h in raw.items()),
+            *(
+                f"F.col({py_str(kept[c])}).alias({py_str(_source_name(c, read))})"
+                for c in read.columns
+            ),
             f'{quarantine}.alias("failed_checks")',
             'F.lit(run_id).alias("run_id")',
         ]
@@ -470,6 +476,21 @@ def _table_code(
             f".save(output_dir + {py_str('/' + table.name + REJECTED_SUFFIX)})"
         )
         lines.append(f"{frame}.unpersist()")
+        rejected_dir = py_str("/" + table.name + REJECTED_SUFFIX)
+        for obs, (index, name, example) in zip(example_obs, examples, strict=True):
+            lines.extend([
+                f"# {comment_text(name)}: up to 10 examples, read back from the rejected rows",
+                "(",
+                '    spark.read.format(output_format).option("header", "true")'
+                f".load(output_dir + {rejected_dir})",
+                '    .where(F.array_contains(F.split(F.col("failed_checks"), "; "), '
+                f"{py_str(name)}))",
+                "    .limit(10)",
+                f'    .observe({obs}, F.concat_ws("\\x1f", F.collect_list({example}))'
+                f".alias({py_str(f'examples:{index}')}))",
+                '    .write.format("noop").mode("overwrite").save()',
+                ")",
+            ])  # fmt: skip
     else:
         if helpers:
             calls.append(_call("drop", [py_str(h) for h in helpers]))
@@ -490,7 +511,7 @@ def _table_code(
             '    .write.format("noop").mode("overwrite").save()',
             ")",
         ])  # fmt: skip
-    return lines, [obs_in, obs_out, *unique_obs]
+    return lines, [obs_in, obs_out, *unique_obs, *example_obs]
 
 
 _WRITE = '.write.mode("overwrite").format(output_format).option("header", "true")'
@@ -519,11 +540,10 @@ def _control_sums(source: str) -> str:
 
 
 def _typed_lit(value: str, type_name: str) -> str:
+    """A check's bound or value as a literal of the column's type."""
     if _numeric(type_name) and re.fullmatch(r"[-+]?[0-9]+(?:\.[0-9]+)?", value):
         return _num_lit(value)
-    if type_name in ("date", "timestamp", "int", "bigint", "double", "float") or _numeric(
-        type_name
-    ):
+    if type_name != "string":
         return f"F.lit({py_str(value)}).try_cast({py_str(type_name)})"
     return f"F.lit({py_str(value)})"
 
@@ -550,17 +570,20 @@ def _check_code(
     selects: list[str],
     helpers: list[str],
     metrics: list[str],
-) -> tuple[list[str], str, list[tuple[int, list[str]]], dict[str, str]]:
+    raw: dict[str, str],
+) -> tuple[list[str], str, list[tuple[int, list[str]]], list[tuple[int, str, str]]]:
     """The table's data checks, added to its one pass: a flag column per row check (in a
     ``withColumns`` after the select, so checks read the target columns), their counts,
-    up to two example values each, reconciliation sums, and the quarantine split.
+    two example values each (the smallest and largest), reconciliation sums, and the
+    quarantine split.
 
     Returns the flag columns, the failed-checks expression of a quarantined row ("" when
-    nothing is quarantined), the ``unique`` checks to count on the written output and the
-    helper columns holding source values (source column -> helper)."""
+    nothing is quarantined), the ``unique`` checks to count on the written output and, per
+    quarantine check, its index, name and example expression over the rejected rows'
+    columns. ``raw`` (source column -> helper column holding it as read) gains every
+    source column a check or the rejected rows need."""
     schema = target_schema(table)
     by_name = {c.name: c for c in table.columns}
-    raw: dict[str, str] = {}  # source column -> helper holding it as read
 
     def source_value(name: str) -> str:
         found = match_column(name, read.columns) or name
@@ -573,6 +596,7 @@ def _check_code(
     flags: list[str] = []
     failed: list[str] = []
     quarantined: list[str] = []
+    examples: list[tuple[int, str, str]] = []
     uniques: list[tuple[int, list[str]]] = []
     for index, check in enumerate(table.checks, start=1):
         columns = [match_column(c, schema) or c for c in check.columns]
@@ -609,15 +633,22 @@ def _check_code(
         failed.append(f"F.when(F.col({py_str(flag)}), F.lit({py_str(check_name(check))}))")
         if check.action == "quarantine":
             quarantined.append(f"F.coalesce(F.col({py_str(flag)}), F.lit(False))")
+            stored = _example(columns, by_name, lambda c: f"F.col({py_str(_source_name(c, read))})")
+            examples.append((index, check_name(check), stored))
     if not quarantined:
-        return flags, "", uniques, raw
+        return flags, "", uniques, []
     flags.append(f'"_chk_0": {" | ".join(quarantined)}')
     metrics[0] = 'F.count_if(~F.col("_chk_0")).alias("rows_written")'
     metrics.append('F.count_if(F.col("_chk_0")).alias("quarantined")')
     for name in read.columns:
         source_value(name)
     helpers.append("_chk_0")
-    return flags, f'F.concat_ws("; ", {", ".join(failed)})', uniques, raw
+    return flags, f'F.concat_ws("; ", {", ".join(failed)})', uniques, examples
+
+
+def _source_name(column: str, read: SourceRead) -> str:
+    """A source column's name in the rejected rows."""
+    return "source_" + (match_column(column, read.columns) or column)
 
 
 def _example(

@@ -271,8 +271,9 @@ _ALLOWED_ATTRIBUTES = frozenset(
         "substring", "to_spark", "trim", "try_cast", "try_divide", "try_multiply",
         "try_to_timestamp", "upper", "when", "where", "write",
         # data checks, deterministic lookups, quarantine
-        "agg", "between", "concat", "eqNullSafe", "groupBy", "isin", "max", "min", "persist",
-        "rlike", "struct", "sum", "unpersist", "withColumns",
+        "agg", "array_contains", "between", "collect_list", "concat", "eqNullSafe", "groupBy",
+        "isin", "limit", "max", "min", "persist", "rlike", "split", "struct", "sum",
+        "unpersist", "withColumns",
         # readers: a CSV header's schema plus the corrupt-record column (StructType.add),
         # fixed-width lines (text, length), JSON document records (inline), XML (load)
         "add", "inline", "length", "load", "text",
@@ -351,14 +352,16 @@ def check_generated(code: str, *, parameters: bool = False) -> None:
 def _check_control_loop(node: ast.ListComp) -> None:
     """The one loop the compiler emits: over the columns a run's control totals name
     (``for c in control_columns.get("trades", [])``); any other is refused."""
-    loop = node.generators[0] if len(node.generators) == 1 else None
-    iterated = loop.iter if loop is not None and not loop.ifs else None
+    [loop, *more] = node.generators
+    iterated = loop.iter
     if not (
-        isinstance(iterated, ast.Call)
+        not more
+        and not loop.ifs
+        and isinstance(loop.target, ast.Name)
+        and isinstance(iterated, ast.Call)
         and isinstance(iterated.func, ast.Attribute)
         and isinstance(iterated.func.value, ast.Name)
         and iterated.func.value.id == "control_columns"
-        and isinstance(loop.target, ast.Name)  # type: ignore[union-attr]
     ):
         raise UnsafePlanError("generated code contains a forbidden ListComp")
 

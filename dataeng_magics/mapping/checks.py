@@ -78,12 +78,12 @@ def check_tables(file: str, specs: list[CheckSpec], targets: list[TargetColumn])
     for spec in specs:
         if spec.table not in tables:
             raise MappingError(f"check names unknown target table {spec.table!r}", file=file,
-                               sheet=spec.sheet, row=spec.row,
+                               sheet=spec.sheet, row=spec.row, column="Target Table",
                                hint=f"Known tables: {', '.join(sorted(tables))}.")  # fmt: skip
         for column in spec.columns:
             if column.lower() not in tables[spec.table]:
                 raise MappingError(
                     f"check names unknown column {column!r} of table {spec.table!r}",
-                    file=file, sheet=spec.sheet, row=spec.row,
+                    file=file, sheet=spec.sheet, row=spec.row, column="Column",
                     hint="Name a target column of that table.",
                 )  # fmt: skip

@@ -126,7 +126,7 @@ class CheckSpec(Located):
     table: str
     columns: list[str] = []
     check: str
-    action: str = "fail"
+    action: Literal["fail", "warn", "quarantine"] = "fail"
 
 
 class Mapping(BaseModel):

@@ -6,6 +6,11 @@ so validating a 10 GB output costs nothing extra. This module only interprets th
 source became null through a parse or cast: the sign of a wrong date pattern) and
 ``unmatched:KEY`` (lookup keys with no match, a warning) and ``malformed:SOURCE``
 (records the reader could not parse: the run fails rather than drop them silently).
+
+With the plan it also reads the plan's data checks (``check:N``, with examples, and the
+reconciliation sums ``total_target:N``/``total_source:N``), the row accounting
+(``rows_read`` = written + ``quarantined`` + ``dropped:N`` per filter) and, with the
+run's control totals, the source sums ``sum:COLUMN``.
 """
 
 from __future__ import annotations
@@ -126,6 +131,7 @@ class ValidationReport:
                             **({"detail": c.detail} if c.detail else {}),
                             **({"name": c.name, "action": c.action} if c.name else {}),
                             **({"examples": list(c.examples)} if c.examples else {}),
+                            **({"message": c.message} if c.text and not c.passed else {}),
                         }
                         for c in t.checks
                     ],
@@ -253,7 +259,8 @@ def _plan_checks(table: TablePlan, metrics: Mapping[str, Any], rows: int) -> lis
             continue
         if f"check:{index}" not in metrics:
             continue
-        examples = tuple(
+        stored = str(metrics.get(f"examples:{index}") or "")
+        examples = tuple(stored.split("\x1f")) if stored else tuple(
             dict.fromkeys(
                 str(metrics[k]) for k in (f"example_min:{index}", f"example_max:{index}")
                 if metrics.get(k) not in (None, "")
@@ -293,6 +300,8 @@ def evaluate(
                 ))  # fmt: skip
         plan_table = tables_by_name.get(table)
         if plan_table is not None:
+            conditions = {str(n): f.condition for n, f in enumerate(plan_table.filters, start=1)}
+            report.dropped = {conditions.get(k, k): v for k, v in report.dropped.items()}
             kept = report.rows_written + report.quarantined
             report.checks.extend(_plan_checks(plan_table, metrics, kept))
             if report.dropped or not plan_table.filters:

@@ -243,6 +243,6 @@ def run_metrics(raw: Any) -> Metrics:
 def _metric(name: Any, value: Any) -> int | str:
     """Counts as whole numbers; sums and example values (sent as text, so a decimal
     total keeps its digits on every platform) as text, "" for none."""
-    if str(name).startswith(("sum:", "total_", "example_")):
+    if str(name).startswith(("sum:", "total_", "example_", "examples:")):
         return "" if value is None else str(value)
     return int(value or 0)
