@@ -32,6 +32,7 @@ from dataeng_magics.widgets.report import text_report, when
 from dataeng_magics.workflow import (
     RERUN_TRANSFORM,
     approval_blocker,
+    before_after,
     preview_engine_ready,
     start_preview_engine,
 )
@@ -435,7 +436,8 @@ class ReviewPanel(_Panel):
                 return None
             if generation != self._preview_generation:
                 return None  # the plan changed while Spark worked: its preview follows
-            self.preview_html.value = render.preview_html(preview, plan, PREVIEW_ROWS)
+            traced = before_after(preview, plan, self.session.samples)
+            self.preview_html.value = render.preview_html(preview, plan, PREVIEW_ROWS, traced)
             if not preview.report.passed:
                 self.chat.add_message(
                     "system", f"The preview failed checks: {render.failures_text(preview.report)}"
