@@ -367,7 +367,8 @@ def test_notes_the_planner_understands_are_applied_and_the_rest_said_to_be_conte
     assert "# note: CURRENCY" not in entry.pseudocode
     reply = entry.conversation[-1]["text"]
     assert reply.startswith(
-        "Applied from the notes: CURRENCY: default 'USD' (removed default 'EUR' if null). "
+        "Applied from the notes: CURRENCY: trim, then upper, then default 'USD' if null "
+        "(removed default 'EUR' if null). "
     )
     assert "Kept as notes, context for an LLM planner only" in reply
     assert reply.endswith(": 'Amounts arrive in thousands.'")
