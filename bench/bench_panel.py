@@ -1,12 +1,14 @@
 """Benchmark: from running the ``%%transform`` cell in a fresh kernel to the review panel
-on screen (target: under 2 s).
+on screen (target: under 2 s), and to its first preview (target: under 8 s, Spark's
+start included: the panel starts it in the background and previews by itself).
 
 Run: ``python bench/bench_panel.py [--repeats 3]``. Needs JupyterLab, Playwright and
 Debian's Chromium (``/usr/bin/chromium``), as the browser tests do. Each repeat opens
 a new notebook (so a new kernel), runs ``%load_ext dataeng_magics``, then times the
 ``%%transform`` cell of the example client, under a new client id so the planner
 drafts anew: ``panel`` is from the key press to the panel's tabs and plan in the page
-(a MutationObserver's clock, in the page); ``kernel`` is the same cell run through
+(a MutationObserver's clock, in the page); ``preview`` is from the key press to the
+first preview's table in the page, with no click; ``kernel`` is the same cell run through
 ``jupyter_client`` with no browser, so the difference is the front end's share.
 The figures are printed on the last line, as ``name=value`` pairs (medians, seconds).
 """
@@ -35,6 +37,7 @@ FLAGS = [  # as tests/browser/conftest.py starts it
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
 TARGET_S = 2.0
+PREVIEW_TARGET_S = 8.0
 
 
 def transform_cell(client: str) -> str:
@@ -56,23 +59,31 @@ def write_notebook(folder: Path, name: str, client: str) -> str:
 
 
 #: Sets window.demPanelShown to performance.now() once a review panel shows its tabs
-#: and plan; returns the clock's value at once, as the start.
+#: and plan, and window.demPreviewShown once its preview is there (in its tab, shown or
+#: not); returns the clock's value at once, as the start.
 WATCH_PANEL = """() => {
   window.demPanelShown = 0;
+  window.demPreviewShown = 0;
   const shown = () => [...document.querySelectorAll('.jp-OutputArea-output .widget-tab')]
     .some(t => t.innerText.includes('Chat') && t.innerText.includes('TABLE'));
+  const previewed = () => [...document.querySelectorAll('.widget-tab .widget-html-content')]
+    .some(h => h.textContent.includes('Plan applied to the sample rows'));
   const observer = new MutationObserver(() => {
-    if (shown()) { observer.disconnect(); window.demPanelShown = performance.now(); }
+    if (!window.demPanelShown && shown()) window.demPanelShown = performance.now();
+    if (previewed()) { observer.disconnect(); window.demPreviewShown = performance.now(); }
   });
   observer.observe(document.body, {childList: true, subtree: true, characterData: true});
   return performance.now();
 }"""
 
 
-def time_in_browser(server: JupyterServer, folder: Path, repeats: int) -> list[float]:
+def time_in_browser(
+    server: JupyterServer, folder: Path, repeats: int
+) -> tuple[list[float], list[float]]:
+    """Seconds to the panel and to the first preview, per repeat."""
     from playwright.sync_api import sync_playwright
 
-    times = []
+    times, previews = [], []
     with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
         context = playwright.chromium.launch_persistent_context(
             profile, executable_path=CHROMIUM, headless=True, args=FLAGS,
@@ -94,12 +105,14 @@ def time_in_browser(server: JupyterServer, folder: Path, repeats: int) -> list[f
                 page.keyboard.press("Shift+Enter")
                 shown = page.wait_for_function("() => window.demPanelShown", timeout=120_000)
                 times.append((shown.json_value() - started) / 1000)
+                done = page.wait_for_function("() => window.demPreviewShown", timeout=180_000)
+                previews.append((done.json_value() - started) / 1000)
                 wait_kernel_idle(server)
                 page.close()
                 server.shutdown_kernels()
         finally:
             context.close()
-    return times
+    return times, previews
 
 
 def time_in_kernel(folder: Path, env: dict[str, str], repeats: int) -> list[float]:
@@ -129,15 +142,21 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work, jupyter_server(Path(work)) as server:
         examples = copy_examples(server.root)
-        panel = time_in_browser(server, examples, args.repeats)
+        panel, preview = time_in_browser(server, examples, args.repeats)
         kernel = time_in_kernel(examples, server.env, args.repeats)
-    for name, values in (("panel", panel), ("kernel", kernel)):
+    for name, values in (("panel", panel), ("preview", preview), ("kernel", kernel)):
         print(f"{name}: " + ", ".join(f"{v:.2f}s" for v in values))
-    median = statistics.median(panel)
-    verdict = "meets" if median < TARGET_S else "misses"
-    print(f"{verdict} the {TARGET_S:.0f} s target (the machine may be shared: timings vary)")
-    print(f"panel_s={median:.2f} kernel_s={statistics.median(kernel):.2f} repeats={args.repeats}")
-    return 0 if median < TARGET_S else 1
+    median, first = statistics.median(panel), statistics.median(preview)
+    met = median < TARGET_S and first < PREVIEW_TARGET_S
+    print(
+        f"{'meets' if met else 'misses'} the targets (panel {TARGET_S:.0f} s, preview "
+        f"{PREVIEW_TARGET_S:.0f} s; the machine may be shared: timings vary)"
+    )
+    print(
+        f"panel_s={median:.2f} preview_s={first:.2f} kernel_s={statistics.median(kernel):.2f} "
+        f"repeats={args.repeats}"
+    )
+    return 0 if met else 1
 
 
 if __name__ == "__main__":

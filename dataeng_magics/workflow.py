@@ -176,6 +176,76 @@ class Preview:
     seconds: float
 
 
+@dataclass(frozen=True)
+class BeforeAfter:
+    """One target column over the preview's rows: each source value beside its result."""
+
+    column: str
+    rule: str  # the plan's steps, as the pseudocode says them
+    source: str  # the source column(s) read ("" for a constant)
+    pairs: list[tuple[str, Any]]  # (source value as read, result)
+
+
+def before_after(preview: Preview, plan: Plan, samples: dict[str, Sample]) -> dict[str, Any]:
+    """Per target table, how preview rows were matched to sample rows and each column's
+    source value -> result, so a reviewer reads a transformation without reading code.
+
+    Rows match by a key the plan copies unchanged but for trimming (TRADE_ID <- "Trade
+    ID"), else by position where no filter can drop rows; a table with neither says so.
+    """
+    from dataeng_magics.plan.model import Concat, Lookup, Trim
+    from dataeng_magics.plan.render import column_steps
+
+    found: dict[str, Any] = {}
+    for table in plan.tables:
+        frame = preview.tables.get(table.name)
+        source = samples[table.source].frame
+        if frame is None:
+            continue
+        matched, how = None, ""
+        for column in table.columns:
+            src = column.source_column
+            if (src in source.columns and column.name in frame.columns
+                    and all(isinstance(s, Trim) for s in column.steps)):  # fmt: skip
+                keys = source[src].astype("string").str.strip()
+                if keys.notna().all() and keys.is_unique:
+                    index = {k: i for i, k in enumerate(keys)}
+                    got = frame[column.name].astype("string").str.strip()
+                    matched = [index.get(k) for k in got]
+                    how = f"rows matched by {column.name} = {src!r}"
+                    break
+        if matched is None and not table.filters and len(frame) <= len(source):
+            matched, how = list(range(len(frame))), "rows in the sample's order"
+        if matched is None:
+            found[table.name] = "no column identifies the rows, and filters may drop some"
+            continue
+        columns = []
+        for column in table.columns:
+            names = [column.source_column or ""]
+            for step in column.steps:  # what else a step reads from the driving source
+                names = step.columns if isinstance(step, Concat) else names
+                names = [step.key] if isinstance(step, Lookup) else names
+            names = [n for n in names if n in source.columns]
+            pairs = []
+            for row, i in enumerate(matched):
+                values = [] if i is None else [_shown(source[n].iloc[i]) for n in names]
+                pairs.append((" + ".join(values), frame[column.name].iloc[row]))
+            columns.append(BeforeAfter(column.name, column_steps(column), ", ".join(names), pairs))
+        found[table.name] = (how, columns)
+    return found
+
+
+def _shown(value: Any) -> str:
+    """A source value as read: text quoted with its edge spaces visible, null as null."""
+    import pandas as pd
+
+    from dataeng_magics.sources.profile import shown
+
+    if pd.api.types.is_scalar(value) and pd.isna(value):
+        return "null"
+    return shown(value) if isinstance(value, str) else str(value)
+
+
 def preview_engine_ready() -> bool:
     """Whether local Spark is up already, so a preview needs no start-up (imports nothing)."""
     import sys

@@ -4,8 +4,8 @@ Spark Connect server.
 databricks-connect ships its own ``pyspark`` and cannot share an environment with the
 ``pyspark`` distribution this project depends on, so the client runs in a separate
 virtual environment, built once and cached (``DATAENG_MAGICS_DBCONNECT_VENV``, default
-``~/.cache/dataeng-magics/venv-dbconnect-16.1.7-<hash>``, the hash of its packages). Where it cannot be built (no
-package index), the test is skipped and says why.
+``~/.cache/dataeng-magics/venv-dbconnect-16.1.7-<hash of its packages>``). Where it
+cannot be built (no package index), the test is skipped and says why.
 """
 
 from __future__ import annotations

@@ -616,6 +616,14 @@ def test_preview_and_run_on_local_spark(example: Path, tmp_path: Path, spark: An
     assert "TRADES: first" in preview and "COUNTERPARTIES: first" in preview
     assert "NORTHWIND-OMS" in preview  # SOURCE_SYSTEM's constant, computed by Spark
     assert "TRADE_ID<br><span" in preview and not panel.preview_button.disabled
+    # before -> after: each column's source value beside its result, rows matched by key
+    assert "Before → after, per target column" in preview
+    assert "TRADES: source value → result, rows matched by TRADE_ID = &#x27;Trade ID&#x27;" in (
+        preview
+    )
+    assert "&#x27;EQTY-NYC&#x27; → EQTY" in preview  # DESK: first 4 characters, upper
+    assert "&#x27;Maria&#x27; + &#x27;Wei&#x27; → Maria Wei" in preview  # TRADER's concat
+    assert "— → NORTHWIND-OMS" in preview  # a constant reads no source
 
     panel.approve()
     summary = panel.run(str(tmp_path / "out"))

@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from openpyxl import load_workbook
@@ -28,8 +29,14 @@ from dataeng_magics.errors import (
 )
 from dataeng_magics.mapping import model as mapping_model
 from dataeng_magics.plan import model as plan_model
+from dataeng_magics.sources.profile import shown
 from dataeng_magics.state.audit import AuditLog
-from dataeng_magics.workflow import TransformRequest, TransformSession, cache_key
+from dataeng_magics.workflow import (
+    TransformRequest,
+    TransformSession,
+    before_after,
+    cache_key,
+)
 
 
 def session(mapping: Path, client: str = "NORTHWIND", **kwargs: Any) -> TransformSession:
@@ -361,10 +368,38 @@ def test_notes_the_planner_understands_are_applied_and_the_rest_said_to_be_conte
     assert "# note: CURRENCY" not in entry.pseudocode
     reply = entry.conversation[-1]["text"]
     assert reply.startswith(
-        "Applied from the notes: CURRENCY: default 'USD' (removed default 'EUR' if null). "
+        "Applied from the notes: CURRENCY: trim, then upper, then default 'USD' if null "
+        "(removed default 'EUR' if null). "
     )
     assert "Kept as notes, context for an LLM planner only" in reply
     assert reply.endswith(": 'Amounts arrive in thousands.'")
+
+
+def test_before_after_matches_preview_rows_to_sample_rows(example: Path, spark: Any) -> None:
+    s = session(example)
+    plan = s.plan_of(s.draft())
+    preview = s.preview(plan, rows=20)
+    traced = before_after(preview, plan, s.samples)
+    how, columns = traced["TRADES"]  # a filter drops rows: matched by the trade id
+    assert how == "rows matched by TRADE_ID = 'Trade ID'"
+    by_name = {c.column: c for c in columns}
+    frame = s.samples["trades"].frame
+    for (before, after), trade in zip(
+        by_name["CURRENCY"].pairs, preview.tables["TRADES"]["TRADE_ID"], strict=True
+    ):
+        row = frame[frame["Trade ID"].str.strip() == trade].iloc[0]
+        ccy = None if pd.isna(row["Ccy"]) else row["Ccy"]
+        assert before == ("null" if ccy is None else shown(ccy))
+        assert after == ("EUR" if before == "null" else ccy.strip().upper())
+    assert by_name["CURRENCY"].rule == "trim, then upper, then default 'EUR' if null"
+    assert by_name["COUNTERPARTY"].source == "Cpty ID"  # the lookup's key
+    keyless = [c for c in plan.tables[0].columns if c.name not in ("TRADE_ID", "QUANTITY")]
+    plan = plan.model_copy(update={"tables": [
+        plan.tables[0].model_copy(update={"columns": keyless}), *plan.tables[1:]]})  # fmt: skip
+    preview = s.preview(plan, rows=20)
+    assert before_after(preview, plan, s.samples)["TRADES"] == (
+        "no column identifies the rows, and filters may drop some"
+    )
 
 
 def test_expired_approval_needs_a_new_one(example: Path) -> None:

@@ -450,15 +450,17 @@ class OfflinePlanner:
                             f"{line!r}: {column.name} has no step {', '.join(missing)}"
                         )
                         continue
-                elif steps and all(isinstance(step, Default) for step in steps):  # a new default
+                # a new default replaces the old one only: the other steps stay
+                new_default = bool(steps) and all(isinstance(s, Default) for s in steps)
+                merged = bool(edit) or new_default
+                if new_default:
                     steps = [*(s for s in column.steps if not isinstance(s, Default)), *steps]
-                    removing = True  # replaced, nothing else lost: no "add" hint
-                elif edit:  # add / also / plus: the new steps go before the null default
+                elif edit and not removing:  # add: the new steps go before the null default
                     current = column.steps
                     at = len(current) - (1 if current and isinstance(current[-1], Default) else 0)
                     steps = [*current[:at], *steps, *current[at:]]
                 removed = [s for s in column.steps if s not in steps]
-                if edit:
+                if merged:
                     rule = column_steps(column.model_copy(update={"steps": steps}))
                 new = column.model_copy(update={"steps": steps, "rule": rule})
                 table = tables[table_name]
@@ -469,7 +471,7 @@ class OfflinePlanner:
                 said = f"{column.name}: {rule}"
                 if removed:
                     said += f" (removed {', '.join(describe_step(r) for r in removed)}" + (
-                        ")" if removing else f"; to keep a step, write '{column.name}: add RULE')"
+                        ")" if merged else f"; to keep a step, write '{column.name}: add RULE')"
                     )
                 understood.append(said)
             else:

@@ -316,7 +316,37 @@ def report_html(report: ValidationReport) -> Html:
     )
 
 
-def preview_html(preview: Preview, plan: Plan, rows: int) -> Html:
+BEFORE_AFTER_ROWS = 5
+
+
+def before_after_html(found: dict[str, Any], rows: int = BEFORE_AFTER_ROWS) -> Html:
+    """Per target column: its rule, then each sample row's source value -> result."""
+    parts = []
+    for name, traced in found.items():
+        if isinstance(traced, str):
+            parts.append(note(f"{name}: {traced}."))
+            continue
+        how, columns = traced
+        shown = min(rows, len(columns[0].pairs) if columns else 0)
+        head = ["Column", "Rule", "Source", *(f"row {i + 1}" for i in range(shown))]
+        body = [
+            [c.column, c.rule, c.source,
+             *(f"{before or '—'} → {'null' if _is_null(after) else after}"
+               for before, after in c.pairs[:rows])]
+            for c in columns
+        ]  # fmt: skip
+        parts.append(note(f"{name}: source value → result, {how}"))
+        parts.append(table(head, body))
+    summary = "Before → after, per target column"
+    return Html(
+        f"<details class='dem-before-after' open><summary style='margin:10px 0 4px;"
+        f"font-weight:600'>{esc(summary)}</summary>{''.join(parts)}</details>"
+    )
+
+
+def preview_html(
+    preview: Preview, plan: Plan, rows: int, before_after: dict[str, Any] | None = None
+) -> Html:
     parts = [note(f"Plan applied to the sample rows on local Spark in {preview.seconds:.1f}s.")]
     parts.append(report_html(preview.report))
     for name, frame in preview.tables.items():
@@ -328,6 +358,8 @@ def preview_html(preview: Preview, plan: Plan, rows: int) -> Html:
         parts.append(heading(f"{name}: first {shown} row(s)"))
         head = [typed_header(str(c), types.get(str(c), "")) for c in frame.columns]
         parts.append(table(head, frame.head(rows).itertuples(index=False, name=None)))
+    if before_after:
+        parts.append(before_after_html(before_after))
     return Html("".join(parts))
 
 

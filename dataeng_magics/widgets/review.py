@@ -34,6 +34,7 @@ from dataeng_magics.widgets.report import text_report, when
 from dataeng_magics.workflow import (
     RERUN_TRANSFORM,
     approval_blocker,
+    before_after,
     preview_engine_ready,
     start_preview_engine,
 )
@@ -411,11 +412,23 @@ class ReviewPanel(_Panel):
         so only the newest plan's preview is ever shown."""
         self._preview_generation += 1
         thread = threading.Thread(
-            target=self._preview, args=(self._preview_generation,), daemon=True,
+            target=self._background_preview, args=(self._preview_generation,), daemon=True,
             name="dataeng-magics-preview",
         )  # fmt: skip
         thread.start()
         return thread
+
+    def _background_preview(self, generation: int) -> None:
+        """A thread's preview: whatever goes wrong is one line in the panel, never a
+        traceback in the notebook (no cell is running to show it in)."""
+        try:
+            self._preview(generation)
+        except Exception as exc:
+            from dataeng_magics.redact import redact
+            from dataeng_magics.run.executors.base import first_line
+
+            why = redact(first_line(exc))
+            self.preview_html.value = render.status_html(f"The preview stopped: {why}", error=True)
 
     def _preview(self, generation: int) -> Preview | None:
         with self._preview_lock:
@@ -437,7 +450,8 @@ class ReviewPanel(_Panel):
                 return None
             if generation != self._preview_generation:
                 return None  # the plan changed while Spark worked: its preview follows
-            self.preview_html.value = render.preview_html(preview, plan, PREVIEW_ROWS)
+            traced = before_after(preview, plan, self.session.samples)
+            self.preview_html.value = render.preview_html(preview, plan, PREVIEW_ROWS, traced)
             if not preview.report.passed:
                 self.chat.add_message(
                     "system", f"The preview failed checks: {render.failures_text(preview.report)}"

@@ -203,6 +203,7 @@ def test_keys_typed_in_the_panel_stay_in_the_panel(
     panel = review_panel(page)
     before = store(lab).list()[0]
     chat = panel.locator(".dem-chat-input")
+    replies = panel.locator(".dem-chat-planner").count()  # the draft's account of the notes
     chat.click()
     page.keyboard.type(REVISION[0])
     page.keyboard.press("Shift+Enter")
@@ -211,7 +212,7 @@ def test_keys_typed_in_the_panel_stay_in_the_panel(
     assert not transform_ran_again(page, lab, prompt, cells)
     shots(page, "chat-two-lines")
     page.keyboard.press("Enter")
-    reply = panel.locator(".dem-chat-planner").last
+    reply = panel.locator(".dem-chat-planner").nth(replies)
     reply.wait_for(timeout=60_000)
     assert chat.input_value() == ""
     sent = panel.locator(".dem-chat-user").last.locator(".dem-chat-text").inner_text()
@@ -484,10 +485,17 @@ def test_approving_again_replaces_the_approved_cell(
     panel.locator(".lm-TabBar-tab", has_text="Chat").wait_for(timeout=60_000)
     wait_kernel_idle(lab)
     old = page.locator(f"{APPROVED_CELL} .dem-ApprovedBadge").get_attribute("data-key")
+    # the revoked plan reopens with its revisions, and a banner says who revoked it and why
+    banner = panel.locator(".widget-html-content").filter(has_text="The plan is reopened")
+    banner.wait_for(timeout=30_000)
+    assert "Revoked by" in banner.inner_text() and REASON in banner.inner_text()
+    assert "default 'USD' if null" in tab_html(page, "TABLE TRADES").inner_text()
+    shots(page, "reopened-with-its-revisions")
     open_tab(page, "Chat")  # a change, so the new approval is of new code
+    replies = panel.locator(".dem-chat-planner").count()
     panel.locator(".dem-chat-input").fill("DESK: first 3 characters, then upper")
     panel.locator(".dem-chat-input").press("Enter")
-    panel.locator(".dem-chat-planner").last.wait_for(timeout=60_000)
+    panel.locator(".dem-chat-planner").nth(replies).wait_for(timeout=60_000)
     wait_kernel_idle(lab)
     approve(page, "bob")
     page.locator(f"{APPROVED_CELL} .dem-ApprovedBadge[data-status='approved']").wait_for()

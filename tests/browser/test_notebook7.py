@@ -74,6 +74,7 @@ def test_notebook7_keys_stay_in_the_panel(page: Any, server: JupyterServer, shot
     assert not transform_ran_again(page, server, prompt, cells)
     open_tab(page, "Chat")
     chat = review_panel(page).locator(".dem-chat-input")
+    replies = review_panel(page).locator(".dem-chat-planner").count()  # the notes' account
     chat.click()
     page.keyboard.type("DESK: upper")
     page.keyboard.press("Shift+Enter")
@@ -82,7 +83,7 @@ def test_notebook7_keys_stay_in_the_panel(page: Any, server: JupyterServer, shot
     assert not transform_ran_again(page, server, prompt, cells)
     shots(page, "notebook7-chat-two-lines")
     page.keyboard.press("Enter")
-    review_panel(page).locator(".dem-chat-planner").last.wait_for(timeout=60_000)
+    review_panel(page).locator(".dem-chat-planner").nth(replies).wait_for(timeout=60_000)
     assert chat.input_value() == ""
     assert not transform_ran_again(page, server, prompt, cells)
 

@@ -35,7 +35,19 @@ QUIET_LOG4J2 = Path(__file__).with_name("log4j2.properties")
 _JVM_NOTICE = re.compile(rb"WARNING: Using incubator modules")
 
 
+#: Held while the session starts: a review panel starts Spark in a background thread,
+#: and a run or preview asked for meanwhile must wait for it, not start a second one.
+_STARTING = threading.Lock()
+
+
 def spark_session(verbose: bool = False) -> Any:
+    """The active session, or a ``local[*]`` one started once per process (by one
+    thread at a time)."""
+    with _STARTING:
+        return _spark_session(verbose)
+
+
+def _spark_session(verbose: bool) -> Any:
     """The active session, or a ``local[*]`` one started once per process.
 
     Spark's start-up lines (log4j profile, log level hint, native-Hadoop warning, the
