@@ -129,7 +129,10 @@ def chat_revision() -> nbformat.NotebookNode:
 def main() -> None:
     for name, build in [("01_onboard_client", onboarding), ("02_batch_replay", replay_template),
                         ("03_revise_with_chat", chat_revision)]:  # fmt: skip
-        nbformat.write(build(), HERE / f"{name}.ipynb")
+        nb = build()
+        for index, cell in enumerate(nb.cells):  # stable ids: a regenerated notebook diffs
+            cell.id = f"{name[:2]}-{index:02d}"  # only where its content changed
+        nbformat.write(nb, HERE / f"{name}.ipynb")
         print(f"wrote {HERE / name}.ipynb")
 
 
