@@ -484,7 +484,7 @@ class TransformMagics(Magics):
         from dataeng_magics.display import Text
 
         session = self._require_current()
-        approval = session.approve(self._reviewer(args.reviewer))
+        approval = session.approve(self._reviewer(args.reviewer), despite=args.anyway)
         entry = approval.entry
         if not approval.recorded:
             return Text(f"{approval.to_text()}. `%transform materialise` inserts its cell.")

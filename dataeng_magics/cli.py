@@ -107,7 +107,8 @@ def cmd_revise(args: argparse.Namespace) -> int:
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
-    print(_session(args, "interactive").approve(_reviewer(args)).to_text())
+    session = _session(args, "interactive")
+    print(session.approve(_reviewer(args), despite=args.anyway).to_text())
     return 0
 
 

@@ -220,9 +220,17 @@ COMMANDS = (
     Command(
         "approve",
         "approve the draft (recorded in the audit log)",
-        (REVIEWER,),
+        (
+            REVIEWER,
+            arg(
+                "--anyway",
+                metavar="REASON",
+                help="approve although the last preview failed checks; why (audited)",
+            ),
+        ),
         "Approve the current plan and its compiled code (by hash), recorded in the audit "
-        "log. A plan that is already approved stays as it is; nothing is recorded.",
+        "log. A plan that is already approved stays as it is; nothing is recorded. After "
+        "a preview that failed checks, approving needs --anyway REASON.",
         keyed=True,
     ),
     Command(

@@ -308,6 +308,9 @@ def _now() -> datetime:
 RESTARTED = "Started again from the workbook: the revisions above no longer apply."
 #: Conversation turns that mark what happened to the plan (not chat messages).
 _MARKS = ("reopened", "restarted", "approved")
+#: The conversation turn recording a preview that failed checks: approving that plan then
+#: needs a reason ("approve anyway").
+PREVIEW_FAILED = "preview_failed"
 
 
 def _turn(kind: str, text: str, **facts: Any) -> dict[str, Any]:
@@ -817,9 +820,33 @@ class TransformSession:
         )  # fmt: skip
         return entry, revision
 
-    def approve(self, reviewer: str) -> Approval:
-        """Record an explicit approval; refuses plans with unresolved steps. Approving an
-        approved plan changes and records nothing, whoever asks (``recorded`` is False)."""
+    @staticmethod
+    def failed_preview(entry: Entry) -> list[str]:
+        """The failed checks of the last preview of ``entry``'s plan, in words ([] when it
+        passed or was not previewed): approving it then needs a reason."""
+        for turn in reversed(entry.conversation):
+            if turn.get("kind") == PREVIEW_FAILED and turn.get("plan_sha256") == entry.plan_sha256:
+                return [str(f) for f in turn.get("failures", [])]
+        return []
+
+    def _record_preview(self, plan: Plan, report: ValidationReport) -> None:
+        """A preview of the current draft that failed checks, kept with the entry (once per
+        plan), so ``approve`` asks for a reason, here, in another kernel or the CLI."""
+        entry = self.entry()
+        if report.passed or entry is None or entry.plan_sha256 != plan.sha256():
+            return
+        if entry.status != "draft" or self.failed_preview(entry):
+            return
+        failures = [f"{c.table}.{c.column or '*'} [{c.kind}]: {c.message}" for c in report.failures]
+        text = f"The preview failed checks: {'; '.join(failures)}"
+        turn = _turn(PREVIEW_FAILED, text, plan_sha256=entry.plan_sha256, failures=failures)
+        self.store.add_conversation(entry.key, [turn])
+
+    def approve(self, reviewer: str, *, despite: str | None = None) -> Approval:
+        """Record an explicit approval; refuses plans with unresolved steps, and a plan whose
+        last preview failed checks unless ``despite`` says why ("approve anyway"; the
+        reason and the failures go into the audit log). Approving an approved plan
+        changes and records nothing, whoever asks (``recorded`` is False)."""
         self._interactive("approve")
         entry = self.current_draft()
         if entry.status == "approved":
@@ -828,6 +855,16 @@ class TransformSession:
         blocker = approval_blocker(plan)
         if blocker is not None:
             raise blocker
+        failed = self.failed_preview(entry)
+        despite = (despite or "").strip() or None
+        if failed and despite is None:
+            raise ValidationFailed(
+                f"cannot approve: the preview failed {len(failed)} check(s) (first: "
+                f"{failed[0]}); fix the plan, or approve anyway with a reason",
+                hint="Revise the plan (chat / dataeng-magics revise), or approve with "
+                "--anyway REASON (the reason is recorded in the audit log).",
+                key=entry.key,
+            )
         code = compile_plan(plan)  # the code approved is the code compiled from this plan
         if code != entry.code:
             raise StoreError(
@@ -836,11 +873,13 @@ class TransformSession:
                 hint="Re-draft with --force.",
             )
         entry = self.store.approve(entry.key, reviewer, sha256_text(code))
-        entry = self.store.add_conversation(
-            entry.key, [_turn("approved", f"Approved by {reviewer}.")]
+        anyway = {"despite": despite, "failed_checks": failed} if failed else {}
+        text = f"Approved by {reviewer}" + (
+            f" despite {len(failed)} failing check(s): {despite}." if failed else "."
         )
+        entry = self.store.add_conversation(entry.key, [_turn("approved", text, **anyway)])
         audit_entry(self.audit, "approval", entry, reviewer, reviewer=reviewer,
-                    key_version=KEY_VERSION)  # fmt: skip
+                    key_version=KEY_VERSION, **anyway)  # fmt: skip
         return Approval(entry, reviewer, recorded=True)
 
     def reject(self, reviewer: str, reason: str) -> Entry:
@@ -1049,7 +1088,9 @@ class TransformSession:
                           for t in plan.tables}  # fmt: skip
             except (OSError, ValueError) as exc:
                 raise ExecutionError(f"cannot read the preview output: {exc}") from exc
-        return Preview(tables, evaluate(metrics, plan), time.perf_counter() - started)
+        report = evaluate(metrics, plan)
+        self._record_preview(plan, report)
+        return Preview(tables, report, time.perf_counter() - started)
 
     def _record(
         self,

@@ -16,6 +16,7 @@ from openpyxl import load_workbook
 
 from dataeng_magics.cli import build_parser, main
 from dataeng_magics.errors import DataEngMagicsWarning
+from dataeng_magics.workflow import TransformRequest, TransformSession
 
 
 def args(mapping: Path, *extra: str) -> list[str]:
@@ -155,6 +156,26 @@ def test_cache_revoke_requires_a_new_approval(
     with pytest.raises(SystemExit):
         main(["cache", "--help"])
     assert "invalidate" not in capsys.readouterr().out
+
+
+@pytest.mark.spark
+def test_approve_after_a_failing_preview_needs_anyway_reason(
+    example: Path, capsys: pytest.CaptureFixture[str], spark: Any
+) -> None:
+    main(["draft", *args(example)])
+    main(["revise", *args(example), "SETTLE_DATE: parse date MM/DD/YYYY"])
+    session = TransformSession(TransformRequest(client="NORTHWIND", mapping=example))
+    session.preview()  # in a kernel: the failure is kept with the plan
+    capsys.readouterr()
+    assert main(["approve", *args(example), "--reviewer", "alice"]) == 4
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "the preview failed 1 check" in err
+    assert "--anyway REASON" in err
+    reason = ["--anyway", "known: fixed upstream"]
+    assert main(["approve", *args(example), "--reviewer", "alice", *reason]) == 0
+    assert capsys.readouterr().out.startswith("approved key ")
+    [record] = [e for e in session.audit.events(key=session.key) if e.event == "approval"]
+    assert record.details["despite"] == "known: fixed upstream"
 
 
 def test_approve_twice_says_nothing_changed_and_records_nothing(

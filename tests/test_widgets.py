@@ -643,6 +643,29 @@ def test_preview_and_run_on_local_spark(example: Path, tmp_path: Path, spark: An
     assert "<td>2</td>" in approved.info_html.value
 
 
+@pytest.mark.spark
+def test_a_failing_preview_turns_approve_into_approve_anyway_with_a_reason(
+    example: Path, spark: Any
+) -> None:
+    session = make_session(example)
+    session.revise("SETTLE_DATE: parse date MM/DD/YYYY")  # the data is DD.MM.YYYY
+    panel = ReviewPanel(session, reviewer="frank")
+    assert panel.approve_button.description == "Approve" and not panel.approve_button.disabled
+    assert panel.anyway.layout.display == "none"
+    panel.refresh_preview()
+    button = panel.approve_button
+    assert button.description == "Approve anyway" and button.disabled
+    assert panel.anyway.layout.display is None
+    assert button.tooltip.startswith("The preview failed 1 check(s): fix the plan")
+    panel.anyway.value = "fixed upstream"
+    assert not button.disabled
+    button.click()
+    assert panel.entry.status == "approved"
+    [record] = events(session, "approval")
+    assert record.details["despite"] == "fixed upstream"
+    assert panel.anyway.layout.display == "none"  # approved: nothing more to justify
+
+
 def test_preview_runs_by_itself_and_only_the_newest_plans_is_shown(
     example: Path, spark: Any
 ) -> None:

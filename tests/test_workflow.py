@@ -356,6 +356,43 @@ def test_a_date_pattern_that_does_not_fit_the_sample_is_flagged_with_one_that_do
     assert "Warning" not in revision.reply
 
 
+@pytest.mark.spark
+def test_after_a_failing_preview_approving_needs_a_reason_that_is_audited(
+    example: Path, spark: Any
+) -> None:
+    s = session(example)
+    s.draft()
+    s.preview()  # the workbook's plan passes: nothing recorded, approval as usual
+    assert s.failed_preview(s.current_draft()) == []
+    s.revise("SETTLE_DATE: parse date MM/DD/YYYY")  # the data is DD.MM.YYYY
+    preview = s.preview()
+    assert not preview.report.passed
+    failed = s.failed_preview(s.current_draft())
+    assert len(failed) == 1 and failed[0].startswith("TRADES.SETTLE_DATE [conversion]: ")
+    s.preview()  # the same plan again: recorded once
+    assert [t.get("kind") for t in s.current_draft().conversation].count("preview_failed") == 1
+    with pytest.raises(ValidationFailed, match="the preview failed 1 check") as refused:
+        s.approve("alice")
+    assert "--anyway REASON" in (refused.value.hint or "")
+    with pytest.raises(ValidationFailed):
+        s.approve("alice", despite="  ")  # a blank reason is no reason
+    assert s.current_draft().status == "draft"
+    assert not [e for e in s.audit.events(key=s.key) if e.event == "approval"]
+
+    approval = s.approve("alice", despite="the settlement feed is fixed upstream on Monday")
+    assert approval.recorded and approval.entry.status == "approved"
+    [record] = [e for e in s.audit.events(key=s.key) if e.event == "approval"]
+    assert record.details["despite"] == "the settlement feed is fixed upstream on Monday"
+    assert record.details["failed_checks"] == failed
+    assert approval.entry.conversation[-1]["text"] == (
+        "Approved by alice despite 1 failing check(s): the settlement feed is fixed upstream "
+        "on Monday."
+    )
+    s.revise("SETTLE_DATE: parse date DD.MM.YYYY")  # a new plan: its own preview decides
+    assert s.failed_preview(s.current_draft()) == []
+    assert s.approve("bob").recorded
+
+
 def test_notes_the_planner_understands_are_applied_and_the_rest_said_to_be_context(
     example: Path,
 ) -> None:

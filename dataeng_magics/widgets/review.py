@@ -59,6 +59,10 @@ INSERTED = {
     "exists": "The approved cell is already in this notebook.",
     "replaced": "The approved code replaces the earlier approved cell below (read-only).",
 }
+ANYWAY_NEEDED = (
+    "The preview failed {n} check(s): fix the plan (Chat tab), or type why you approve "
+    "anyway (recorded in the audit log)."
+)
 REVIEWER_NEEDED = "Type your name in Reviewer first: an approval records who approved it."
 SPARK_STARTING = "Starting local Spark for the preview (about 10 s); you can read on."
 #: Seconds local Spark usually takes to start: the progress bar's pace, not a limit.
@@ -270,6 +274,11 @@ class ReviewPanel(_Panel):
             description="Approve", button_style="success", icon="check"
         )
         self.approve_button.on_click(lambda _: self.approve())
+        self.anyway = widgets.Text(
+            placeholder="why approve although checks fail (audited)",
+            layout=widgets.Layout(width="300px", display="none"),
+        )
+        self.anyway.observe(lambda _: self._show_approve(), names="value")
         self.reason = widgets.Text(
             placeholder="reason (required to reject)", layout=widgets.Layout(width="260px")
         )
@@ -280,7 +289,7 @@ class ReviewPanel(_Panel):
         self.approved_html = widgets.HTML()
         self.run_html = self._run_view = widgets.HTML()
         self._review_row = widgets.HBox(
-            [self.reviewer, self.approve_button, self.reason, self.reject_button]
+            [self.reviewer, self.anyway, self.approve_button, self.reason, self.reject_button]
         )
         self._run_row = widgets.HBox([self.output_dir, self.run_button])
         self.footer = widgets.VBox()
@@ -376,7 +385,9 @@ class ReviewPanel(_Panel):
         if reviewer is not None:
             self.reviewer.value = reviewer
         try:
-            entry = self.session.approve(self.reviewer.value.strip()).entry
+            entry = self.session.approve(
+                self.reviewer.value.strip(), despite=self.anyway.value.strip() or None
+            ).entry
         except DataEngMagicsError as exc:
             self._say(str(exc), error=True)
             return None
@@ -456,6 +467,8 @@ class ReviewPanel(_Panel):
                 self.chat.add_message(
                     "system", f"The preview failed checks: {render.failures_text(preview.report)}"
                 )
+                self._entry = self.session.entry() or self._entry  # the failure is recorded
+                self._show_approve()
             return preview
 
     def _start_spark(self) -> None:
@@ -563,12 +576,18 @@ class ReviewPanel(_Panel):
         otherwise its tooltip says what is missing (what a click would be told)."""
         blocker = approval_blocker(self._plan)
         status = self._entry.status
+        failed = self.session.failed_preview(self._entry) if status == "draft" else []
+        self.anyway.layout.display = None if failed else "none"
+        self.approve_button.description = "Approve anyway" if failed else "Approve"
+        self.approve_button.button_style = "warning" if failed else "success"
         if blocker is not None:
             why: str | None = str(blocker)
         elif status != "draft":
             why = f"The plan is {status}."
         elif not self.reviewer.value.strip():
             why = REVIEWER_NEEDED
+        elif failed and not self.anyway.value.strip():
+            why = ANYWAY_NEEDED.format(n=len(failed))
         else:
             why = None
         self.approve_button.disabled = why is not None
