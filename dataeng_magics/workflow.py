@@ -167,13 +167,68 @@ class Approval:
         return text
 
 
+#: Failing values a preview shows per check.
+FAILING_VALUES = 10
+
+
+@dataclass(frozen=True)
+class FailingValues:
+    """A check the preview failed: up to ``FAILING_VALUES`` source values beside what they
+    became (``rows``: their positions in the preview's output, to highlight)."""
+
+    table: str
+    column: str
+    check: str  # the check's name or kind
+    lines: tuple[str, ...]  # "SETTLE_DATE '25.06.2025' -> null (parse date MM/DD/YYYY)"
+    rows: tuple[int, ...] = ()
+
+
 @dataclass
 class Preview:
-    """The first rows of each target table computed from the samples, and their checks."""
+    """The first rows of each target table computed from the samples, and their checks;
+    ``failing``: each failed check's values, from all the sample rows."""
 
     tables: dict[str, Any]  # table -> pandas DataFrame
     report: ValidationReport
     seconds: float
+    failing: list[FailingValues] = field(default_factory=list)
+
+
+def failing_values(preview: Preview, plan: Plan, samples: dict[str, Sample]) -> list[FailingValues]:
+    """Per failed check, the source values that failed it beside their results: a value
+    that became null for a conversion or a required column (rows traced by
+    ``before_after``), else the examples the check itself kept (as the evidence has)."""
+    traced = before_after(preview, plan, samples)
+    found = []
+    for check in (c for t in preview.report.tables for c in t.checks if not c.passed):
+        label = check.name or check.kind
+        lines: list[str] = []
+        rows: list[int] = []
+        table = traced.get(check.table)
+        column = (
+            next((c for c in table[1] if c.column == check.column), None)
+            if (check.kind in ("conversion", "required") and isinstance(table, tuple))
+            else None
+        )
+        if column is not None:
+            for row, (before, after) in enumerate(column.pairs):
+                present = before not in ("null", "''", "")
+                if _is_null(after) and (present or check.kind == "required"):
+                    rows.append(row)
+                    lines.append(f"{check.column} {before or 'null'} → null ({column.rule})")
+                if len(lines) == FAILING_VALUES:
+                    break
+        elif check.examples:
+            lines = [f"{check.column} {e}" for e in check.examples[:FAILING_VALUES]]
+        if lines:
+            found.append(FailingValues(check.table, check.column, label, tuple(lines), tuple(rows)))
+    return found
+
+
+def _is_null(value: Any) -> bool:
+    import pandas as pd
+
+    return value is None or bool(pd.api.types.is_scalar(value) and pd.isna(value))
 
 
 @dataclass(frozen=True)
@@ -1084,13 +1139,15 @@ class TransformSession:
             import pandas as pd
 
             try:
-                tables = {t.name: pd.read_parquet(Path(out) / t.name).head(rows)
-                          for t in plan.tables}  # fmt: skip
+                tables = {t.name: pd.read_parquet(Path(out) / t.name) for t in plan.tables}
             except (OSError, ValueError) as exc:
                 raise ExecutionError(f"cannot read the preview output: {exc}") from exc
         report = evaluate(metrics, plan)
         self._record_preview(plan, report)
-        return Preview(tables, report, time.perf_counter() - started)
+        failing = [] if report.passed and not report.warnings else failing_values(
+            Preview(tables, report, 0), plan, self.samples)  # fmt: skip
+        head = {name: frame.head(rows) for name, frame in tables.items()}
+        return Preview(head, report, time.perf_counter() - started, failing)
 
     def _record(
         self,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -653,6 +654,15 @@ def test_a_failing_preview_turns_approve_into_approve_anyway_with_a_reason(
     assert panel.approve_button.description == "Approve" and not panel.approve_button.disabled
     assert panel.anyway.layout.display == "none"
     panel.refresh_preview()
+    preview = panel.preview_html.value  # the values that failed, beside what they became
+    assert "TRADES.SETTLE_DATE: conversion failed" in preview
+    failing = preview[preview.index("dem-failing") :].split("</pre>")[0]
+    assert len(re.findall(r"SETTLE_DATE &#x27;[^&]+&#x27; → null \(parse date "
+                          r"MM/DD/YYYY\)", failing)) == 10  # fmt: skip
+    assert "TRADES: first 10 row(s), failing values highlighted" in preview
+    highlighted = f"<b style='{render.REMOVED}'><span style='{render.MUTED}'>null</span></b>"
+    assert preview.count(highlighted) == 10  # SETTLE_DATE in each row shown
+    assert preview.count("title='conversion failed: SETTLE_DATE'") == 10
     button = panel.approve_button
     assert button.description == "Approve anyway" and button.disabled
     assert panel.anyway.layout.display is None

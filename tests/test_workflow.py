@@ -357,6 +357,26 @@ def test_a_date_pattern_that_does_not_fit_the_sample_is_flagged_with_one_that_do
 
 
 @pytest.mark.spark
+def test_a_failing_preview_shows_the_values_that_failed_beside_what_they_became(
+    example: Path, spark: Any
+) -> None:
+    s = session(example)
+    s.draft()
+    assert s.preview().failing == []
+    s.revise("SETTLE_DATE: parse date MM/DD/YYYY")  # the data is DD.MM.YYYY
+    preview = s.preview(rows=5)
+    [failing] = preview.failing
+    assert (failing.table, failing.column, failing.check) == ("TRADES", "SETTLE_DATE", "conversion")
+    assert len(failing.lines) == 10 and failing.rows == tuple(range(10))  # all 100 rows read
+    frame = preview.tables["TRADES"]
+    source = s.samples["trades"].frame.set_index(s.samples["trades"].frame["Trade ID"].str.strip())
+    for line, row in zip(failing.lines[:5], failing.rows, strict=False):
+        settle = source.loc[frame["TRADE_ID"].iloc[row]]["Settle Date"]
+        assert line == f"SETTLE_DATE {shown(settle)} → null (parse date MM/DD/YYYY)"
+        assert pd.isna(frame["SETTLE_DATE"].iloc[row])
+
+
+@pytest.mark.spark
 def test_after_a_failing_preview_approving_needs_a_reason_that_is_audited(
     example: Path, spark: Any
 ) -> None:

@@ -349,18 +349,43 @@ def preview_html(
 ) -> Html:
     parts = [note(f"Plan applied to the sample rows on local Spark in {preview.seconds:.1f}s.")]
     parts.append(report_html(preview.report))
+    parts.append(failing_html(preview))
     for name, frame in preview.tables.items():
         try:
             types = {c.name: c.type for c in plan.table(name).columns}
         except KeyError:
             types = {}
         shown = min(rows, len(frame))
-        parts.append(heading(f"{name}: first {shown} row(s)"))
+        failing = {(row, f.column): f for f in preview.failing if f.table == name for row in f.rows}
+        parts.append(
+            heading(
+                f"{name}: first {shown} row(s)"
+                + (", failing values highlighted" if any(r < shown for r, _ in failing) else "")
+            )
+        )
         head = [typed_header(str(c), types.get(str(c), "")) for c in frame.columns]
-        parts.append(table(head, frame.head(rows).itertuples(index=False, name=None)))
+        body = [
+            [Html(f"<b style='{REMOVED}'>{cell(v)}</b>") if (i, c) in failing else v
+             for c, v in zip(frame.columns, values, strict=True)]
+            for i, values in enumerate(frame.head(rows).itertuples(index=False, name=None))
+        ]  # fmt: skip
+        titles = {r: f"{f.check} failed: {f.column}" for (r, _), f in failing.items()}
+        parts.append(table(head, body, marked=titles.keys(), titles=titles))
     if before_after:
         parts.append(before_after_html(before_after))
     return Html("".join(parts))
+
+
+def failing_html(preview: Preview) -> Html:
+    """Each failed check's source values beside what they became (up to 10 each)."""
+    parts = []
+    for failing in preview.failing:
+        title = f"{failing.table}.{failing.column}: {failing.check} failed"
+        parts.append(note(title, f"{REMOVED};font-weight:600"))
+        parts.append(pre("\n".join(failing.lines), MARKED))
+    if not parts:
+        return Html("")
+    return Html(f"<div class='dem-failing'>{''.join(parts)}</div>")
 
 
 def failures_text(report: ValidationReport) -> str:
