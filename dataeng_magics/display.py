@@ -182,6 +182,84 @@ def evidence_details(summary: RunSummary) -> str:
     return f"<details><summary>Evidence</summary>{view._repr_html_()}</details>"
 
 
+def output_link(path: str) -> str:
+    """A clickable output path: relative to the working folder where it lies under it
+    (JupyterLab opens such links in its file browser), a ``file:`` URI for another local
+    path, plain text for a remote one (``abfss://``, ``s3://``)."""
+    import os
+    from pathlib import Path
+
+    text = html.escape(path)
+    if "://" in path:
+        return f"<code>{text}</code>"
+    local = Path(os.path.normpath(Path.cwd() / path))  # not resolved: the published link
+    folder = "/" if path.endswith("/") else ""
+    try:
+        href = local.relative_to(Path.cwd()).as_posix() + folder
+    except ValueError:
+        href = local.as_uri() + folder
+    return f"<a href='{html.escape(href)}' target='_blank' title='{text}'><code>{text}</code></a>"
+
+
+def summary_table(summary: RunSummary) -> str:
+    """The run per target table, from its evidence record (the report where a run has
+    none): rows read, dropped per filter, quarantined, written, the checks with their
+    counts, and the output folder as a link."""
+    record = summary.evidence.get("validation") or summary.report.to_dict()
+    published = summary.evidence.get("published", summary.outcome == "succeeded")
+    base = summary.output_dir.rstrip("/")
+    head = ("table", "rows read", "dropped", "quarantined", "written", "checks", "output")
+    rows = []
+    for table in record.get("tables", []):
+        dropped = table.get("dropped") or {}
+        checks = table.get("checks", [])
+        failed = [c for c in checks if c.get("failed")]
+        lines = [f"{len(checks) - len(failed)} passed"] + [
+            f"<span style='color:{'#cf222e' if c.get('severity') == 'error' else '#9a6700'}'>"
+            f"{html.escape(_check_words(c))}</span>"
+            for c in failed
+        ]
+        folder = f"{base}/{table.get('table')}/"
+        output = output_link(folder) if published else "not published: previous output kept"
+        cells = [
+            html.escape(str(table.get("table"))),
+            str(table.get("rows_read", "")),
+            "<br>".join(f"{html.escape(k)}: {v}" for k, v in dropped.items()) or "0",
+            str(table.get("quarantined", 0)),
+            str(table.get("rows_written", "")),
+            "<br>".join(lines),
+            output,
+        ]
+        rows.append("".join(f"<td style='{TD}'>{c}</td>" for c in cells))
+    header = "".join(f"<th style='{TD};font-weight:600'>{h}</th>" for h in head)
+    body = "".join(f"<tr>{r}</tr>" for r in rows)
+    color = "#1a7f37" if summary.outcome == "succeeded" else "#cf222e"
+    verdict = (
+        f"<div style='color:{color};font-weight:600;margin:4px 0'>"
+        f"{html.escape(summary.outcome.replace('_', ' ').upper())} on "
+        f"{html.escape(summary.platform)} in {summary.seconds:.1f}s</div>"
+    )
+    evidence = ""
+    if summary.run_id and summary.evidence:
+        page = f"{base}/_evidence/{summary.run_id}.html"
+        evidence = f"<div style='margin:4px 0'>evidence: {output_link(page)}</div>"
+    return (
+        f"<div class='dem-run-summary'>{verdict}<table style='border-collapse:collapse;"
+        f"font-size:12px'><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>"
+        f"{evidence}</div>"
+    )
+
+
+#: A run summary's cell style.
+TD = "text-align:left;vertical-align:top;padding:2px 8px;border-bottom:1px solid #8884"
+
+
+def _check_words(check: dict[str, Any]) -> str:
+    label = check.get("name") or check.get("kind", "")
+    where = f"{check.get('column')} " if check.get("column") else ""
+    return f"{where}[{label}]: {check.get('failed')} row(s)"
+
+
 class SummaryView:
     """A run summary as the notebook records it: text, HTML and a JSON record."""
 
@@ -193,10 +271,10 @@ class SummaryView:
         text = self.summary.to_text()
         if self.note:
             text = f"{self.note}\n{text}"
-        color = "#1a7f37" if self.summary.outcome == "succeeded" else "#cf222e"
         return {
             "text/plain": text,
-            "text/html": f"<pre style='border-left:4px solid {color};padding-left:8px'>"
-            f"{html.escape(text)}</pre>{evidence_details(self.summary)}",
+            "text/html": (f"<div>{html.escape(self.note)}</div>" if self.note else "")
+            + summary_table(self.summary)
+            + evidence_details(self.summary),
             SUMMARY_MIME: json.loads(json.dumps(self.summary.to_dict(), default=str)),
         }

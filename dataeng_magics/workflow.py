@@ -64,6 +64,7 @@ from dataeng_magics.state.store import Entry, Outcome, Revoked, Store
 if TYPE_CHECKING:
     from dataeng_magics.agent import Planner, PlanningContext, PlanResult
     from dataeng_magics.run.executors import Executor
+    from dataeng_magics.run.executors.base import ProgressCallback
     from dataeng_magics.sources.sampling import Sample
 
 #: What a materialised cell whose approval is gone (revoked, or new inputs) says to do.
@@ -978,11 +979,13 @@ class TransformSession:
         actor: str | None = None,
         controls: MappingABC[str, str] | None = None,
         batch_id: str | None = None,
+        progress: ProgressCallback | None = None,
     ) -> RunSummary:
         """Replay the approved code for these inputs; never re-plans or regenerates.
         ``controls`` are the client's control totals (``{"trades.rows": "4610",
         "trades.AMOUNT": "1234.50+-0.01"}``), compared with the sources as read;
-        ``batch_id`` ties the run's store and audit records to a ``batch``."""
+        ``batch_id`` ties the run's store and audit records to a ``batch``;
+        ``progress`` hears how the run goes (a panel's bar; default: the platform's)."""
         out = output_dir or self.request.output_dir
         if not out:
             raise PlanError("no output directory", hint="Pass --output-dir DIR.")
@@ -996,6 +999,11 @@ class TransformSession:
             if is_remote(out):  # a platform reaches its storage itself: checked there
                 options = storage_options(out, self.settings.storage)
                 check_output_reachable(out, options, self.settings.network_timeout_seconds)
+        if progress is not None:
+            from dataeng_magics.run.executors import get_executor
+
+            executor = executor or get_executor(self.settings.platform, settings=self.settings)
+            executor.progress = progress
         return self._execute(entry, out, fmt, executor, actor, controls, batch_id)
 
     def _execute(self, entry: Entry, out: str, fmt: str, executor: Executor | None,

@@ -72,6 +72,7 @@ def test_evidence_is_tied_to_the_audit_chain_and_exported(
     assert "cannot write the page" in capsys.readouterr().err
     bundle = SummaryView(summary)._repr_mimebundle_()  # the notebook's run summary
     assert "<details><summary>Evidence</summary>" in bundle["text/html"]
+    assert bundle["text/html"].startswith("<div class='dem-run-summary'>")  # a table per table
     assert end.hash in bundle["text/html"]
     assert main(["evidence", "ffffffffffff"]) == 2
     assert "no run or key 'ffffffffffff'" in capsys.readouterr().err
@@ -162,3 +163,20 @@ def test_exported_test_passes_alone_and_fails_when_a_line_of_code_changes(
         "test_altered.py::test_the_code_is_the_approved_code": "FAILED",
         "test_altered.py::test_the_approved_code_gives_the_approved_output": "FAILED",
     }, result.stdout[-3000:]
+
+
+def test_output_links_open_in_jupyterlab_where_they_can(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under the working folder a link is relative (JupyterLab opens it in its file
+    browser); elsewhere a file URI; a remote store's path stays text."""
+    from dataeng_magics.display import output_link
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "out").symlink_to(tmp_path / "runs")  # a published link is not followed
+    assert output_link(str(tmp_path / "out" / "TRADES") + "/").startswith("<a href='out/TRADES/'")
+    assert output_link("/elsewhere/x.html").startswith("<a href='file:///elsewhere/x.html'")
+    assert output_link("abfss://c@acct.dfs.core.windows.net/o/T/") == (
+        "<code>abfss://c@acct.dfs.core.windows.net/o/T/</code>"
+    )

@@ -20,6 +20,7 @@ import pytest
 from IPython.core.formatters import DisplayFormatter
 from openpyxl import load_workbook
 
+from dataeng_magics import display
 from dataeng_magics.state.store import Entry
 from dataeng_magics.widgets import ApprovedPanel, ChatWidget, ReviewPanel, text_report
 from dataeng_magics.widgets import _render as render
@@ -627,10 +628,24 @@ def test_preview_and_run_on_local_spark(example: Path, tmp_path: Path, spark: An
     assert "— → NORTHWIND-OMS" in preview  # a constant reads no source
 
     panel.approve()
+    said: list[str] = []
+    panel.run_label.observe(lambda change: said.append(change["new"]), names="value")
     summary = panel.run(str(tmp_path / "out"))
     assert summary is not None and summary.outcome == "succeeded"
     assert runs == [summary]
-    assert "SUCCEEDED" in panel.run_html.value
+    # the run's progress on the panel's own (neutral) bar, hidden once done
+    assert "running: NORTHWIND/" in said[1] and "succeeded 100%" in said[-1]
+    assert panel.run_bar.value == 1 and panel.run_progress.layout.display == "none"
+    assert all(render.REMOVED not in text for text in said)
+    # the summary: one row per target table from the evidence, output folders as links
+    assert "SUCCEEDED on local" in panel.run_html.value
+    out = tmp_path / "out"  # the published folders, not the run's staging folder
+    trades = summary.evidence["validation"]["tables"][0]
+    assert (
+        f"<td style='{display.TD}'>TRADES</td><td style='{display.TD}'>{trades['rows_read']}</td>"
+    ) in panel.run_html.value
+    assert f"href='{(out / 'TRADES').as_uri()}/'" in panel.run_html.value
+    assert f"href='{(out / '_evidence' / summary.run_id).as_uri()}.html'" in panel.run_html.value
     assert "<details><summary>Evidence</summary>" in panel.run_html.value
     assert panel.entry.runs == 1
 

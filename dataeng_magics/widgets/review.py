@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 
 from dataeng_magics.config import NOT_A_PERSON, current_user
-from dataeng_magics.display import evidence_details
+from dataeng_magics.display import evidence_details, summary_table
 from dataeng_magics.errors import DataEngMagicsError
 from dataeng_magics.run.evidence import failures_in_words
 from dataeng_magics.widgets import _render as render
@@ -41,6 +41,7 @@ from dataeng_magics.workflow import (
 
 if TYPE_CHECKING:
     from dataeng_magics.plan.model import ColumnPlan, Plan, Unresolved
+    from dataeng_magics.run.executors.base import JobStatus
     from dataeng_magics.state.store import Entry
     from dataeng_magics.workflow import Preview, RunSummary, TransformSession
 
@@ -143,6 +144,13 @@ class _Panel(widgets.VBox):
         self.run_button = widgets.Button(description="Run", icon="play")
         self.run_button.on_click(lambda _: self.run())
         self.status = widgets.HTML()
+        self.run_bar = widgets.FloatProgress(
+            value=0, min=0, max=1, bar_style="info", layout=widgets.Layout(width="240px")
+        )
+        self.run_label = widgets.HTML()
+        self.run_progress = widgets.HBox(
+            [self.run_bar, self.run_label], layout=widgets.Layout(display="none")
+        )
         self.inserter = CellInserter(on_result=self._inserted)
         self.frame = PanelFrame(on_interact=self.recheck)
 
@@ -175,23 +183,32 @@ class _Panel(widgets.VBox):
         shown = self._entry.status
         if shown == "approved" and self.recheck().status != "approved":
             return None  # recheck said by whom and why, rather than the CLI's hint
+        self.run_bar.value, self.run_label.value = 0, render.note("starting…")
+        self.run_progress.layout.display = None
         try:
             with _running(self._run_view, self.run_button, "running…"):
-                summary = self.session.run(output_dir=self._output_dir(), actor=self._actor())
+                summary = self.session.run(
+                    output_dir=self._output_dir(), actor=self._actor(), progress=self._progress
+                )
         except DataEngMagicsError as exc:
             self._run_view.value = ""
             self._say(str(exc), error=True)
             return None
         finally:
             self.run_button.disabled = self._entry.status != "approved"
-        self._run_view.value = render.pre(
-            summary.to_text(), render.ADDED if summary.outcome == "succeeded" else render.REMOVED
-        ) + evidence_details(summary)
+            self.run_progress.layout.display = "none"
+        self._run_view.value = summary_table(summary) + evidence_details(summary)
         self._ran(summary)
         self._say(f"Run {summary.outcome.replace('_', ' ')}.", error=not summary.report.passed)
         if self._on_run is not None:
             self._on_run(summary)
         return summary
+
+    def _progress(self, status: JobStatus) -> None:
+        """The run's progress on the panel's bar (neutral: a run going on is no error)."""
+        if status.progress is not None:
+            self.run_bar.value = status.progress
+        self.run_label.value = render.note(status.to_text())
 
     def _actor(self) -> str | None:
         raise NotImplementedError
@@ -311,7 +328,8 @@ class ReviewPanel(_Panel):
         )
 
         self.children = (
-            self.banner, self.spark_progress, self.tabs, self.footer, self.run_html,
+            self.banner, self.spark_progress, self.tabs, self.footer, self.run_progress,
+            self.run_html,
             self.status, self.inserter, self.frame,
         )  # fmt: skip
         self._show_entry(self._entry)
@@ -672,6 +690,7 @@ class ApprovedPanel(_Panel):
             widgets.HBox(
                 [self.output_dir, self.run_button, self.materialise_button, self.redraft_button]
             ),
+            self.run_progress,
             self.result_html,
             self.status,
             self.inserter,

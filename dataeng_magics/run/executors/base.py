@@ -103,6 +103,37 @@ class TextProgress:
         self._last, self._at = text, now
 
 
+class HtmlProgress:
+    """A run's progress in a notebook: a bar on a neutral background, updated in place
+    (a display handle), where ``TextProgress`` on stderr would sit on the error colour."""
+
+    def __init__(self, label: str = "") -> None:
+        self.label = label
+        self._handle: Any = None
+        self._last = ""
+
+    def __call__(self, status: JobStatus) -> None:
+        import html
+
+        from IPython.display import display
+
+        text = f"[{self.label}] {status.to_text()}" if self.label else status.to_text()
+        if text == self._last:
+            return
+        self._last = text
+        value = "" if status.progress is None else f" value='{status.progress:.3f}'"
+        bar = "" if status.done else f"<progress max='1'{value} style='width:240px'></progress> "
+        page = {
+            "text/plain": text,
+            "text/html": f"<div class='dem-progress' style='font-size:12px'>{bar}"
+            f"{html.escape(text)}</div>",
+        }
+        if self._handle is None:
+            self._handle = display(page, raw=True, display_id=True)  # type: ignore[no-untyped-call]
+        else:
+            self._handle.update(page, raw=True)
+
+
 class NoOptions(BaseModel):
     """The settings of an executor that has none: any key in its table is a mistake."""
 

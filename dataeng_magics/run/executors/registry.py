@@ -17,7 +17,12 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from dataeng_magics.errors import ConfigError, MissingDependency
-from dataeng_magics.run.executors.base import ENTRY_POINT_GROUP, Executor, TextProgress
+from dataeng_magics.run.executors.base import (
+    ENTRY_POINT_GROUP,
+    Executor,
+    HtmlProgress,
+    TextProgress,
+)
 
 if TYPE_CHECKING:
     from dataeng_magics.config import Settings
@@ -128,7 +133,9 @@ def get_executor(name: str, settings: Settings | None = None, **options: Any) ->
     executor = cls.from_settings(
         settings, **{**executor_options(platform, cls, settings), **options}
     )
-    if executor.progress is None and _shows_progress():
+    if executor.progress is None and "ipykernel" in sys.modules:  # a neutral bar, not stderr
+        executor.progress = HtmlProgress(executor.name)
+    elif executor.progress is None and _shows_progress():
         executor.progress = TextProgress(executor.name)
     return executor
 
