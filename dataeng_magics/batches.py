@@ -327,8 +327,11 @@ class Progress:
 
 
 def _watched() -> bool:
-    """A person is watching: a terminal, or a Jupyter kernel."""
-    if "ipykernel" in sys.modules:
+    """A person is watching: a terminal, or a running Jupyter kernel (merely importing
+    ipykernel, as a test process may, is not one)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if getattr(shell, "kernel", None) is not None:
         return True
     return bool(getattr(sys.stderr, "isatty", lambda: False)())
 

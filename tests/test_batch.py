@@ -224,17 +224,14 @@ def test_report_as_csv_and_html_with_evidence_links(tmp_path: Path) -> None:
 
 
 def test_a_store_of_the_previous_release_gains_batches(tmp_path: Path) -> None:
+    import shutil
     import sqlite3
 
-    from dataeng_magics.state import store as store_module
-
-    path = tmp_path / "old.sqlite"
-    with sqlite3.connect(path) as conn:  # the version 1 store, as the last release left it
-        conn.executescript(store_module._SCHEMA + "PRAGMA user_version = 1;")
+    path = tmp_path / "store.sqlite"  # the store as release 0.1 left it
+    shutil.copy(Path(__file__).parent / "data" / "state-v0.1" / "store.sqlite", path)
     store = Store(path)
     store.start_batch("b1", "clients.csv", 2)
     store.end_batch("b1", 3)
     assert store.batch("b1").exit_code == 3 and store.batch_succeeded("b1") == set()
     with sqlite3.connect(path) as conn:
         assert "batch_id" in {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
