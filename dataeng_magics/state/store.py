@@ -617,3 +617,14 @@ class Store:
             .where(runs.c.batch_id == batch_id, runs.c.outcome == "succeeded")
         )  # fmt: skip
         return {row.client for row in rows}
+
+    def batch_evidence(self, batch_id: str) -> dict[str, str]:
+        """Client -> run id of its succeeded run in this batch (its evidence record's name),
+        so a resumed batch's report links the clients that ran before."""
+        rows = self._read(
+            select(entries.c.client, runs.c.run_id)
+            .select_from(runs.join(entries, entries.c.key == runs.c.key))
+            .where(runs.c.batch_id == batch_id, runs.c.outcome == "succeeded")
+            .order_by(runs.c.id)
+        )  # fmt: skip
+        return {row.client.casefold(): row.run_id for row in rows if row.run_id}
