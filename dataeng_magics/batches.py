@@ -373,7 +373,9 @@ def batch(
         raise MappingError("no manifest", hint="Pass --manifest clients.csv (or --resume ID).")
     rows = read_manifest(manifest)
     batch_id = resume or uuid.uuid4().hex
-    done_before = {c.casefold() for c in store.batch_succeeded(batch_id)} if resume else set()
+    done_before = (
+        {c.casefold(): run for c, run in store.batch_succeeded(batch_id).items()} if resume else {}
+    )
     todo = [r for r in rows if r.client.casefold() not in done_before]
     executor = executor or _shared_executor(settings)
     scheduling = _scheduling(executor)
@@ -411,9 +413,8 @@ def batch(
         or ClientResult(r.client, "succeeded", 0, r.output_dir, message=earlier)
         for r in rows
     ]
-    before = store.batch_evidence(batch_id) if done_before else {}
     for r in ordered:
-        r.evidence = r.evidence or evidence_link(r.output, before.get(r.client.casefold()))
+        r.evidence = r.evidence or evidence_link(r.output, done_before.get(r.client.casefold()))
     outcome = BatchResult(batch_id, ordered, time.perf_counter() - started, scheduling)
     store.end_batch(batch_id, outcome.exit_code)
     counts = Counter(r.result for r in ordered)

@@ -102,7 +102,7 @@ def test_batch_isolates_failures_records_the_batch_and_resumes(
     store = Store(load_settings().store_path)
     assert store.batch(batch_id).exit_code == 4
     assert {r.batch_id for r in store.runs()} == {batch_id}
-    assert store.batch_succeeded(batch_id) == {"A", "B", "C"}
+    assert store.batch_succeeded(batch_id).keys() == {"A", "B", "C"}
     events = [e for e in AuditLog(load_settings().audit_path).events() if "batch" in e.event]
     assert [e.event for e in events] == ["batch_start", "batch_end"]
     assert all(e.details["batch_id"] == batch_id for e in events)
@@ -118,7 +118,7 @@ def test_batch_isolates_failures_records_the_batch_and_resumes(
     assert by_client["D"].evidence.endswith(f"/out/D/_evidence/{store_run_id('D')}.html")
     ran = [r for r in store.runs() if r.batch_id == batch_id]
     assert len(ran) == 4 + 2  # A, B, C, E, then D and E: A, B and C were not run again
-    assert store.batch_succeeded(batch_id) == {"A", "B", "C", "D"}
+    assert store.batch_succeeded(batch_id).keys() == {"A", "B", "C", "D"}
 
 
 @pytest.mark.spark
@@ -269,6 +269,6 @@ def test_a_store_of_the_previous_release_gains_batches(tmp_path: Path) -> None:
     store = Store(path)
     store.start_batch("b1", "clients.csv", 2)
     store.end_batch("b1", 3)
-    assert store.batch("b1").exit_code == 3 and store.batch_succeeded("b1") == set()
+    assert store.batch("b1").exit_code == 3 and store.batch_succeeded("b1") == {}
     with sqlite3.connect(path) as conn:
         assert "batch_id" in {row[1] for row in conn.execute("PRAGMA table_info(runs)")}

@@ -107,7 +107,7 @@ function runBadges(entry: IEntrySummary): HTMLElement[] {
   badge.title =
     entry.run_state === 'running'
       ? 'A run of this plan is going on now.'
-      : 'A run of this plan stopped without finishing; its output was left untouched.';
+      : 'A run of this plan stopped without finishing (its lease lapsed).';
   return [badge];
 }
 
