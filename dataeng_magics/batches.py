@@ -12,7 +12,6 @@ the clients that did not succeed in it.
 from __future__ import annotations
 
 import csv
-import inspect
 import json
 import os
 import re
@@ -327,17 +326,24 @@ class Progress:
 
 
 def _watched() -> bool:
-    """A person is watching: a terminal, or a Jupyter kernel."""
-    if "ipykernel" in sys.modules:
+    """A person is watching: a terminal, or a running Jupyter kernel (merely importing
+    ipykernel, as a test process may, is not one)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if getattr(shell, "kernel", None) is not None:
         return True
     return bool(getattr(sys.stderr, "isatty", lambda: False)())
 
 
-def evidence_link(result: ClientResult) -> str:
-    """Where a client's evidence is. The evidence record (evidence issue) goes here once
-    it exists; until then, the client's output folder."""
-    out = result.output
-    return out if "://" in out else Path(out).as_uri()
+def evidence_link(output_dir: str, run_id: str | None) -> str:
+    """The page of a run's evidence record (run/evidence.py writes it beside the output:
+    ``<output_dir>/_evidence/<run_id>.html``); none for a client that did not run."""
+    if not run_id:
+        return ""
+    from dataeng_magics.run.evidence import EVIDENCE_DIR
+
+    page = f"{output_dir.rstrip('/')}/{EVIDENCE_DIR}/{run_id}.html"
+    return page if "://" in page else Path(page).as_uri()
 
 
 def batch(
@@ -367,7 +373,9 @@ def batch(
         raise MappingError("no manifest", hint="Pass --manifest clients.csv (or --resume ID).")
     rows = read_manifest(manifest)
     batch_id = resume or uuid.uuid4().hex
-    done_before = {c.casefold() for c in store.batch_succeeded(batch_id)} if resume else set()
+    done_before = (
+        {c.casefold(): run for c, run in store.batch_succeeded(batch_id).items()} if resume else {}
+    )
     todo = [r for r in rows if r.client.casefold() not in done_before]
     executor = executor or _shared_executor(settings)
     scheduling = _scheduling(executor)
@@ -406,7 +414,7 @@ def batch(
         for r in rows
     ]
     for r in ordered:
-        r.evidence = evidence_link(r)
+        r.evidence = r.evidence or evidence_link(r.output, done_before.get(r.client.casefold()))
     outcome = BatchResult(batch_id, ordered, time.perf_counter() - started, scheduling)
     store.end_batch(batch_id, outcome.exit_code)
     counts = Counter(r.result for r in ordered)
@@ -490,7 +498,7 @@ def run_client(row: ManifestRow, settings: Settings, executor: Executor, store: 
         session = TransformSession(request, settings, mode="replay", store=store, audit=audit)
         with _pool(executor, row.client):
             summary = session.run(executor=executor, batch_id=batch_id,
-                                  **_controls(session, row))  # fmt: skip
+                                  controls=_controls(session, row))  # fmt: skip
         result.result, result.exit_code = "succeeded", 0
     except ValidationFailed as exc:
         summary = exc.summary
@@ -508,19 +516,14 @@ def run_client(row: ManifestRow, settings: Settings, executor: Executor, store: 
         facts = summary.to_dict()
         result.rows_in, result.rows_out = facts["rows_in"], facts["rows_out"]
         result.checks_failed, result.key = facts["checks_failed"], summary.key
+        result.evidence = evidence_link(row.output_dir, summary.run_id)
     result.seconds = time.perf_counter() - started
     return result
 
 
-def _controls(session: Any, row: ManifestRow) -> dict[str, Any]:
-    """The keyword that hands a row's control totals to the run.
-
-    Control totals are checked by ``TransformSession.run(controls=...)`` (evidence
-    issue). A release without that parameter refuses a row that has them rather than
-    run it unchecked.
-    """
-    if not row.controls:
-        return {}
+def _controls(session: Any, row: ManifestRow) -> dict[str, str]:
+    """A row's control totals for ``TransformSession.run(controls=...)``, which checks
+    them as ``run --control`` does; a source the mapping lacks is named by manifest row."""
     unknown = sorted({k.split(".")[0] for k in row.controls} - set(session.mapping.sources))
     if unknown:
         raise MappingError(
@@ -528,12 +531,7 @@ def _controls(session: Any, row: ManifestRow) -> dict[str, Any]:
             file=row.file, row=row.row, column=f"control.{unknown[0]}",
             hint=f"Sources of this mapping: {', '.join(session.mapping.sources)}.",
         )  # fmt: skip
-    if "controls" not in inspect.signature(session.run).parameters:
-        raise MappingError(
-            "this version cannot check control totals", file=row.file, row=row.row,
-            hint="Remove the control.* columns, or upgrade dataeng-magics.",
-        )  # fmt: skip
-    return {"controls": dict(row.controls)}
+    return dict(row.controls)
 
 
 # -- the report -------------------------------------------------------------------------

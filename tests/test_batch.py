@@ -36,6 +36,13 @@ def write_manifest(path: Path, rows: list[dict[str, str]]) -> Path:
     return path
 
 
+def store_run_id(client: str) -> str:
+    """The run id of the client's last run, as the store has it."""
+    store = Store(load_settings().store_path)
+    keys = {e.key for e in store.list() if e.client == client}
+    return str([r for r in store.runs() if r.key in keys][-1].run_id)
+
+
 @pytest.fixture
 def five(example: Path, tmp_path: Path) -> Path:
     """Five clients: A, B, C approved; D not approved; E approved with a date rule the
@@ -82,7 +89,10 @@ def test_batch_isolates_failures_records_the_batch_and_resumes(
         assert results[client]["rows_out"] == results["A"]["rows_out"] > 0
     assert not (out / "D").exists()  # nothing ran for D
     assert results["E"]["checks_failed"] > 0 and "TRADE_DATE" not in results["A"]["message"]
-    assert results["A"]["evidence"] == (out / "A").as_uri()
+    for client in "ABCE":  # each client that ran links its own evidence record's page
+        page = out / client / "_evidence" / f"{store_run_id(client)}.html"
+        assert results[client]["evidence"] == page.as_uri() and page.is_file()
+    assert results["D"]["evidence"] == ""  # D never ran: no evidence
     batch_id = shown["batch_id"]
     printed = capsys.readouterr().out
     assert printed.startswith(f"batch {batch_id}: 5 of 5 client(s); one local Spark session")
@@ -92,7 +102,7 @@ def test_batch_isolates_failures_records_the_batch_and_resumes(
     store = Store(load_settings().store_path)
     assert store.batch(batch_id).exit_code == 4
     assert {r.batch_id for r in store.runs()} == {batch_id}
-    assert store.batch_succeeded(batch_id) == {"A", "B", "C"}
+    assert store.batch_succeeded(batch_id).keys() == {"A", "B", "C"}
     events = [e for e in AuditLog(load_settings().audit_path).events() if "batch" in e.event]
     assert [e.event for e in events] == ["batch_start", "batch_end"]
     assert all(e.details["batch_id"] == batch_id for e in events)
@@ -104,9 +114,33 @@ def test_batch_isolates_failures_records_the_batch_and_resumes(
     by_client = {c.client: c for c in again.clients}
     assert by_client["D"].result == "succeeded" and by_client["E"].result == "validation_failed"
     assert by_client["A"].message == "succeeded earlier in this batch"
+    assert by_client["A"].evidence == results["A"]["evidence"]  # still linked after resume
+    assert by_client["D"].evidence.endswith(f"/out/D/_evidence/{store_run_id('D')}.html")
     ran = [r for r in store.runs() if r.batch_id == batch_id]
     assert len(ran) == 4 + 2  # A, B, C, E, then D and E: A, B and C were not run again
-    assert store.batch_succeeded(batch_id) == {"A", "B", "C", "D"}
+    assert store.batch_succeeded(batch_id).keys() == {"A", "B", "C", "D"}
+
+
+@pytest.mark.spark
+def test_a_control_total_mismatch_fails_its_client_only(
+    example: Path, tmp_path: Path, spark: Any
+) -> None:
+    for client in "AB":
+        approve(client, example)
+    manifest = write_manifest(
+        tmp_path / "m.csv",
+        [{"client": "A", "mapping": str(example), "output_dir": "out/A",
+          "control.trades.rows": ""},
+         {"client": "B", "mapping": str(example), "output_dir": "out/B",
+          "control.trades.rows": "7"}],
+    )  # fmt: skip
+    report = tmp_path / "r.json"
+    assert main(["batch", "--manifest", str(manifest), "--jobs", "2", "--report", str(report)]) == 4
+    a, b = json.loads(report.read_text())["clients"]
+    assert a["result"] == "succeeded" and a["exit_code"] == 0
+    assert b["result"] == "validation_failed" and b["exit_code"] == 4 and b["checks_failed"] == 1
+    assert (tmp_path / "out" / "A" / "TRADES").is_dir()
+    assert not (tmp_path / "out" / "B" / "TRADES").exists()  # nothing published for B
 
 
 @pytest.mark.spark
@@ -205,8 +239,11 @@ def test_report_as_csv_and_html_with_evidence_links(tmp_path: Path) -> None:
     ok = ClientResult("A", "succeeded", 0, str(tmp_path / "out" / "A"), 91, 90, 0, 1.234)
     bad = ClientResult("B", "approval_required", 3, str(tmp_path / "out" / "B"),
                        message="approval required: no approved plan for client 'B'")  # fmt: skip
-    for c in (ok, bad):
-        c.evidence = evidence_link(c)
+    ok.evidence = evidence_link(ok.output, "r1")
+    page = (tmp_path / "out" / "A" / "_evidence" / "r1.html").as_uri()
+    assert evidence_link(bad.output, None) == "" and evidence_link("s3://b/o/", "r1") == (
+        "s3://b/o/_evidence/r1.html"
+    )
     outcome = BatchResult("b1", [ok, bad], 2.0)
     write_report(outcome, tmp_path / "r.csv")
     with (tmp_path / "r.csv").open(newline="") as f:
@@ -214,27 +251,24 @@ def test_report_as_csv_and_html_with_evidence_links(tmp_path: Path) -> None:
     assert [(r["client"], r["result"], r["exit_code"]) for r in rows] == [
         ("A", "succeeded", "0"), ("B", "approval_required", "3"),
     ]  # fmt: skip
-    assert rows[0]["evidence"] == (tmp_path / "out" / "A").as_uri() and rows[0]["seconds"] == "1.23"
+    assert rows[0]["evidence"] == page and rows[0]["seconds"] == "1.23"
     write_report(outcome, tmp_path / "r.html")
-    page = (tmp_path / "r.html").read_text()
-    assert "batch b1: 1/2 succeeded in 2.0s (exit 3)" in page
-    assert f'<a href="{(tmp_path / "out" / "A").as_uri()}"' in page
+    shown = (tmp_path / "r.html").read_text()
+    assert "batch b1: 1/2 succeeded in 2.0s (exit 3)" in shown
+    assert f'<a href="{page}"' in shown
     assert outcome.exit_code == 3
     assert repr(outcome).splitlines()[-1] == "B: approval required: no approved plan for client 'B'"
 
 
 def test_a_store_of_the_previous_release_gains_batches(tmp_path: Path) -> None:
+    import shutil
     import sqlite3
 
-    from dataeng_magics.state import store as store_module
-
-    path = tmp_path / "old.sqlite"
-    with sqlite3.connect(path) as conn:  # the version 1 store, as the last release left it
-        conn.executescript(store_module._SCHEMA + "PRAGMA user_version = 1;")
+    path = tmp_path / "store.sqlite"  # the store as release 0.1 left it
+    shutil.copy(Path(__file__).parent / "data" / "state-v0.1" / "store.sqlite", path)
     store = Store(path)
     store.start_batch("b1", "clients.csv", 2)
     store.end_batch("b1", 3)
-    assert store.batch("b1").exit_code == 3 and store.batch_succeeded("b1") == set()
+    assert store.batch("b1").exit_code == 3 and store.batch_succeeded("b1") == {}
     with sqlite3.connect(path) as conn:
         assert "batch_id" in {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2

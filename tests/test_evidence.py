@@ -144,8 +144,9 @@ def test_exported_test_passes_alone_and_fails_when_a_line_of_code_changes(
     assert main(["export-test", s.key[:12], "--output", str(folder / "test_northwind.py")]) == 0
     module = (folder / "test_northwind.py").read_text()
     lines = module.splitlines(keepends=True)
-    changed = next(i for i, line in enumerate(lines) if "CANCELLED" in line)
-    lines[changed] = lines[changed].replace("CANCELLED", "CANCELED")  # one line of the code
+    # One line of the code: the filter that drops cancelled trades.
+    changed = next(i for i, line in enumerate(lines) if ".where(" in line and "CANCELLED" in line)
+    lines[changed] = lines[changed].replace("CANCELLED", "CANCELED")
     (folder / "test_altered.py").write_text("".join(lines))
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", "test_northwind.py",

@@ -108,3 +108,43 @@ def test_ctrl_c_during_a_replay_stops_the_spark_connect_server_it_started(
     while _alive(server) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not _alive(server)
+
+
+@pytest.mark.slow
+@pytest.mark.fabric
+def test_replay_on_fabric_reuses_one_livy_session_for_every_client(
+    example: Path, tmp_path: Path, spark: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Against the local Livy server (which runs statements on this test's Spark): the
+    kernels get the session ``replay`` started, so N clients make one session."""
+    from livy_server import LivyServer
+
+    from dataeng_magics.run.executors.fabric import TEST_TOKEN_ENV
+
+    livy = LivyServer(spark).start()
+    try:
+        token, _ = livy.issue_token(3600)
+        monkeypatch.setenv(TEST_TOKEN_ENV, token)  # the kernels' credential, test-only
+        monkeypatch.setenv("DATAENG_MAGICS_PLATFORM", "fabric")
+        monkeypatch.setenv("DATAENG_MAGICS_FABRIC", json.dumps({
+            "workspace_id": "11111111-2222-3333-4444-555555555555",
+            "lakehouse_id": "66666666-7777-8888-9999-000000000000",
+            "api_url": livy.api_url, "poll_seconds": 0.1,
+        }))  # fmt: skip
+        clients = ["NW1", "NW2", "NW3"]
+        for client in clients:
+            approve(client, example)
+        notebook = template(example, tmp_path / "nb")
+        out = tmp_path / "out"  # absolute: the statements run in this process, not the kernel
+        notebook.write_text(notebook.read_text().replace("out/replay/", f"{out}/"))
+        argv = ["replay", str(notebook), "--jobs", "2", "--output-notebooks", str(tmp_path / "r")]
+        assert main([*argv, *(a for c in clients for a in ("--client", c))]) == 0
+        sessions = [(m, p) for m, p, _, _ in livy.requests if p.endswith("/sessions")]
+        # replay looked for one and started it; no kernel looked for or started another
+        assert [m for m, _ in sessions] == ["GET", "POST"] and len(livy.sessions) == 1
+        statements = [p for m, p, _, _ in livy.requests if m == "POST" and "/statements" in p]
+        assert len(statements) >= len(clients)
+        for client in clients:
+            assert len(rows(out / client / "TRADES")) > 0
+    finally:
+        livy.stop()

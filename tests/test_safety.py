@@ -679,10 +679,8 @@ def test_parameters_block_round_trips_hostile_paths() -> None:
         "control_columns": {},
     }
     controls = {NEWLINE: [PY, TRIPLE]}
-    assert parse_parameters(run_parameters(BACKSLASH, controls)) == {
-        "run_id": BACKSLASH,
-        "control_columns": controls,
-    }
+    overridden = parse_parameters(block + run_parameters(BACKSLASH, controls))
+    assert overridden["run_id"] == BACKSLASH and overridden["control_columns"] == controls
 
 
 # --- the SQL check on its own --------------------------------------------------------------

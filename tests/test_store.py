@@ -11,6 +11,7 @@ import pytest
 
 from dataeng_magics.canonical import sha256_text
 from dataeng_magics.errors import StoreError
+from dataeng_magics.state.schema import HEAD
 from dataeng_magics.state.store import Entry, Store
 
 CODE = "df = spark.read.parquet(path)\ndf.write.parquet(out)\n"
@@ -383,7 +384,7 @@ def test_a_store_made_before_schema_versions_is_upgraded_in_place(tmp_path: Path
     store = Store(path)
     assert sorted(e.key for e in store.list()) == keys
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0002",)]
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [(HEAD,)]
         columns = [row[1] for row in conn.execute("PRAGMA table_info(runs)")]
     assert columns[-2:] == ["run_id", "batch_id"]
     assert [r.run_id for r in store.runs()] == [None] * len(store.runs())

@@ -22,6 +22,7 @@ from dataeng_magics.errors import StoreError
 from dataeng_magics.redact import redact
 from dataeng_magics.state import db
 from dataeng_magics.state.backend import audit_of, migrate, open_audit, open_store
+from dataeng_magics.state.schema import HEAD
 from dataeng_magics.state.store import Store
 from dataeng_magics.workflow import RunLease, TransformRequest, TransformSession
 
@@ -123,7 +124,7 @@ def test_an_older_or_absent_schema_is_refused_naming_the_upgrade(
     url = db.parse_url(admin)
     with db.engine_for(url).begin() as conn:
         command.upgrade(db._alembic_config(conn), "0001")
-    with pytest.raises(StoreError, match="schema version 0001; this release needs 0002"):
+    with pytest.raises(StoreError, match=f"schema version 0001; this release needs {HEAD}"):
         Store(admin)
     assert "upgraded" in db.upgrade_target(admin) and Store(admin).count()["entries"] == 0
 
@@ -138,13 +139,13 @@ def test_store_commands_upgrade_info_grants_and_never_show_a_password(
     assert main(["cache", "list"]) == 2  # refused before anything is read or written
     assert "dataeng-magics store upgrade" in capsys.readouterr().err
     assert main(["store", "upgrade", "--url", postgres.url(pg_database)]) == 0
-    assert "from schema version none to 0002" in capsys.readouterr().out
+    assert f"from schema version none to {HEAD}" in capsys.readouterr().out
     assert main(["store", "grants", "--role", RUNTIME_USER]) == 0
     postgres.admin(pg_database, capsys.readouterr().out)
     assert main(["store", "info"]) == 0
     assert main(["stats"]) == 0
     out = capsys.readouterr().out
-    assert "schema version: 0002 (current)" in out and f"{RUNTIME_USER}:***@" in out
+    assert f"schema version: {HEAD} (current)" in out and f"{RUNTIME_USER}:***@" in out
     assert RUNTIME_PASSWORD not in out and ADMIN_PASSWORD not in out
 
 

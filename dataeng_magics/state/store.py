@@ -609,11 +609,13 @@ class Store:
             )
         return BatchRecord.model_validate(dict(rows[0]._mapping))
 
-    def batch_succeeded(self, batch_id: str) -> set[str]:
-        """The clients (as the manifest spells them) with a succeeded run in this batch."""
+    def batch_succeeded(self, batch_id: str) -> dict[str, str | None]:
+        """The clients (as the manifest spells them) with a succeeded run in this batch,
+        each with that run's id (which names its evidence record)."""
         rows = self._read(
-            select(entries.c.client).distinct()
+            select(entries.c.client, runs.c.run_id)
             .select_from(runs.join(entries, entries.c.key == runs.c.key))
             .where(runs.c.batch_id == batch_id, runs.c.outcome == "succeeded")
+            .order_by(runs.c.id)
         )  # fmt: skip
-        return {row.client for row in rows}
+        return {row.client: row.run_id for row in rows}

@@ -21,7 +21,11 @@ export interface IEntrySummary {
   last_run_at: string | null;
   updated_at: string;
   mapping_file: string;
+  /** A run of it going on now ("running"), or one whose lease lapsed ("interrupted"). */
+  run_state?: RunState | null;
 }
+
+export type RunState = 'running' | 'interrupted';
 
 export interface IEntryDetail extends IEntrySummary {
   pseudocode: string;

@@ -97,6 +97,20 @@ function statusBadge(status: string): HTMLElement {
   return el('span', `dem-Status dem-Status-${status}`, status);
 }
 
+/** A run in progress or interrupted (the store's run lease), beside the status badge. */
+function runBadges(entry: IEntrySummary): HTMLElement[] {
+  if (!entry.run_state) {
+    return [];
+  }
+  const badge = el('span', `dem-RunState dem-RunState-${entry.run_state}`, entry.run_state);
+  badge.dataset.field = 'run_state';
+  badge.title =
+    entry.run_state === 'running'
+      ? 'A run of this plan is going on now.'
+      : 'A run of this plan stopped without finishing (its lease lapsed).';
+  return [badge];
+}
+
 /**
  * Who acted, in one scheme everywhere: "approved by" the reviewer, "rejected by"
  * the reviewer who rejected it, "revoked by" who revoked it.
@@ -250,7 +264,7 @@ export class EntryDetail extends Widget {
 
     const heading = el('h2', 'dem-Detail-title');
     const by = el('span', 'dem-Muted', ` ${byLine(entry)}`);
-    heading.append(`${entry.client} `, statusBadge(entry.status), by);
+    heading.append(`${entry.client} `, statusBadge(entry.status), ...runBadges(entry), by);
     const code = (text: string | null | undefined): Node => el('code', 'dem-Hash', text || '—');
     const fields: [string, CellValue][] = [
       ['key', code(entry.key)],
@@ -464,7 +478,9 @@ export class TransformationsPanel extends Widget {
     const status = statusBadge(entry.status);
     status.dataset.field = 'status';
     const top = el('div', 'dem-EntryRow-line');
-    top.append(field('client', entry.client), status);
+    const badges = el('span', 'dem-EntryRow-badges');
+    badges.append(status, ...runBadges(entry));
+    top.append(field('client', entry.client), badges);
     const middle = el('div', 'dem-EntryRow-line dem-Muted');
     middle.append(
       'key ',

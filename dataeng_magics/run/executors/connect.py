@@ -222,7 +222,8 @@ class ConnectExecutor(RemoteExecutor):
         """The remote session, created once, with the bounded retry policy installed."""
         if self._spark is not None:
             return self._spark  # ours, configured already, or a notebook's: left as it is
-        spark = self._databricks_session() if self.uses_databricks else self._sc()
+        with _connect_mode():  # creating it would set pyspark's Connect mode for good
+            spark = self._databricks_session() if self.uses_databricks else self._sc()
         client = getattr(spark, "client", None)
         if client is not None and hasattr(client, "set_retry_policies"):
             client.set_retry_policies([bounded_retry_policy(self.retry_seconds)])

@@ -88,7 +88,30 @@ class Tokens:
             return self._token
 
 
+TEST_TOKEN_ENV = "DATAENG_MAGICS_TEST_FABRIC_TOKEN"
+
+
+@dataclass(frozen=True)
+class _TestToken:
+    """FOR TESTS ONLY: a fixed bearer token (from ``$DATAENG_MAGICS_TEST_FABRIC_TOKEN``),
+    so kernels a test cannot hand a credential object (``replay``'s papermill kernels)
+    can reach the local fake Livy server. Never set it against the real Fabric API."""
+
+    token: str
+
+    def get_token(self, *scopes: str) -> Any:
+        return _TestAccess(self.token, int(time.time()) + 3600)
+
+
+@dataclass(frozen=True)
+class _TestAccess:
+    token: str
+    expires_on: int
+
+
 def _default_credential() -> TokenCredential:
+    if os.environ.get(TEST_TOKEN_ENV):
+        return _TestToken(os.environ[TEST_TOKEN_ENV])
     try:
         from azure.identity import DefaultAzureCredential
     except ImportError as exc:
