@@ -258,3 +258,30 @@ def test_loading_settings_imports_no_executor(tmp_path: Path) -> None:
     assert done.stdout.strip() == str(
         ["dataeng_magics.run.executors.base", "dataeng_magics.run.executors.registry"]
     )
+
+
+def test_a_notebook_shows_run_progress_as_a_bar_not_on_stderr() -> None:
+    """In a kernel the progress is a display updated in place (a neutral background),
+    never a stderr line (which a notebook shows on the error colour)."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    from dataeng_magics.run.executors.base import HtmlProgress, JobStatus
+
+    created = not InteractiveShell.initialized()
+    InteractiveShell.instance()
+    try:
+        with capture_output() as shown:
+            progress = HtmlProgress("local")
+            progress(JobStatus("running", 0.5, "1/2 tables written"))
+            progress(JobStatus("running", 0.5, "1/2 tables written"))  # unchanged: not re-sent
+            progress(JobStatus("succeeded", 1.0, "done"))
+    finally:
+        if created:  # leave no singleton behind: other tests make their own shell class
+            InteractiveShell.clear_instance()
+    assert shown.stderr == "" and shown.stdout == ""
+    first, last = (output.data for output in shown.outputs)
+    assert first["text/plain"] == "[local] running  50%: 1/2 tables written"
+    assert "<progress max='1' value='0.500'" in first["text/html"]
+    assert last["text/plain"] == "[local] succeeded 100%: done"
+    assert "<progress" not in last["text/html"]  # done: the bar gives way to the outcome

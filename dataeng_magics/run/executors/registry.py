@@ -133,11 +133,18 @@ def get_executor(name: str, settings: Settings | None = None, **options: Any) ->
     executor = cls.from_settings(
         settings, **{**executor_options(platform, cls, settings), **options}
     )
-    if executor.progress is None and "ipykernel" in sys.modules:  # a neutral bar, not stderr
+    if executor.progress is None and _in_kernel():  # a neutral bar, not a cell's stderr
         executor.progress = HtmlProgress(executor.name)
     elif executor.progress is None and _shows_progress():
         executor.progress = TextProgress(executor.name)
     return executor
+
+
+def _in_kernel() -> bool:
+    """A running Jupyter kernel (merely importing ipykernel, as a test may, is not one)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return getattr(shell, "kernel", None) is not None
 
 
 def _shows_progress() -> bool:
