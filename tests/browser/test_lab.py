@@ -308,7 +308,7 @@ def test_run_the_approved_cell_shows_the_summary(page: Any, lab: JupyterServer, 
     cell = page.locator(APPROVED_CELL)
     cell.locator(".jp-InputArea-editor").click()
     page.keyboard.press("Shift+Enter")
-    summary = cell.locator(".jp-OutputArea-output pre").filter(has_text="SUCCEEDED on local")
+    summary = cell.locator(".jp-OutputArea-output").filter(has_text="SUCCEEDED on local")
     summary.wait_for(timeout=240_000)  # the first run starts local Spark
     assert "rows read" in summary.inner_text()
     wait_kernel_idle(lab)
