@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,12 +17,16 @@ EXAMPLE_DIR = REPO / "example_notebooks" / "data" / "northwind"
 
 
 @pytest.fixture(autouse=True)
-def state_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def state_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Every test gets its own store and audit log; nothing leaks into ~/.dataeng_magics."""
     home = tmp_path / "state"
     monkeypatch.setenv("DATAENG_MAGICS_HOME", str(home))
     monkeypatch.delenv("DATAENG_MAGICS_MODE", raising=False)
-    return home
+    yield home
+    # pyspark switches a whole process to Spark Connect when a remote session starts
+    # (SPARK_CONNECT_MODE_ENABLED): a test that started one must not leave the shared
+    # local session's later users on Connect.
+    os.environ.pop("SPARK_CONNECT_MODE_ENABLED", None)
 
 
 @pytest.fixture(scope="session")
