@@ -59,7 +59,7 @@ from dataeng_magics.run.validate import (
 )
 from dataeng_magics.state.audit import AuditEvent, AuditTrail
 from dataeng_magics.state.backend import audit_of, open_store
-from dataeng_magics.state.store import Entry, Outcome, Revoked, Store
+from dataeng_magics.state.store import Entry, Outcome, Revoked, RunRecord, Store
 
 if TYPE_CHECKING:
     from dataeng_magics.agent import Planner, PlanningContext, PlanResult
@@ -473,9 +473,11 @@ def find_evidence(settings: Settings, target: str) -> tuple[dict[str, Any], Audi
     prefix's) latest run's; with the audit record that closes it, if the chain has it."""
     from dataeng_magics.run import evidence as ev
 
+    def sealed(records: list[RunRecord]) -> list[dict[str, Any]]:
+        return [r.details["evidence"] for r in records if r.details.get("evidence")]
+
     store = open_store(settings)
-    found = [r.details["evidence"] for r in store.runs() if r.details.get("evidence")]
-    matches = [e for e in found if len(target) >= 8 and str(e["run_id"]).startswith(target)]
+    matches = sealed(store.runs_by_id(target)) if len(target) >= 8 else []
     if not matches:
         try:
             key = store.resolve(target)
@@ -485,7 +487,7 @@ def find_evidence(settings: Settings, target: str) -> tuple[dict[str, Any], Audi
                 hint="Give a run id from `dataeng-magics audit show` or a key from "
                 "`dataeng-magics cache list` (8+ characters).",
             ) from None
-        matches = [e for e in found if e.get("key") == key][-1:]
+        matches = sealed(store.runs(key))[-1:]
         if not matches:
             raise StoreError(f"key {key[:16]} has no run with an evidence record yet", key=key,
                              hint="Run it first (dataeng-magics run).")  # fmt: skip

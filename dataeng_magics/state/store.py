@@ -328,6 +328,14 @@ class Store:
             if not self._read(select(entries.c.key).where(entries.c.key == key)):
                 raise _unknown(key)
             query = query.where(runs.c.key == key)
+        return self._runs(query)
+
+    def runs_by_id(self, prefix: str) -> builtins.list[RunRecord]:
+        """Runs whose run id starts with ``prefix``, oldest first."""
+        query = select(runs).where(runs.c.run_id.startswith(prefix, autoescape=True))
+        return self._runs(query.order_by(runs.c.id))
+
+    def _runs(self, query: Any) -> builtins.list[RunRecord]:
         return [
             RunRecord.model_validate({**row._mapping, "details": json.loads(row.details)})
             for row in self._read(query)
