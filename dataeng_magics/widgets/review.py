@@ -326,6 +326,7 @@ class ReviewPanel(_Panel):
             [self.spark_bar, widgets.HTML(render.note(SPARK_STARTING))],
             layout=widgets.Layout(display="none"),
         )
+        self.spark_progress.add_class("dem-spark-progress")
 
         self.children = (
             self.banner, self.spark_progress, self.tabs, self.footer, self.run_progress,

@@ -72,7 +72,7 @@ def test_spark_starts_under_a_progress_bar_and_the_preview_shows_by_itself(
     run_all(page, lab)
     panel = review_panel(page)
     panel.locator(".lm-TabBar-tab", has_text="Chat").wait_for()
-    bar = panel.locator(".widget-hprogress")
+    bar = panel.locator(".dem-spark-progress .widget-hprogress")
     bar.wait_for(state="visible", timeout=30_000)  # a fresh kernel: Spark is starting
     assert "Starting local Spark for the preview" in panel.inner_text()
     shots(page, "spark-starting")
