@@ -157,22 +157,25 @@ def test_migrate_copies_entries_runs_and_the_chain_then_refuses_a_full_target(
     drafted.draft()
     drafted.approve("alice")
     now = datetime.now(UTC)
+    drafted.store.start_batch("b" * 32, "manifest.csv", clients=1)
     drafted.store.record_run(
         drafted.key, outcome="succeeded", started_at=now, finished_at=now, platform="local",
-        run_id="r" * 32,
+        run_id="r" * 32, batch_id="b" * 32,
     )  # fmt: skip
     assert main(["store", "migrate", "--to", shared]) == 0
-    assert "copied 1 entries, 1 runs and 2 audit records" in capsys.readouterr().out
+    assert "copied 1 entries, 1 runs, 1 batches and 2 audit records" in capsys.readouterr().out
     team = machine(tmp_path, "cluster", shared)
     assert session(example, team, mode="replay").require_approved().reviewer == "alice"
     assert [r.run_id for r in open_store(team).runs()] == ["r" * 32]
+    assert open_store(team).batch("b" * 32).manifest == "manifest.csv"  # so --resume works there
+    assert open_store(team).count()["batches"] == 1
     assert [e.hash for e in audit_of(open_store(team)).events()] == [
         e.hash for e in drafted.audit.events()
     ]
     assert main(["store", "migrate", "--to", shared]) == 2
     assert "not empty" in capsys.readouterr().err
     back = tmp_path / "back" / "store.sqlite"  # and back to a SQLite file and JSONL log
-    assert "copied 1 entries, 1 runs and 2 audit records" in migrate(team, str(back))
+    assert "copied 1 entries, 1 runs, 1 batches and 2 audit records" in migrate(team, str(back))
     returned = load_settings(home=back.parent)
     assert [e.hash for e in open_audit(returned).events()] == [
         e.hash for e in drafted.audit.events()

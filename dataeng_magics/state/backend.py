@@ -101,7 +101,8 @@ def info_text(facts: dict[str, Any]) -> str:
     lines += [
         f"schema version: {facts['schema']} (current)",
         f"entries: {facts['entries']}, runs: {facts['runs']} "
-        f"({facts['running']} running, {facts['interrupted']} interrupted)",
+        f"({facts['running']} running, {facts['interrupted']} interrupted), "
+        f"batches: {facts['batches']}",
         f"audit log: {facts['audit']}: {facts['audit_records']} records"
         + (f", head {facts['audit_head'][:16]}" if facts["audit_head"] else ""),
     ]
@@ -133,8 +134,8 @@ def migrate(settings: Settings, to: str) -> str:
             f"the target audit log is not empty ({target_audit.where})",
             hint="Migrate into a new, empty database.",
         )
-    entry_rows, run_rows = source.dump()
-    target.load(entry_rows, run_rows)
+    rows = source.dump()
+    target.load(rows)
     copied = target_audit.extend(source_audit.records())
     result = target_audit.verify()
     if not result.ok or result.count != checked.count:
@@ -143,7 +144,8 @@ def migrate(settings: Settings, to: str) -> str:
             file=target.where,
         )
     return (
-        f"copied {len(entry_rows)} entries, {len(run_rows)} runs and {copied} audit records "
+        f"copied {len(rows['entries'])} entries, {len(rows['runs'])} runs, "
+        f"{len(rows['batches'])} batches and {copied} audit records "
         f"from {source.where} to {target.where}; the chain verifies there "
         f"({result.count} records)"
     )

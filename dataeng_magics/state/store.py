@@ -32,6 +32,9 @@ from dataeng_magics.errors import StoreError
 from dataeng_magics.state import db
 from dataeng_magics.state.schema import batches, entries, leases, runs
 
+#: What ``store migrate`` copies, in an order that keeps references valid.
+_COPIED = (entries, batches, runs)
+
 Status = Literal["draft", "approved", "rejected", "revoked"]
 Outcome = Literal["succeeded", "validation_failed", "failed"]
 
@@ -345,37 +348,40 @@ class Store:
         """Rows per table, for `dataeng-magics store info`."""
         return {
             table.name: int(self._read(select(func.count()).select_from(table))[0][0])
-            for table in (entries, runs, leases)
+            for table in (entries, runs, batches, leases)
         }
 
-    def dump(self) -> tuple[builtins.list[dict[str, Any]], builtins.list[dict[str, Any]]]:
-        """Every entry and run row as stored (``store migrate``)."""
-        return (
-            [dict(row._mapping) for row in self._read(select(entries).order_by(entries.c.key))],
-            [dict(row._mapping) for row in self._read(select(runs).order_by(runs.c.id))],
-        )
+    def dump(self) -> dict[str, builtins.list[dict[str, Any]]]:
+        """Every entry, batch and run row as stored, by table (``store migrate``). Leases
+        stay: they belong to runs in progress on this store."""
+        return {
+            table.name: [
+                dict(row._mapping)
+                for row in self._read(select(table).order_by(*table.primary_key.columns))
+            ]
+            for table in _COPIED
+        }
 
     # -- writes ------------------------------------------------------------------------
 
-    def load(
-        self, entry_rows: builtins.list[dict[str, Any]], run_rows: builtins.list[dict[str, Any]]
-    ) -> None:
-        """Copy rows into this empty store in one transaction (``store migrate``); runs
-        keep their order and get this store's ids."""
+    def load(self, rows: dict[str, builtins.list[dict[str, Any]]]) -> None:
+        """Copy ``dump()``'s rows into this empty store in one transaction (``store
+        migrate``); runs keep their order and get this store's ids."""
         with self._tx() as conn:
-            for table in (entries, runs):
+            for table in _COPIED:
                 if conn.execute(select(func.count()).select_from(table)).scalar():
                     raise StoreError(
                         f"the target store is not empty (its {table.name} table has rows)",
                         hint="Migrate into a new, empty database.",
                         file=self.where,
                     )
-            if entry_rows:
-                conn.execute(insert(entries), entry_rows)
-            if run_rows:
-                conn.execute(
-                    insert(runs), [{k: v for k, v in r.items() if k != "id"} for r in run_rows]
-                )
+            for table in _COPIED:
+                copied = [
+                    {k: v for k, v in r.items() if not (table is runs and k == "id")}
+                    for r in rows.get(table.name, [])
+                ]
+                if copied:
+                    conn.execute(insert(table), copied)
 
     def put(self, entry: Entry) -> Entry:
         """Store ``entry`` as the draft for its key, replacing any earlier plan.
