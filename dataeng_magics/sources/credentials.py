@@ -69,7 +69,3 @@ def from_connection(path: str, connections: Mapping[str, StorageConnection]) -> 
             return resolve_secrets({name: conn})[name].lstrip("?")
     return ""
 
-
-def with_credential(path: str, credential: str) -> str:
-    """The URL a reader opens: ``path`` with its credential put back (in memory only)."""
-    return f"{path}?{credential}" if credential else path
