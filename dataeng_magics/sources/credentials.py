@@ -68,4 +68,3 @@ def from_connection(path: str, connections: Mapping[str, StorageConnection]) -> 
         if conn.account == account and conn.auth == "sas":
             return resolve_secrets({name: conn})[name].lstrip("?")
     return ""
-
