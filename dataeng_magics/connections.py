@@ -264,8 +264,12 @@ def storage_options(
     """fsspec ``storage_options`` (adlfs keyword arguments) for reading ``path``.
 
     Built per call, so several accounts with different auth modes work side by side.
-    Local paths and URLs no connection serves get ``{}``.
+    Local paths, http(s) URLs (their fsspec filesystem takes no account options; a SAS
+    for them is the source's credential, ``sources.credentials``) and URLs no connection
+    serves get ``{}``.
     """
+    if path.split("://", 1)[0].lower() in ("http", "https"):
+        return {}
     found = connection_for(path, connections)
     if found is None:
         return {}

@@ -23,6 +23,14 @@ SECRET_ENV = (
     "AZURE_CLIENT_SECRET",
 )
 
+#: Query parameters that carry credentials: a SAS signature and its key fields, tokens,
+#: codes, keys. A URL whose query has one of them holds a credential, not just a path.
+_SECRET_PARAMS = (
+    r"sig|signature|token|access_token|id_token|code|key|api[-_]?key|apikey|"
+    r"password|passwd|secret|client_secret|skoid|sktid|sks|skt|ske|skv"
+)
+_SECRET_QUERY = re.compile(rf"(?:^|&)(?:{_SECRET_PARAMS})=", re.IGNORECASE)
+
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
 #: Secret-shaped fragments masked even when we never saw the value (a SAS in a URL a
@@ -31,11 +39,7 @@ _PATTERNS = [
     re.compile(r"(AccountKey=)[^;\s'\"]+", re.IGNORECASE),
     re.compile(r"(SharedAccessSignature=)[^;\s'\"]+", re.IGNORECASE),
     # secret query parameters: a SAS signature and its key fields, tokens, codes, keys
-    re.compile(
-        r"([?&](?:sig|signature|token|access_token|id_token|code|key|api[-_]?key|apikey|"
-        r"password|passwd|secret|client_secret|skoid|sktid|sks|skt|ske|skv)=)[^&#\s'\"]+",
-        re.IGNORECASE,
-    ),
+    re.compile(rf"([?&](?:{_SECRET_PARAMS})=)[^&#\s'\"]+", re.IGNORECASE),
     re.compile(r"(;token=)[^;/\s'\"]+", re.IGNORECASE),
     re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE),
     re.compile(r"(\"access_token\"\s*:\s*\")[^\"]+", re.IGNORECASE),
@@ -110,3 +114,21 @@ def public_path(path: str) -> str:
     if path.startswith("sc://"):
         path = path.split("/;", 1)[0].split(";", 1)[0].rstrip("/")
     return redact(path)
+
+
+def split_credential(url: str) -> tuple[str, str]:
+    """``url`` as (the path to show, store and write into code; the credential).
+
+    A URL whose query carries a secret parameter (a SAS token's ``sig``, a ``token``,
+    a ``key``) has its whole query taken out: the query is the credential, kept in memory
+    and handed to the reader at run time, never written anywhere. Other URLs and local
+    paths come back whole, with no credential. The credential is registered with
+    :func:`redact`, so it is masked even where it turns up on its own."""
+    if "://" not in url or "?" not in url:
+        return url, ""
+    path, _, query = url.partition("?")
+    query, hash_, fragment = query.partition("#")
+    if not _SECRET_QUERY.search(query):
+        return url, ""
+    register_secret(query)
+    return path + hash_ + fragment, query

@@ -50,7 +50,7 @@ from dataeng_magics.mapping.model import Mapping, SourceSpec
 from dataeng_magics.mapping.read import read_mapping
 from dataeng_magics.plan.model import Plan
 from dataeng_magics.plan.render import plan_diff, render_pseudocode
-from dataeng_magics.redact import public_path
+from dataeng_magics.redact import public_path, split_credential
 from dataeng_magics.run.validate import (
     ValidationReport,
     control_columns,
@@ -349,6 +349,19 @@ def cache_key(client: str, mapping: Mapping, used: dict[str, dict[str, str]]) ->
     return sha256_text(canonical_json(content))
 
 
+def no_credential(output_dir: str) -> None:
+    """An output folder is never given with a credential: it would be written into the
+    cell, the run's code and its records. Remote output authenticates through a storage
+    connection (its secret in an environment variable or Key Vault)."""
+    if split_credential(output_dir)[1]:
+        raise PlanError(
+            f"the output folder {public_path(output_dir)} carries a credential (a SAS token "
+            "or key in its query), which would be written into the cell and the records",
+            hint="Name it as abfss://CONTAINER@ACCOUNT.dfs.core.windows.net/PATH with a storage "
+            'connection for the account (auth = "sas", its SAS in an environment variable)',
+        )
+
+
 def _with_warnings(pseudocode: str, warnings: tuple[str, ...]) -> str:
     """The reviewer sees what the mapping reader left out, under the client line."""
     first, _, rest = pseudocode.partition("\n")
@@ -566,12 +579,21 @@ class TransformSession:
 
     @cached_property
     def mapping(self) -> Mapping:
-        return read_mapping(
+        from dataeng_magics.sources.credentials import from_connection
+
+        mapping = read_mapping(
             self.request.mapping,
             self.request.sources,
             ignore_headers=self.settings.ignore_headers,
             read_hidden_sheets=self.settings.read_hidden_sheets,
         )
+        # An https Blob URL given without its SAS: a SAS storage connection's, if any.
+        sources = {
+            name: spec.model_copy(update={"credential": sas})
+            for name, spec in mapping.sources.items()
+            if not spec.credential and (sas := from_connection(spec.path, self.settings.storage))
+        }
+        return mapping.model_copy(update={"sources": {**mapping.sources, **sources}})
 
     @cached_property
     def samples(self) -> dict[str, Sample]:
@@ -969,6 +991,7 @@ class TransformSession:
              "--code-sha256", entry.code_sha256]
         )  # fmt: skip
         out = output_dir or self.request.output_dir or "out"
+        no_credential(out)
         params = self.parameters(out, self.settings.output_format, relative=True)
         return f"{guard}\n{params}\n{entry.code}"
 
@@ -992,6 +1015,7 @@ class TransformSession:
         if not out:
             raise PlanError("no output directory", hint="Pass --output-dir DIR.")
         entry = self.require_approved()
+        no_credential(out)
         out = out if "://" in out else str(Path(out).expanduser().resolve())
         fmt = output_format or self.settings.output_format
         if executor is None and self.settings.platform == "local":
@@ -1018,12 +1042,14 @@ class TransformSession:
         from dataeng_magics.connections import storage_options
         from dataeng_magics.run import evidence as ev
         from dataeng_magics.run.executors import Job, get_executor
+        from dataeng_magics.run.inputs import readable, spark_inputs
         from dataeng_magics.run.publish import publisher_for
         from dataeng_magics.sources.diagnose import locate_malformed, unclosed_quotes
 
         plan = self.plan_of(entry)
         checked = parse_controls(controls, plan)
         executor = executor or get_executor(self.settings.platform, settings=self.settings)
+        readable(self.mapping, executor.local_files)  # before anything is recorded
         run_id = uuid.uuid4().hex
         tables = tuple(t.name for t in plan.tables)
         options = storage_options(out, self.settings.storage)
@@ -1033,10 +1059,10 @@ class TransformSession:
             output_dir=out, output_format=fmt, tables=tables,
         )  # fmt: skip
         publisher = publisher_for(out, fmt, storage_options=options, executor=executor, job=job)
-        # The run's own parameters follow (and so override) the cell's defaults.
-        params = self.parameters(publisher.staged(run_id), fmt)
-        params += run_parameters(run_id, control_columns(checked))
-        job = replace(job, code=f"{params}\n{entry.code}")
+        # The run's own parameters follow (and so override) the cell's defaults; its
+        # sources are what its Spark reads (a local copy of an http(s) file).
+        staged = publisher.staged(run_id)
+        own = run_parameters(run_id, control_columns(checked))
         started_at, started = _now(), time.perf_counter()
         where = {"platform": executor.name, **executor.location(), "run_id": run_id,
                  "output_dir": public_path(out), "format": fmt}  # fmt: skip
@@ -1053,7 +1079,10 @@ class TransformSession:
         }  # fmt: skip
         with RunLease(self.store, run_id, entry.key, actor or current_user()):
             try:
-                with publisher.running(run_id):
+                seconds = self.settings.network_timeout_seconds
+                with publisher.running(run_id), spark_inputs(self.mapping, seconds) as reads:
+                    params = render_parameters(reads, staged, fmt) + own
+                    job = replace(job, code=f"{params}\n{entry.code}")
                     result = executor.run(job)
                     report = evaluate(result.metrics, plan, checked)
                     unclosed_quotes(report, self.mapping)  # a file cut inside a quoted field

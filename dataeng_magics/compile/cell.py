@@ -11,13 +11,18 @@ import ast
 
 from dataeng_magics.compile.safety import PARAMETERS, RUN_PARAMETERS, check_generated, py_str
 from dataeng_magics.errors import UnsafePlanError
+from dataeng_magics.redact import split_credential
 
 CODE_MARKER = "# dataeng-magics: plan "
 
 
 def render_parameters(source_paths: dict[str, str], output_dir: str, output_format: str) -> str:
-    """The per-run parameters block: literals only, checked like the body."""
-    items = ", ".join(f"{py_str(k)}: {py_str(v)}" for k, v in sorted(source_paths.items()))
+    """The per-run parameters block: literals only, checked like the body. It is written
+    into cells and run code, so a credential in a URL (a SAS query) never reaches it: the
+    reader gets that at run time (``sources.credentials``)."""
+    paths = {k: split_credential(v)[0] for k, v in source_paths.items()}
+    output_dir = split_credential(output_dir)[0]
+    items = ", ".join(f"{py_str(k)}: {py_str(v)}" for k, v in sorted(paths.items()))
     code = (
         f"source_paths = {{{items}}}\n"
         f"output_dir = {py_str(output_dir.rstrip('/') or '/')}\n"

@@ -87,6 +87,9 @@ class SourceSpec(Located):
 
     name: str
     path: str = Field(exclude=True)  # where it is read from changes per run; not in the key
+    #: A secret query split off the path (a SAS token): given at run time, kept in memory,
+    #: never shown, stored or written into code (``sources.credentials``).
+    credential: str = Field(default="", exclude=True, repr=False)
     format: SourceFormat
     delimiter: str = ","
     header: bool = True
@@ -95,6 +98,11 @@ class SourceSpec(Located):
     record_path: str | None = Field(default=None)
     row_tag: str | None = Field(default=None)
     layout: tuple[LayoutField, ...] = Field(default=())
+
+    @property
+    def url(self) -> str:
+        """Where a reader opens the source: the path with its credential (memory only)."""
+        return f"{self.path}?{self.credential}" if self.credential else self.path
 
 
 class TargetColumn(Located):

@@ -30,6 +30,7 @@ from dataeng_magics.mapping.model import (
     TargetColumn,
     normalize_type,
 )
+from dataeng_magics.sources.credentials import given, locate
 
 HEADER_SCAN_ROWS = 30
 
@@ -654,11 +655,13 @@ def _parse_sources(
             "header": header,
             **layout.source_options(sheet, fields, row, rec, fmt),
         }
+        where, credential = locate(_resolve(base, path))  # a SAS is not part of the path
         sources[name] = SourceSpec(
             sheet=sheet.name,
             row=row,
             name=name,
-            path=_resolve(base, path),
+            path=where,
+            credential=credential,
             format=fmt,
             encoding=rec.get("encoding") or "utf-8",
             excel_sheet=rec.get("excel_sheet") or None,
@@ -954,7 +957,12 @@ def read_mapping(
         if layout.data_suffix(new_path) in EXTENSIONS and fmt != "fixed-width":  # .txt, .dat
             fmt = EXTENSIONS[layout.data_suffix(new_path)]
         resolved = new_path if "://" in new_path else str(Path(new_path).resolve())
-        sources[name] = spec.model_copy(update={"path": resolved, "format": fmt})
+        resolved, credential = locate(resolved)
+        if not credential:  # a cell's path without its SAS: the workbook's, or this process's
+            same = resolved == spec.path and spec.credential
+            credential = spec.credential if same else given(resolved)
+        update = {"path": resolved, "format": fmt, "credential": credential}
+        sources[name] = spec.model_copy(update=update)
     for spec in sources.values():
         if "://" not in spec.path and not layout.local_source_exists(spec.path):
             if spec.name in overrides:

@@ -70,7 +70,7 @@ def input_files(mapping: Mapping, storage: Any) -> list[dict[str, Any]]:
     budget = [HASH_BUDGET]
     for name, spec in sorted(mapping.sources.items()):
         try:
-            files = list_files(spec.path, storage_options(spec.path, storage))
+            files = list_files(spec.url, storage_options(spec.path, storage))
         except (DataEngMagicsError, OSError) as exc:
             found.append({"source": name, "path": public_path(spec.path), "error": str(exc)})
             continue

@@ -30,7 +30,7 @@ def first_malformed(spec: SourceSpec, storage_options: dict[str, Any] | None = N
     """``FILE line N: 'text'`` for the first malformed record of ``spec``, or None when
     none is found this way (for example, a JSON value of the wrong type)."""
     reader = reader_for(spec)
-    source = list_files(spec.path, storage_options or {})
+    source = list_files(spec.url, storage_options or {})
     for file in source.files:
         with open_binary(source.fs, file, reader.compressible) as handle:
             found = _FINDERS.get(reader.format if not spec.record_path else "document")

@@ -13,6 +13,7 @@ from typing import IO, Any
 from urllib.parse import unquote
 
 from dataeng_magics.errors import MissingDependency, SourceError
+from dataeng_magics.redact import split_credential
 
 _AZURE = {"abfs", "abfss", "az", "adl"}
 _GLOB_CHARS = ("*", "?", "[")
@@ -33,10 +34,12 @@ class SourceFiles:
         return self.files[0]
 
     def shown(self, path: str, file: str) -> str:
-        """``file`` as the user would spell it, relative to the path they gave."""
+        """``file`` as the user would spell it, relative to the path they gave, without
+        a credential (an https file's name is its URL, SAS query included)."""
         if file == self.root or is_glob(path):
             protocol = path.split("://", 1)[0] + "://" if "://" in path else ""
-            return f"{protocol}{file}" if protocol and not file.startswith(protocol) else file
+            file = f"{protocol}{file}" if protocol and not file.startswith(protocol) else file
+            return split_credential(file)[0]
         return f"{path.rstrip('/')}/{file[len(self.root) :].lstrip('/')}"
 
 

@@ -69,7 +69,7 @@ def sample(spec: SourceSpec, n: int = 100, storage_options: dict[str, Any] | Non
             file=spec.path,
             hint="Set the source's encoding in the mapping to a name such as utf-8 or latin-1",
         ) from exc
-    source = list_files(spec.path, storage_options or {})
+    source = list_files(spec.url, storage_options or {})  # the credential, in memory
     shown = source.shown(spec.path, source.first)
     try:
         _check_parts(reader, source, spec)

@@ -154,6 +154,9 @@ class Executor(ABC):
     #: Runs Spark that reads and writes the storage connections: it gets their Spark
     #: settings (secrets included) as ``spark_conf``, never inside the code.
     takes_spark_conf: ClassVar[bool] = False
+    #: Its Spark reads this machine's files: an http(s) source is copied here for a run
+    #: (``run.inputs``) rather than refused.
+    local_files: ClassVar[bool] = False
     progress: ProgressCallback | None = None
 
     @classmethod

@@ -216,6 +216,7 @@ class LocalExecutor(Executor):
 
     name = "local"
     takes_spark_conf = True
+    local_files = True
 
     def __init__(
         self,

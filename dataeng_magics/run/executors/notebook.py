@@ -92,6 +92,7 @@ class NotebookExecutor(LocalExecutor):
     """The notebook's own Spark session, on Databricks or Fabric."""
 
     name = "notebook"
+    local_files = False  # the cluster's workers cannot read the driver's disk
 
     def __init__(self, *args: Any, spark: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
