@@ -265,8 +265,9 @@ def compile_plan(plan: Plan) -> str:
             *(s.source for c in t.columns for s in c.steps if isinstance(s, Lookup)),
         ]
     )
-    # A source only one table reads (no lookup either) has its malformed records counted
-    # in that table's observation; any other keeps an Observation of its own.
+    # A source only one table reads its rows from (and no lookup reads) has its malformed
+    # records counted in that table's observation; any other keeps an Observation of its
+    # own (a lookup's records are grouped by key before any table sees them).
     readers = [t.source for t in plan.tables] + [
         s.source for t in plan.tables for c in t.columns for s in c.steps if isinstance(s, Lookup)
     ]
@@ -275,7 +276,8 @@ def compile_plan(plan: Plan) -> str:
     for name in needed:
         var_of[name] = _slug(name, taken)
         read = _read_code(var_of[name], name, plan, used[name], taken)
-        if readers.count(name) == 1 and read.folded is not None and read.malformed:
+        driving = any(t.source == name for t in plan.tables)
+        if driving and readers.count(name) == 1 and read.folded is not None and read.malformed:
             lines.extend(read.folded)
             folded[name] = read.malformed
             continue
