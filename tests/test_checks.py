@@ -462,6 +462,27 @@ def test_sql_that_would_fail_on_a_filtered_out_row_never_fails_the_run(
     assert "T000006" not in set(written["TRADE_ID"])
 
 
+def test_malformed_records_of_the_table_and_of_its_lookup_are_both_counted(
+    client: Path, tmp_path: Path, spark: Any
+) -> None:
+    """The table's source has its malformed records counted in the table's observation
+    (before its filter), the lookup source in its own: both fail the run. (After 100
+    good rows each, which the sample reads.)"""
+    cancelled = "".join(f"T3{n:05d},1,USD,1,CANCELLED,C1\n" for n in range(100))
+    more = "".join(f"D{n},Other\n" for n in range(100))
+    for name, lines in (("trades.csv", cancelled + "T000009,1,USD,2,NEW,C1,extra\n"),
+                        ("counterparties.csv", more + "C4,Delta,extra\n")):  # fmt: skip
+        path = client.parent / name
+        path.write_text(path.read_text(encoding="utf-8") + lines, encoding="utf-8")
+    summary = approved(client, mode="interactive").run(output_dir=str(tmp_path / "out"))
+    assert summary.outcome == "validation_failed"
+    malformed = {c.column: c.failed for c in summary.report.failures if c.kind == "malformed"}
+    assert malformed == {"trades": 1, "counterparties": 1}
+    [table] = summary.report.tables
+    assert (table.rows_read, table.rows_written, table.quarantined) == (108, 5, 2)
+    assert table.dropped == {"Status <> 'CANCELLED'": 101}
+
+
 def test_a_warn_check_reports_ten_distinct_examples_the_same_every_run(
     client: Path, tmp_path: Path, spark: Any
 ) -> None:
