@@ -248,9 +248,18 @@ def test_checks_compile_into_the_same_single_pass(client: Path) -> None:
     # frame (persisted), so no second read
     assert calls.count("persist") == 1 and code.count(".csv(") == bare.count(".csv(")
     assert "dropDuplicates" not in code and "F.min(F.struct(" in code
-    # no Observation in the main pass beyond today's; one per unique check, on the output,
-    # and one per quarantine check, for its examples, on the rejected rows
-    assert code.count("Observation()") == bare.count("Observation()") + 2 + 2
+    # ONE Observation in the table's pass (each splits Spark's generated code): the
+    # malformed records, filters, control sums and checks are all counted in it; the
+    # lookup source keeps its own; then one per unique check, on the output, and one per
+    # quarantine check, for its examples, on the rejected rows
+    chain = next(n.value for n in tree.body if isinstance(n, ast.Assign)
+                 and getattr(n.targets[0], "id", "") == "trades_table")  # fmt: skip
+    assert ast.unparse(chain).count(".observe(") == 1
+    assert code.count("Observation()") == bare.count("Observation()") + 2 + 2 == 2 + 2 + 2
+    assert "trades_malformed" not in code and "counterparties_malformed = Observation()" in code
+    assert (
+        "example_min" not in code and "collect_list" not in code.split("trades_table.unpersist")[0]
+    )
 
 
 # --- running it on Spark -----------------------------------------------------------------
@@ -426,6 +435,75 @@ def test_a_quarantine_check_reports_up_to_ten_examples(
     assert positive.failed == 13 and len(positive.examples) == 10
     assert all(" (source '-" in e for e in positive.examples)
     assert "AMOUNT > 0 in 13 row(s), quarantined, e.g. " in positive.message
+
+
+def test_sql_that_would_fail_on_a_filtered_out_row_never_fails_the_run(
+    client: Path, tmp_path: Path, spark: Any
+) -> None:
+    """Rows a filter drops reach the table's one observation before they are dropped;
+    SQL (the only code that can raise under ANSI, e.g. 1 / 0) is never evaluated for
+    them, so a run that passed when they were dropped first still passes."""
+    trades = client.parent / "trades.csv"
+    text = trades.read_text(encoding="utf-8")
+    text = text.replace("T000005,4,USD,0,NEW", "T000005,4,USD,4,NEW")
+    text = text.replace("T000006,1,USD,1,CANCELLED", "T000006,1,USD,0,CANCELLED")
+    trades.write_text(text, encoding="utf-8")
+    set_cell(client, "Mapping", "F5", "sql: 100 / Qty")  # QUANTITY's rule
+    set_cell(client, "Checks", "C11", "sql: 100 / QUANTITY > 0")  # a fail check
+    out = tmp_path / "out"
+    report = approved(client, output_dir=str(out)).run().report
+    assert report.passed, report.to_text()
+    [table] = report.tables
+    assert (table.rows_read, table.rows_written, table.quarantined) == (8, 5, 2)
+    assert table.dropped == {"Status <> 'CANCELLED'": 1}
+    assert next(c for c in table.checks if c.name == "sql: 100 / QUANTITY > 0").passed
+    written = pd.read_parquet(out / "TRADES").sort_values("TRADE_ID")
+    assert list(written["QUANTITY"]) == [10, 5, 14, 25, 33]  # 100 / Qty
+    assert "T000006" not in set(written["TRADE_ID"])
+
+
+def test_malformed_records_of_the_table_and_of_its_lookup_are_both_counted(
+    client: Path, tmp_path: Path, spark: Any
+) -> None:
+    """The table's source has its malformed records counted in the table's observation
+    (before its filter), the lookup source in its own: both fail the run. (After 100
+    good rows each, which the sample reads.)"""
+    cancelled = "".join(f"T3{n:05d},1,USD,1,CANCELLED,C1\n" for n in range(100))
+    more = "".join(f"D{n},Other\n" for n in range(100))
+    for name, lines in (("trades.csv", cancelled + "T000009,1,USD,2,NEW,C1,extra\n"),
+                        ("counterparties.csv", more + "C4,Delta,extra\n")):  # fmt: skip
+        path = client.parent / name
+        path.write_text(path.read_text(encoding="utf-8") + lines, encoding="utf-8")
+    summary = approved(client, mode="interactive").run(output_dir=str(tmp_path / "out"))
+    assert summary.outcome == "validation_failed"
+    malformed = {c.column: c.failed for c in summary.report.failures if c.kind == "malformed"}
+    assert malformed == {"trades": 1, "counterparties": 1}
+    [table] = summary.report.tables
+    assert (table.rows_read, table.rows_written, table.quarantined) == (108, 5, 2)
+    assert table.dropped == {"Status <> 'CANCELLED'": 101}
+
+
+def test_a_warn_check_reports_ten_distinct_examples_the_same_every_run(
+    client: Path, tmp_path: Path, spark: Any
+) -> None:
+    trades = client.parent / "trades.csv"
+    extra = "".join(f"T2000{n:02d},1,X{n:02d},5,NEW,C1\n" for n in range(1, 15))
+    trades.write_text(trades.read_text(encoding="utf-8") + extra, encoding="utf-8")
+    s = approved(client)
+    runs = [s.run(output_dir=str(tmp_path / f"out{n}")) for n in (1, 2)]
+    failing = {"JPY (source 'jpy')", *(f"X{n:02d} (source 'X{n:02d}')" for n in range(1, 15))}
+    found = []
+    for summary in runs:
+        [currency] = [c for t in summary.report.tables for c in t.checks
+                      if c.name == "CURRENCY one of 'USD', 'EUR', 'GBP'"]  # fmt: skip
+        assert currency.failed == 15 and currency.action == "warn"
+        assert len(set(currency.examples)) == 10 and set(currency.examples) <= failing
+        assert list(currency.examples) == sorted(currency.examples)
+        [record] = [c for t in summary.evidence["validation"]["tables"] for c in t["checks"]
+                    if c.get("name") == currency.name]  # fmt: skip
+        assert record["examples"] == list(currency.examples)
+        found.append(currency.examples)
+    assert found[0] == found[1]
 
 
 def test_the_only_loop_generated_code_may_hold_is_over_the_runs_control_columns() -> None:

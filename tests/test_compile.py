@@ -287,7 +287,11 @@ def test_one_select_per_table_with_its_join_and_filter(sink: tuple[Mapping, Plan
     trades, events = (_table_chain(tree, t) for t in tables)
     assert trades.count("select") == events.count("select") == 1
     assert trades.count("join") == 1 and events.count("join") == 0
-    assert trades.count("where") == 1 and events.count("where") == 0
+    # one where each, after the table's one observation: filtered-out rows and
+    # malformed records (events: JSON Lines, no filter) are counted, then dropped
+    assert trades.count("where") == events.count("where") == 1
+    assert trades.count("observe") == events.count("observe") == 1
+    assert code.count("Observation()") == 2  # one per table, none in the reads
     assert code.count(".write.") == 2 and code.count(".save(") == 2
     # The lookup is reduced to one row per key (deterministically) before the join.
     lookup = next(

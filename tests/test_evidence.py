@@ -145,7 +145,7 @@ def test_exported_test_passes_alone_and_fails_when_a_line_of_code_changes(
     module = (folder / "test_northwind.py").read_text()
     lines = module.splitlines(keepends=True)
     # One line of the code: the filter that drops cancelled trades.
-    changed = next(i for i, line in enumerate(lines) if ".where(" in line and "CANCELLED" in line)
+    changed = next(i for i, line in enumerate(lines) if ".when(" in line and "CANCELLED" in line)
     lines[changed] = lines[changed].replace("CANCELLED", "CANCELED")
     (folder / "test_altered.py").write_text("".join(lines))
     result = subprocess.run(

@@ -7,7 +7,11 @@ same text, byte for byte.
 
 The generated cell expects ``spark`` plus the parameters block (``cell``) and leaves
 ``run_metrics`` behind: row counts and check counts gathered with ``Observation``
-during the write, so checking the output costs no extra pass.
+during the write, so checking the output costs no extra pass. Each table's pass has ONE
+``Observation``: Spark cannot fuse an observed node into its generated code, so every
+extra one splits the pipeline and costs about a tenth of the run. Rows a filter drops
+(and malformed records) therefore reach it, marked by a ``_dropped_by`` column, and are
+dropped right after it; the metrics count each row where it belongs.
 """
 
 from __future__ import annotations
@@ -70,6 +74,7 @@ from dataeng_magics.plan.model import (
     Unique,
     Upper,
 )
+from dataeng_magics.sources.readers.base import ReadCode
 
 NUMERIC_WORK_TYPE = "decimal(38,10)"
 
@@ -113,11 +118,13 @@ class _ColumnCompiler:
         lookups: dict[tuple[str, str, str], str],
         schema: dict[str, str],
         text_source: bool,
+        kept: str | None = None,
     ) -> None:
         self.read_types = read_types
         self.lookups = lookups
         self.schema = schema
         self.text_source = text_source
+        self.kept = kept  # true for the rows the filters keep (None: no row is dropped)
         self.lossy = False
 
     def source(self, name: str) -> tuple[str, str]:
@@ -196,7 +203,10 @@ class _ColumnCompiler:
             case Sql(expression=e):
                 self.lossy = True
                 canonical, _ = check_sql(e, self.schema, text_source=self.text_source)
-                return f"F.expr({py_str(canonical)})", "any"
+                expr = f"F.expr({py_str(canonical)})"
+                # Under ANSI SQL can raise (1 / 0): never for a row the filters drop, which
+                # the expression now sees (the only non-try_* code the compiler emits).
+                return (f"F.when({self.kept}, {expr})" if self.kept else expr), "any"
         raise UnsafePlanError(f"step {step.op!r} cannot be compiled")
 
     def finish(self, expr: str, kind: str, target: str) -> str:
@@ -209,16 +219,12 @@ class _ColumnCompiler:
         return self.try_cast(expr, target)
 
 
-def _read_code(
-    var: str, name: str, plan: Plan, columns: list[str], taken: set[str]
-) -> tuple[list[str], str | None]:
-    """The source's read, as its format's reader emits it, and the name of the
-    ``Observation`` counting its malformed records (None for formats that have none)."""
+def _read_code(var: str, name: str, plan: Plan, columns: list[str], taken: set[str]) -> ReadCode:
+    """The source's read, as its format's reader emits it."""
     from dataeng_magics.sources.readers import reader_for
 
     read = plan.sources[name]
-    code = reader_for(read).read_code(var, name, read, columns, lambda base: _slug(base, taken))
-    return code.lines, code.observation
+    return reader_for(read).read_code(var, name, read, columns, lambda base: _slug(base, taken))
 
 
 def compile_plan(plan: Plan) -> str:
@@ -259,17 +265,29 @@ def compile_plan(plan: Plan) -> str:
             *(s.source for c in t.columns for s in c.steps if isinstance(s, Lookup)),
         ]
     )
+    # A source only one table reads its rows from (and no lookup reads) has its malformed
+    # records counted in that table's observation; any other keeps an Observation of its
+    # own (a lookup's records are grouped by key before any table sees them).
+    readers = [t.source for t in plan.tables] + [
+        s.source for t in plan.tables for c in t.columns for s in c.steps if isinstance(s, Lookup)
+    ]
     malformed: dict[str, str] = {}  # source -> the Observation of its malformed records
+    folded: dict[str, str] = {}  # source -> the expression marking them in its table
     for name in needed:
         var_of[name] = _slug(name, taken)
-        read_lines, observation = _read_code(var_of[name], name, plan, used[name], taken)
-        lines.extend(read_lines)
-        if observation:
-            malformed[name] = observation
+        read = _read_code(var_of[name], name, plan, used[name], taken)
+        driving = any(t.source == name for t in plan.tables)
+        if driving and readers.count(name) == 1 and read.folded is not None and read.malformed:
+            lines.extend(read.folded)
+            folded[name] = read.malformed
+            continue
+        lines.extend(read.lines)
+        if read.observation:
+            malformed[name] = read.observation
     metrics: list[str] = []
     for table in plan.tables:
         lines.append("")
-        table_lines, observed = _table_code(plan, table, var_of, taken)
+        table_lines, observed = _table_code(plan, table, var_of, taken, folded.get(table.source))
         lines.extend(table_lines)
         # Each table reports the malformed records of every source it reads.
         read_by = dict.fromkeys([table.source, *(src for src, _ in _lookup_groups(table))])
@@ -321,20 +339,28 @@ def _join_key(column: str, key_type: str | None, text: bool) -> str:
 
 
 def _table_code(
-    plan: Plan, table: TablePlan, var_of: dict[str, str], taken: set[str]
+    plan: Plan,
+    table: TablePlan,
+    var_of: dict[str, str],
+    taken: set[str],
+    malformed: str | None = None,
 ) -> tuple[list[str], list[str]]:
+    """One table's pass; ``malformed`` marks the source's malformed records when they
+    are this table's to count (the read passed them on)."""
     read = plan.sources[table.source]
     text_source = read.format in TEXT_FORMATS
     read_types = {c: ("string" if text_source else t) for c, t in read.columns.items()}
     frame = _slug(f"{table.name}_table", taken)
-    obs_in, obs_out = _slug(f"{table.name}_read", taken), _slug(f"{table.name}_checks", taken)
+    obs = _slug(f"{table.name}_metrics", taken)
+    status = _dropped_by(table, read.columns, text_source, malformed)
+    kept = f"{DROPPED_BY} == 0" if status else None
     where = f"{comment_text(table.name)} <- {comment_text(table.source)}"
     lines = [f"# ---- {where} ".ljust(78, "-")]
     lookups: dict[tuple[str, str, str], str] = {}
     joins: list[str] = []
     misses: list[tuple[str, str]] = []  # (left key, key alias)
     duplicated: list[tuple[str, str, str]] = []  # (source, key, flag column)
-    kept: dict[str, str] = {}  # source column -> the helper column holding it as read
+    raw_of: dict[str, str] = {}  # source column -> the helper column holding it as read
     for n, ((src, key), cols) in enumerate(_lookup_groups(table).items(), start=1):
         var = _slug(f"{table.name}_lookup_{n}", taken)
         other = plan.sources[src]
@@ -388,9 +414,14 @@ def _table_code(
         duplicated.append((src, key, f"_lk{n}_dup"))
     selects: list[str] = []
     helpers: list[str] = []
-    checks = ['F.count(F.lit(1)).alias("rows_written")']
+    checks = [f"F.count_if({kept})" if kept else "F.count(F.lit(1))"]
+    checks[0] += '.alias("rows_written")'
+
+    def only_kept(condition: str) -> str:
+        return f"({kept}) & {condition}" if kept else condition
+
     for index, column in enumerate(table.columns, start=1):
-        compiler = _ColumnCompiler(read_types, lookups, read.columns, text_source)
+        compiler = _ColumnCompiler(read_types, lookups, read.columns, text_source, kept)
         reads_own = column.reads_source
         expr, kind = compiler.source(column.source_column or "") if reads_own else ("", "string")
         for step in column.steps:
@@ -399,11 +430,12 @@ def _table_code(
         selects.append(f"{expr}.alias({py_str(column.name)})")
         target = col_ref(column.name)
         if column.required:
-            checks.append(f"F.count_if({target}.isNull()).alias({py_str('null:' + column.name)})")
+            null = only_kept(f"{target}.isNull()")
+            checks.append(f"F.count_if({null}).alias({py_str('null:' + column.name)})")
         if reads_own and compiler.lossy:
             helper = f"_src_{index}"
             helpers.append(helper)
-            kept[match_column(column.source_column or "", read.columns) or ""] = helper
+            raw_of[match_column(column.source_column or "", read.columns) or ""] = helper
             selects.append(
                 f"{compiler.source(column.source_column or '')[0]}.alias({py_str(helper)})"
             )
@@ -413,7 +445,8 @@ def _table_code(
             lost = py_str("lost:" + column.name)
             # Null target first: the AND short-circuits, so the source is only inspected
             # for the rare rows that came out null.
-            checks.append(f"F.count_if({target}.isNull() & ({present})).alias({lost})")
+            null = only_kept(f"{target}.isNull()")
+            checks.append(f"F.count_if({null} & ({present})).alias({lost})")
     for n, (left_key, key_alias) in enumerate(misses, start=1):
         helper = f"_miss_{n}"
         helpers.append(helper)
@@ -421,9 +454,8 @@ def _table_code(
             f"({col_ref(left_key)}.isNotNull() & F.col({py_str(key_alias)}).isNull())"
             f".alias({py_str(helper)})"
         )
-        checks.append(
-            f"F.count_if(F.col({py_str(helper)})).alias({py_str('unmatched:' + left_key)})"
-        )
+        miss = only_kept(f"F.col({py_str(helper)})")
+        checks.append(f"F.count_if({miss}).alias({py_str('unmatched:' + left_key)})")
     for n, (src, key, flag) in enumerate(duplicated, start=1):
         helper = f"_lkd_{n}"
         helpers.append(helper)
@@ -434,38 +466,52 @@ def _table_code(
             None,
         )  # fmt: skip
         metric = f"check:{declared}" if declared else f"lookup_dup:{src} on {key}"
-        checks.append(f"F.count_if(F.col({py_str(helper)})).alias({py_str(metric)})")
-    flags, quarantine, uniques, examples = _check_code(table, read, selects, helpers, checks, kept)
-    calls = [
-        var_of[table.source],
-        _call("observe", [obs_in, 'F.count(F.lit(1)).alias("rows_read")',
-                          *_filter_drops(table, read.columns, text_source),
-                          _control_sums(table.source)], inline=0),
+        flagged = only_kept(f"F.col({py_str(helper)})")
+        checks.append(f"F.count_if({flagged}).alias({py_str(metric)})")
+    flags, quarantine, uniques, examples = _check_code(
+        table, read, selects, helpers, checks, kept, raw_of
+    )
+    read_metrics = [
+        f"F.count_if({DROPPED_BY} >= 0)" if malformed else "F.count(F.lit(1))",
+        *(f"F.count_if({DROPPED_BY} == {n}).alias({py_str(f'dropped:{n}')})"
+          for n in range(1, len(table.filters) + 1)),
+        _control_sums(table.source, DROPPED_BY if malformed else None),
     ]  # fmt: skip
-    for f in table.filters:
-        canonical, _ = check_sql(f.condition, read.columns, text_source=text_source)
-        note = f"  # {comment_text(f.description)}" if f.description else ""
-        calls.append(f".where(F.expr({py_str(canonical)})){note}")
+    read_metrics[0] += '.alias("rows_read")'
+    if malformed:  # last, where its own Observation's metric came before
+        checks.append(
+            f"F.count_if({DROPPED_BY} == -1).alias({py_str(f'malformed:{table.source}')})"
+        )
+    calls = [var_of[table.source]]
+    if status:
+        calls.append(".withColumns({\n" + status + "    })")
+        helpers.append("_dropped_by")
+        selects.append(DROPPED_BY)
     calls.extend(joins)
+    selects.append(_control_columns(table.source))
     calls.append(_call("select", selects, inline=0))
     if flags:
         calls.append(".withColumns({\n" + "".join(f"        {f},\n" for f in flags) + "    })")
-    calls.append(_call("observe", [obs_out, *checks], inline=0))
+    calls.append(_call("observe", [obs, *read_metrics, *checks], inline=0))
+    if kept:
+        calls.append(f".where({kept})")
     unique_obs = [_slug(f"{table.name}_unique_{n}", taken) for n in range(len(uniques))]
     example_obs = [_slug(f"{table.name}_examples_{n}", taken) for n in range(len(examples))]
-    lines.extend(f"{obs} = Observation()" for obs in (obs_in, obs_out, *unique_obs, *example_obs))
+    lines.extend(f"{o} = Observation()" for o in (obs, *unique_obs, *example_obs))
     target = py_str("/" + table.name)
+    drop = _call(
+        "drop", [*(py_str(h) for h in helpers), _control_columns(table.source, names=True)]
+    )
     if quarantine:
         lines.append("# Rows failing a quarantine check go to their own folder, the rest to the")
         lines.append("# table: the frame is kept (memory, then disk), so the source is read once.")
         calls.append(".persist()")
         lines.extend(_chain(frame, calls))
-        drop = _call("drop", [py_str(h) for h in helpers])
         lines.append(f'{frame}.where(~F.col("_chk_0")){drop}{_WRITE}.save(output_dir + {target})')
         rejected = [
             *(col_ref(c.name) for c in table.columns),
             *(
-                f"F.col({py_str(kept[c])}).alias({py_str(_source_name(c, read))})"
+                f"F.col({py_str(raw_of[c])}).alias({py_str(_source_name(c, read))})"
                 for c in read.columns
             ),
             f'{quarantine}.alias("failed_checks")',
@@ -477,7 +523,7 @@ def _table_code(
         )
         lines.append(f"{frame}.unpersist()")
         rejected_dir = py_str("/" + table.name + REJECTED_SUFFIX)
-        for obs, (index, name, example) in zip(example_obs, examples, strict=True):
+        for ex_obs, (index, name, example) in zip(example_obs, examples, strict=True):
             lines.extend([
                 f"# {comment_text(name)}: up to 10 examples, read back from the rejected rows",
                 "(",
@@ -486,17 +532,16 @@ def _table_code(
                 '    .where(F.array_contains(F.split(F.col("failed_checks"), "; "), '
                 f"{py_str(name)}))",
                 "    .limit(10)",
-                f'    .observe({obs}, F.concat_ws("\\x1f", F.collect_list({example}))'
+                f'    .observe({ex_obs}, F.concat_ws("\\x1f", F.collect_list({example}))'
                 f".alias({py_str(f'examples:{index}')}))",
                 '    .write.format("noop").mode("overwrite").save()',
                 ")",
             ])  # fmt: skip
     else:
-        if helpers:
-            calls.append(_call("drop", [py_str(h) for h in helpers]))
+        calls.append(drop)
         lines.extend(_chain(frame, calls))
         lines.append(f"{frame}{_WRITE}.save(output_dir + {target})")
-    for obs, (index, columns) in zip(unique_obs, uniques, strict=True):
+    for u_obs, (index, columns) in zip(unique_obs, uniques, strict=True):
         refs = [col_ref(c) for c in columns]
         lines.append(f"# {comment_text(table.name)}: {', '.join(columns)} unique, counted on the "
                      "written output (only those columns are read back)")  # fmt: skip
@@ -507,34 +552,64 @@ def _table_code(
             f"    .where({' & '.join(f'{r}.isNotNull()' for r in refs)})",
             f"    .groupBy({', '.join(refs)}).count()",
             '    .where(F.col("count") > 1)',
-            f'    .observe({obs}, F.sum("count").alias("check:{index}"))',
+            f'    .observe({u_obs}, F.sum("count").alias("check:{index}"))',
             '    .write.format("noop").mode("overwrite").save()',
             ")",
         ])  # fmt: skip
-    return lines, [obs_in, obs_out, *unique_obs, *example_obs]
+    return lines, [obs, *unique_obs, *example_obs]
 
 
 _WRITE = '.write.mode("overwrite").format(output_format).option("header", "true")'
 _DECIMAL = py_str(NUMERIC_WORK_TYPE)
 
 
-def _filter_drops(table: TablePlan, columns: dict[str, str], text_source: bool) -> list[str]:
-    """Rows each filter drops (of those the filters before it kept), for row accounting:
-    a filter keeps a row only when its condition is true, so null counts as dropped."""
-    out, kept = [], ""
+DROPPED_BY = 'F.col("_dropped_by")'
+#: Failing values kept per check: the smallest and largest of each of this many buckets
+#: (by a hash of the value's text), the ten smallest of them reported. Bounded memory,
+#: the same values every run, and distinct values rarely share a bucket.
+EXAMPLE_BUCKETS = 10
+MAX_EXAMPLES = 10
+
+
+def _dropped_by(
+    table: TablePlan, columns: dict[str, str], text_source: bool, malformed: str | None
+) -> str:
+    """The ``withColumns`` entry saying which filter drops a row (0: none; -1: a
+    malformed record), or "" when no row is dropped. Filters are tried in order, as
+    chained ``where``s are: a filter keeps a row only when its condition is true (null
+    drops it), and never sees a row an earlier one dropped."""
+    if not (table.filters or malformed):
+        return ""
+    branches = [f"F.when({malformed}, F.lit(-1))  # a malformed record"] if malformed else []
     for n, f in enumerate(table.filters, start=1):
         canonical, _ = check_sql(f.condition, columns, text_source=text_source)
         keep = f"F.coalesce(F.expr({py_str(canonical)}), F.lit(False))"
-        out.append(f"F.count_if({kept}~{keep}).alias({py_str(f'dropped:{n}')})")
-        kept = f"{kept}{keep} & "
-    return out
+        note = f"  # {comment_text(f.description)}" if f.description else ""
+        branches.append(
+            f"{'F' if n == 1 and not malformed else ''}.when(~{keep}, F.lit({n})){note}"
+        )
+    first, *more = branches
+    return ("".join([f'        "_dropped_by": {first}\n',
+                     *(f"        {b}\n" for b in more),
+                     "        .otherwise(F.lit(0)),\n"]))  # fmt: skip
 
 
-def _control_sums(source: str) -> str:
-    """The run's control totals over this source as read (before filters); which columns
-    is a run parameter, so the approved code does not change with the controls."""
+def _control_columns(source: str, names: bool = False) -> str:
+    """The run's control columns as read, carried past the select as ``_ctl:NAME`` (or,
+    with ``names``, those names, to drop). Which columns is a run parameter, so the
+    approved code does not change with the controls."""
+    each = '"_ctl:" + c' if names else 'F.col(c).alias("_ctl:" + c)'
+    return f"*[{each} for c in control_columns.get({py_str(source)}, [])]"
+
+
+def _control_sums(source: str, dropped_by: str | None) -> str:
+    """The run's control totals over this source as read (before filters; not over
+    malformed records, which are no records of the source)."""
+    value = f'F.col("_ctl:" + c).try_cast({_DECIMAL})'
+    if dropped_by:
+        value = f"F.when({dropped_by} >= 0, {value})"
     return (
-        f'*[F.sum(F.col(c).try_cast({_DECIMAL})).cast("string").alias("sum:" + c) '
+        f'*[F.sum({value}).cast("string").alias("sum:" + c) '
         f"for c in control_columns.get({py_str(source)}, [])]"
     )
 
@@ -570,18 +645,20 @@ def _check_code(
     selects: list[str],
     helpers: list[str],
     metrics: list[str],
+    kept: str | None,
     raw: dict[str, str],
 ) -> tuple[list[str], str, list[tuple[int, list[str]]], list[tuple[int, str, str]]]:
     """The table's data checks, added to its one pass: a flag column per row check (in a
-    ``withColumns`` after the select, so checks read the target columns), their counts,
-    two example values each (the smallest and largest), reconciliation sums, and the
-    quarantine split.
+    ``withColumns`` after the select, so checks read the target columns; true only for
+    rows the filters keep, ``kept``), their counts, up to ten example values each
+    (``_examples``), reconciliation sums, and the quarantine split.
 
-    Returns the flag columns, the failed-checks expression of a quarantined row ("" when
-    nothing is quarantined), the ``unique`` checks to count on the written output and, per
-    quarantine check, its index, name and example expression over the rejected rows'
-    columns. ``raw`` (source column -> helper column holding it as read) gains every
-    source column a check or the rejected rows need."""
+    Returns the ``withColumns`` entries (flags, then examples), the failed-checks
+    expression of a quarantined row ("" when nothing is quarantined), the ``unique``
+    checks to count on the written output and, per quarantine check, its index, name and
+    example expression over the rejected rows' columns. ``raw`` (source column -> helper
+    column holding it as read) gains every source column a check or the rejected rows
+    need."""
     schema = target_schema(table)
     by_name = {c.name: c for c in table.columns}
 
@@ -594,6 +671,7 @@ def _check_code(
         return f"F.col({py_str(raw[found])})"
 
     flags: list[str] = []
+    sampled: list[str] = []  # the example columns, computed from the flags
     failed: list[str] = []
     quarantined: list[str] = []
     examples: list[tuple[int, str, str]] = []
@@ -604,12 +682,16 @@ def _check_code(
             uniques.append((index, columns))
             continue
         if isinstance(check, TotalEquals):
-            sums = [
-                f"F.sum({col_ref(columns[0])}).cast(\"string\").alias({py_str(f'total_target:{index}')})",
-                f"F.sum({source_value(check.source_column)}.try_cast({_DECIMAL})).cast(\"string\")"
-                f".alias({py_str(f'total_source:{index}')})",
-            ]  # fmt: skip
-            metrics.extend(sums)
+            total = [
+                col_ref(columns[0]),
+                f"{source_value(check.source_column)}.try_cast({_DECIMAL})",
+            ]
+            if kept:
+                total = [f"F.when({kept}, {t})" for t in total]
+            metrics.extend([
+                f"F.sum({total[0]}).cast(\"string\").alias({py_str(f'total_target:{index}')})",
+                f"F.sum({total[1]}).cast(\"string\").alias({py_str(f'total_source:{index}')})",
+            ])  # fmt: skip
             continue
         if not isinstance(check, ROW_CHECKS):
             continue  # lookup duplicates: counted with the join
@@ -621,29 +703,53 @@ def _check_code(
         else:
             parts = [_failing(check, col_ref(c), schema[c]) for c in columns]
             condition = " | ".join(f"({p})" for p in parts) if len(parts) > 1 else parts[0]
+        if kept:  # a row the filters drop fails no check (and its SQL is never evaluated)
+            condition = f"F.when({kept}, {condition})"
         flags.append(f"{py_str(flag)}: {condition}")
         helpers.append(flag)
         metrics.append(f"F.count_if(F.col({py_str(flag)})).alias({py_str(f'check:{index}')})")
-        example = _example(columns, by_name, source_value)
-        for bound in ("min", "max"):
-            metrics.append(
-                f"F.{bound}(F.when(F.col({py_str(flag)}), {example}))"
-                f".alias({py_str(f'example_{bound}:{index}')})"
-            )
+        if check.action != "quarantine":  # quarantined rows are read back for theirs
+            column, metric = _examples(index, flag, _example(columns, by_name, source_value))
+            sampled.append(column)
+            helpers.append(f"_ex_{index}")
+            metrics.append(metric)
         failed.append(f"F.when(F.col({py_str(flag)}), F.lit({py_str(check_name(check))}))")
         if check.action == "quarantine":
             quarantined.append(f"F.coalesce(F.col({py_str(flag)}), F.lit(False))")
             stored = _example(columns, by_name, lambda c: f"F.col({py_str(_source_name(c, read))})")
             examples.append((index, check_name(check), stored))
     if not quarantined:
-        return flags, "", uniques, []
+        return [*flags, *sampled], "", uniques, []
     flags.append(f'"_chk_0": {" | ".join(quarantined)}')
-    metrics[0] = 'F.count_if(~F.col("_chk_0")).alias("rows_written")'
+    written = f'({kept}) & ~F.col("_chk_0")' if kept else '~F.col("_chk_0")'
+    metrics[0] = f'F.count_if({written}).alias("rows_written")'
     metrics.append('F.count_if(F.col("_chk_0")).alias("quarantined")')
     for name in read.columns:
         source_value(name)
     helpers.append("_chk_0")
-    return flags, f'F.concat_ws("; ", {", ".join(failed)})', uniques, examples
+    return [*flags, *sampled], f'F.concat_ws("; ", {", ".join(failed)})', uniques, examples
+
+
+def _examples(index: int, flag: str, example: str) -> tuple[str, str]:
+    """Up to ``MAX_EXAMPLES`` distinct failing values of one check, in the same pass and
+    bounded memory (never a list of all failures): a failing row's value goes to one of
+    ``EXAMPLE_BUCKETS`` buckets by a hash of its text; each bucket keeps its smallest and
+    largest; the smallest of those are reported, sorted. The same data gives the same
+    examples, however Spark splits the work. Returns the ``withColumns`` entry (the value
+    and its bucket, null for passing rows) and the metric."""
+    helper = f"_ex_{index}"
+    bucket = f"F.pmod(F.xxhash64({example}), F.lit({EXAMPLE_BUCKETS}))"
+    value = (f"F.when(F.col({py_str(flag)}), "
+             f'F.struct({bucket}.alias("bucket"), {example}.alias("value")))')  # fmt: skip
+    bucket, text = py_str(f"{helper}.bucket"), py_str(f"{helper}.value")
+    picks = "".join(
+        f"            F.min(F.when(F.col({bucket}) == {b}, F.col({text}))), "
+        f"F.max(F.when(F.col({bucket}) == {b}, F.col({text}))),\n"
+        for b in range(EXAMPLE_BUCKETS)
+    )
+    metric = (f'F.concat_ws("\\x1f", F.slice(F.array_sort(F.array_distinct(F.array(\n{picks}'
+              f"        ))), 1, {MAX_EXAMPLES})).alias({py_str(f'examples:{index}')})")  # fmt: skip
+    return f"{py_str(helper)}: {value}", metric
 
 
 def _source_name(column: str, read: SourceRead) -> str:

@@ -274,6 +274,8 @@ _ALLOWED_ATTRIBUTES = frozenset(
         "agg", "array_contains", "between", "collect_list", "concat", "eqNullSafe", "groupBy",
         "isin", "limit", "max", "min", "persist", "rlike", "split", "struct", "sum",
         "unpersist", "withColumns",
+        # up to ten examples per check in the same pass (hash buckets, bounded)
+        "array", "array_distinct", "array_sort", "pmod", "slice", "xxhash64",
         # readers: a CSV header's schema plus the corrupt-record column (StructType.add),
         # fixed-width lines (text, length), JSON document records (inline), XML (load)
         "add", "inline", "length", "load", "text",

@@ -186,16 +186,17 @@ def write_page(path: str, evidence: dict[str, Any], closing: AuditEvent | None) 
 # -- for people ---------------------------------------------------------------------------
 
 
-def _check_line(check: dict[str, Any]) -> str:
+def _check_line(check: dict[str, Any], shown: int = 3) -> str:
     """``AMOUNT [range]: 14 row(s) (error), e.g. -12.5 (source '-12,500')``; a check that
-    names itself (a ``check`` or ``name`` field) is called by that name."""
+    names itself (a ``check`` or ``name`` field) is called by that name. ``shown``: how
+    many examples (a chat message stays short; the evidence shows all it holds)."""
     label = check.get("check") or check.get("name") or check.get("kind", "")
     text = f"{check.get('column', '')} [{label}]: {check.get('failed', 0)} row(s)"
     severity = check.get("action") or check.get("severity")
     if check.get("failed") and severity:
         text += f" ({severity})"
-    shown = ", ".join(_example(e) for e in (check.get("examples") or [])[:3])
-    return f"{text}, e.g. {shown}" if shown else text
+    examples = ", ".join(_example(e) for e in (check.get("examples") or [])[:shown])
+    return f"{text}, e.g. {examples}" if examples else text
 
 
 def _example(value: Any) -> str:
@@ -237,7 +238,7 @@ def to_text(evidence: dict[str, Any], closing: AuditEvent | None = None) -> str:
     for table in evidence.get("validation", {}).get("tables", []):
         lines.append(f"{table.get('table')}: {table.get('rows_read')} read, "
                      f"{table.get('rows_written')} written")  # fmt: skip
-        lines += [f"  {'FAIL' if c.get('failed') else 'ok  '} {_check_line(c)}"
+        lines += [f"  {'FAIL' if c.get('failed') else 'ok  '} {_check_line(c, MAX_EXAMPLES)}"
                   for c in table.get("checks", [])]  # fmt: skip
     lines.append(f"run_start audit hash {evidence.get('audit', {}).get('run_start_hash')}")
     lines.append(f"evidence sha256 {digest(evidence)}")

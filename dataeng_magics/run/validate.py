@@ -7,8 +7,10 @@ source became null through a parse or cast: the sign of a wrong date pattern) an
 ``unmatched:KEY`` (lookup keys with no match, a warning) and ``malformed:SOURCE``
 (records the reader could not parse: the run fails rather than drop them silently).
 
-With the plan it also reads the plan's data checks (``check:N``, with examples, and the
-reconciliation sums ``total_target:N``/``total_source:N``), the row accounting
+With the plan it also reads the plan's data checks (``check:N``, with up to ten
+examples ``examples:N``, or the ``example_min:N``/``example_max:N`` pair that code
+approved before them gathers; and the reconciliation sums
+``total_target:N``/``total_source:N``), the row accounting
 (``rows_read`` = written + ``quarantined`` + ``dropped:N`` per filter) and, with the
 run's control totals, the source sums ``sum:COLUMN``.
 """

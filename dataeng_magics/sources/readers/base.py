@@ -35,13 +35,32 @@ CORRUPT_COLUMN = "_corrupt_record"
 _PANDAS_DTYPE: dict[str, Any] = {"boolean": "boolean", "bigint": "Int64", "double": "Float64"}
 
 
+#: The helper column a folded read (see ``ReadCode``) marks its malformed records with,
+#: when the read ends in a select that would drop the column they are recognised by.
+MALFORMED_FLAG = "_malformed"
+
+
 @dataclass(frozen=True)
 class ReadCode:
     """The compiled read of one source: code lines that leave a DataFrame in ``var``,
-    and the ``Observation`` (if any) that counts its malformed records in the same pass."""
+    and the ``Observation`` (if any) that counts its malformed records in the same pass.
+
+    ``folded`` is the same read with no ``Observation`` of its own: its malformed records
+    stay in the frame, marked by the Column expression ``malformed``, for the one table
+    that reads the source to count and drop in its own observation (each
+    ``Observation`` splits Spark's generated code and costs a pass over the rows). None
+    when the read cannot pass them on (a JSON document's records only exist once parsed).
+    """
 
     lines: list[str]
     observation: str | None = None
+    folded: list[str] | None = None
+    malformed: str | None = None
+
+    def after(self, head: list[str]) -> ReadCode:
+        """The read with ``head`` lines before both variants."""
+        folded = None if self.folded is None else [*head, *self.folded]
+        return ReadCode([*head, *self.lines], self.observation, folded, self.malformed)
 
 
 class Reader:
@@ -88,13 +107,15 @@ def observed_read(
     comment: str,
     reader_calls: list[str],
     malformed: str,
-    keep: list[str],
+    select: list[str] | None,
     fresh: Callable[[str], str],
     valid: str | None = None,
+    foldable: bool = True,
 ) -> ReadCode:
     """A read chain that counts malformed records (``malformed``, a Column expression)
     into its own ``Observation`` and passes on only the well-formed ones (``valid``, by
-    default the others).
+    default the others), then ``select``s its columns; and (``foldable``) the folded
+    variant, which passes the malformed records on, marked, for the table to count.
 
     Counting happens before any filter, so junk a filter would remove still counts.
     This is the hook for quarantine: the rows the ``where`` leaves out are the ones to
@@ -102,14 +123,24 @@ def observed_read(
     """
     obs = fresh(f"{var}_malformed")
     metric = py_str(f"malformed:{name}")
+    keep = [call("select", select)] if select else []
     calls = [
         *reader_calls,
         call("observe", [obs, f"F.count_if({malformed}).alias({metric})"]),
         f".where({valid or f'~({malformed})'})",
         *keep,
     ]
-    lines = [f"# {comment_text(name)}: {comment}", f"{obs} = Observation()", *chain(var, calls)]
-    return ReadCode(lines, observation=obs)
+    head = f"# {comment_text(name)}: {comment}"
+    lines = [head, f"{obs} = Observation()", *chain(var, calls)]
+    if not foldable:
+        return ReadCode(lines, observation=obs)
+    # Records that are neither (a fixed-width file's blank lines) are no records at all.
+    folded = [*reader_calls, *([f".where({valid} | ({malformed}))"] if valid else [])]
+    marked = malformed
+    if select:  # the select drops what the test reads: carry its answer as a column
+        marked = f"F.col({py_str(MALFORMED_FLAG)})"
+        folded.append(call("select", [*select, f"({malformed}).alias({py_str(MALFORMED_FLAG)})"]))
+    return ReadCode(lines, obs, [head, *chain(var, folded)], marked)
 
 
 def options_call(options: dict[str, str]) -> str:
@@ -144,16 +175,15 @@ def nested_ddl(columns: dict[str, str]) -> str:
     return render(tree)
 
 
-def flatten_call(columns: list[str]) -> str | None:
-    """A select that lifts nested fields (``address.city``) to top-level columns of that
-    name, so the rest of the code addresses every used column the same way."""
+def flatten_columns(columns: list[str]) -> list[str] | None:
+    """A select's columns that lift nested fields (``address.city``) to top-level columns
+    of that name, so the rest of the code addresses every used column the same way."""
     if not any("." in c for c in columns):
         return None
-    parts = [
+    return [
         f"F.col({py_str('.'.join(sql_ident(p) for p in c.split('.')))}).alias({py_str(c)})"
         for c in columns
     ]
-    return call("select", parts)
 
 
 # -- type inference -------------------------------------------------------------------------

@@ -187,10 +187,10 @@ class CsvReader(Reader):
                 f".csv({path})",
             ],
             f"F.col({py_str(CORRUPT_COLUMN)}).isNotNull()",
-            [],
+            None,
             fresh,
         )
-        return ReadCode([*head, *code.lines], code.observation)
+        return code.after(head)
 
     def write_sample(self, frame: pd.DataFrame, spec: SourceSpec, path: Path) -> Path:
         if len(spec.delimiter) == 1:

@@ -15,7 +15,6 @@ from typing import IO, TYPE_CHECKING
 
 import pandas as pd
 
-from dataeng_magics.compile.emit import call
 from dataeng_magics.compile.safety import py_str
 from dataeng_magics.errors import SourceError
 from dataeng_magics.sources.readers.base import (
@@ -105,7 +104,7 @@ class FixedWidthReader(Reader):
             "substring (spaces kept); shorter lines counted as malformed.",
             [f"spark.read.text({path_of(name)})"],
             f'({value} != "") & (F.length({value}) < {need})',
-            [call("select", cuts or [value])],
+            cuts or [value],
             fresh,
             valid=f"~(F.length({value}) < {need})",  # blank lines are no records either
         )

@@ -16,7 +16,6 @@ from typing import IO, TYPE_CHECKING, Any
 
 import pandas as pd
 
-from dataeng_magics.compile.emit import call
 from dataeng_magics.compile.safety import py_str, sql_ident
 from dataeng_magics.errors import MissingDependency, SourceError
 from dataeng_magics.sources.readers.base import (
@@ -108,7 +107,7 @@ class JsonDocumentReader(Reader):
             schema = f"{sql_ident(parts[depth])} {inner}"
         schema += f", {sql_ident(CORRUPT_COLUMN)} STRING"
         array = ".".join(sql_ident(p) for p in parts)
-        keep = [call("select", [f"F.inline(F.col({py_str(array)}))"])] if parts else []
+        select = [f"F.inline(F.col({py_str(array)}))"] if parts else None
         where = f"at {'.'.join(parts)}" if parts else "(a top-level array)"
         return observed_read(
             var,
@@ -127,8 +126,9 @@ class JsonDocumentReader(Reader):
                 f".json({path_of(name)})",
             ],
             f"F.col({py_str(CORRUPT_COLUMN)}).isNotNull()",
-            keep,
+            select,
             fresh,
+            foldable=not parts,  # a malformed document has no records to pass on
         )
 
     def write_sample(self, frame: pd.DataFrame, spec: SourceSpec, path: Path) -> Path:

@@ -81,7 +81,7 @@ class JsonLinesReader(Reader):
                 f".json({path_of(name)})",
             ],
             f"F.col({py_str(CORRUPT_COLUMN)}).isNotNull()",
-            [],
+            None,
             fresh,
         )
 

@@ -26,7 +26,7 @@ from dataeng_magics.sources.readers.base import (
     Reader,
     Typed,
     cell_text,
-    flatten_call,
+    flatten_columns,
     nested_ddl,
     observed_read,
     options_call,
@@ -111,7 +111,7 @@ class XmlReader(Reader):
         self, var: str, name: str, read: SourceRead, columns: list[str], fresh: Callable[[str], str]
     ) -> ReadCode:
         schema = nested_ddl({**dict.fromkeys(columns, "string"), CORRUPT_COLUMN: "string"})
-        flat = flatten_call(columns)
+        flat = flatten_columns(columns)
         return observed_read(
             var,
             name,
@@ -134,7 +134,7 @@ class XmlReader(Reader):
                 f".load({path_of(name)})",
             ],
             f"F.col({py_str(CORRUPT_COLUMN)}).isNotNull()",
-            [flat] if flat else [],
+            flat,
             fresh,
         )
 
