@@ -461,7 +461,10 @@ def _table_code(
         calls.append(".persist()")
         lines.extend(_chain(frame, calls))
         drop = _call("drop", [py_str(h) for h in helpers])
-        lines.append(f'{frame}.where(~F.col("_chk_0")){drop}{_WRITE}.save(output_dir + {target})')
+        lines.append(_NULLABLE_NOTE)
+        lines.append(
+            f'{frame}.where(~F.col("_chk_0")){drop}{_NULLABLE}{_WRITE}.save(output_dir + {target})'
+        )
         rejected = [
             *(col_ref(c.name) for c in table.columns),
             *(
@@ -472,8 +475,8 @@ def _table_code(
             'F.lit(run_id).alias("run_id")',
         ]
         lines.append(
-            f'{frame}.where(F.col("_chk_0")){_call("select", rejected, inline=0)}{_WRITE}'
-            f".save(output_dir + {py_str('/' + table.name + REJECTED_SUFFIX)})"
+            f'{frame}.where(F.col("_chk_0")){_call("select", rejected, inline=0)}{_NULLABLE}'
+            f"{_WRITE}.save(output_dir + {py_str('/' + table.name + REJECTED_SUFFIX)})"
         )
         lines.append(f"{frame}.unpersist()")
         rejected_dir = py_str("/" + table.name + REJECTED_SUFFIX)
@@ -495,7 +498,8 @@ def _table_code(
         if helpers:
             calls.append(_call("drop", [py_str(h) for h in helpers]))
         lines.extend(_chain(frame, calls))
-        lines.append(f"{frame}{_WRITE}.save(output_dir + {target})")
+        lines.append(_NULLABLE_NOTE)
+        lines.append(f"{frame}{_NULLABLE}{_WRITE}.save(output_dir + {target})")
     for obs, (index, columns) in zip(unique_obs, uniques, strict=True):
         refs = [col_ref(c) for c in columns]
         lines.append(f"# {comment_text(table.name)}: {', '.join(columns)} unique, counted on the "
@@ -515,6 +519,14 @@ def _table_code(
 
 
 _WRITE = '.write.mode("overwrite").format(output_format).option("header", "true")'
+#: Spark writes a column non-nullable whenever its optimiser proves it never null (a
+#: literal, concat_ws, a default), which would make each table's schema depend on its
+#: rules. A union with an empty, column-less frame (``allowMissingColumns``: typed nulls)
+#: makes every written column nullable on local Spark and Spark Connect alike, at the cost
+#: of one empty task (no scan, no shuffle). Refused nulls stay a check, not a schema claim:
+#: Spark keeps a filter's ``isNotNull`` out of the written schema.
+_NULLABLE = '.unionByName(spark.range(0, 0, 1, 1).drop("id"), allowMissingColumns=True)'
+_NULLABLE_NOTE = "# Every column written nullable: the run's checks, not the schema, refuse nulls."
 _DECIMAL = py_str(NUMERIC_WORK_TYPE)
 
 
