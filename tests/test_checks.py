@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from openpyxl import load_workbook
 
@@ -302,6 +303,10 @@ def test_the_held_in_client_runs_every_check_kind_and_action(
     assert list(rejected["TRADE_ID"]) == ["T000003", "X-8"]
     assert list(rejected["failed_checks"]) == ["AMOUNT > 0", "TRADE_ID matches 'T[0-9]{6}'"]
     assert list(rejected["source_Amount"]) == ["-0.5", "1"]
+    # a quarantine run's tables, rejected rows included, claim no column is never null
+    for table in ("TRADES", "TRADES__rejected"):
+        schema = pq.read_schema(next((out / table).glob("*.parquet")))
+        assert [f.name for f in schema if not f.nullable] == [], table
     start = [r for r in AuditLog(state_home / "audit.jsonl").events() if r.event == "run_start"]
     assert set(rejected["run_id"]) == {start[-1].details["run_id"]}
     assert json.loads(json.dumps(report.to_dict()))["tables"][0]["quarantined"] == 2

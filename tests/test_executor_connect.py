@@ -51,6 +51,7 @@ def test_example_client_runs_over_spark_connect(
     trades = pq.read_table(tmp_path / "out" / "TRADES")
     assert trades.num_rows == summary.report.tables[0].rows_written
     assert "TRADE_DATE" in trades.column_names
+    assert [f.name for f in trades.schema if not f.nullable] == []  # as on local Spark
     assert [st.state for st in seen][-1] == "succeeded"
     assert any(st.state == "running" for st in seen)
     # the fraction is over the plan's two tables: it never goes back as stages appear

@@ -279,6 +279,8 @@ _ALLOWED_ATTRIBUTES = frozenset(
         # readers: a CSV header's schema plus the corrupt-record column (StructType.add),
         # fixed-width lines (text, length), JSON document records (inline), XML (load)
         "add", "inline", "length", "load", "text",
+        # every written column nullable: a union with an empty frame (range(0) drops "id")
+        "range", "unionByName",
     }
 )  # fmt: skip
 _PARAMETER_NODES = (
