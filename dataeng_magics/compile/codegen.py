@@ -507,10 +507,9 @@ def _table_code(
         lines.append("# table: the frame is kept (memory, then disk), so the source is read once.")
         calls.append(".persist()")
         lines.extend(_chain(frame, calls))
-        lines.extend(_written_note(table))
+        lines.append(_NULLABLE_NOTE)
         lines.append(
-            f'{frame}.where(~F.col("_chk_0")){drop}{_written(table)}{_WRITE}'
-            f".save(output_dir + {target})"
+            f'{frame}.where(~F.col("_chk_0")){drop}{_NULLABLE}{_WRITE}.save(output_dir + {target})'
         )
         rejected = [
             *(col_ref(c.name) for c in table.columns),
@@ -544,8 +543,8 @@ def _table_code(
     else:
         calls.append(drop)
         lines.extend(_chain(frame, calls))
-        lines.extend(_written_note(table))
-        lines.append(f"{frame}{_written(table)}{_WRITE}.save(output_dir + {target})")
+        lines.append(_NULLABLE_NOTE)
+        lines.append(f"{frame}{_NULLABLE}{_WRITE}.save(output_dir + {target})")
     for u_obs, (index, columns) in zip(unique_obs, uniques, strict=True):
         refs = [col_ref(c) for c in columns]
         lines.append(f"# {comment_text(table.name)}: {', '.join(columns)} unique, counted on the "
@@ -569,60 +568,11 @@ _WRITE = '.write.mode("overwrite").format(output_format).option("header", "true"
 #: literal, concat_ws, a default), which would make each table's schema depend on its
 #: rules. A union with an empty, column-less frame (``allowMissingColumns``: typed nulls)
 #: makes every written column nullable on local Spark and Spark Connect alike, at the cost
-#: of one empty task (no scan, no shuffle).
+#: of one empty task (no scan, no shuffle). Refused nulls stay a check, not a schema claim:
+#: Spark writes NOT NULL only for what it proves never null, and it keeps a filter's
+#: ``isNotNull`` out of the written schema, so only a made-up fallback value would do.
 _NULLABLE = '.unionByName(spark.range(0, 0, 1, 1).drop("id"), allowMissingColumns=True)'
-#: A typed non-null value per target type, for ``_written``'s coalesce.
-_FALLBACKS = {"string": "", "boolean": "false", "date": "1970-01-01", "timestamp": "1970-01-01"}
-
-
-def _refused(table: TablePlan) -> list[str]:
-    """The columns whose nulls the run refuses: required ones (a null fails the run) and
-    those with a not-null check that fails the run or quarantines the row."""
-    checked = {
-        name.lower()
-        for check in table.checks
-        if isinstance(check, NotNull) and check.action in ("fail", "quarantine")
-        for name in check.columns
-    }
-    refused = [c for c in table.columns if c.required or c.name.lower() in checked]
-    return [c.name for c in refused if _fallback(c.type)]
-
-
-def _fallback(type_name: str) -> str | None:
-    if type_name == "string":
-        return 'F.lit("")'
-    text = "0" if _numeric(type_name) else _FALLBACKS.get(type_name)
-    return None if text is None else f"F.lit({py_str(text)}).cast({py_str(type_name)})"
-
-
-def _written(table: TablePlan) -> str:
-    """What a table's frame goes through on its way to the writer, so the written schema
-    claims exactly what the run guarantees: every column nullable (``_NULLABLE``), except
-    the ones whose nulls the run refuses, written NOT NULL. Spark writes NOT NULL only
-    for an expression it can prove never null, hence the coalesce: its fallback is only
-    reached in a run that fails (or quarantines the row) on that null, so it is never
-    published."""
-    refused = _refused(table)
-    if not refused:
-        return _NULLABLE
-    types = {c.name: c.type for c in table.columns}
-    entries = "".join(
-        f"        {py_str(name)}: F.coalesce({col_ref(name)}, {_fallback(types[name])}),\n"
-        for name in refused
-    )
-    return f"{_NULLABLE}.withColumns({{\n{entries}    }})"
-
-
-def _written_note(table: TablePlan) -> list[str]:
-    note = ["# Every column written nullable, except those the run refuses nulls in"]
-    if _refused(table):
-        note.append("# (NOT NULL: a null there fails the run or quarantines the row first, so")
-        note.append("# the coalesce's fallback is never published).")
-    else:
-        note[0] += " (none here)."
-    return note
-
-
+_NULLABLE_NOTE = "# Every column written nullable: the run's checks, not the schema, refuse nulls."
 _DECIMAL = py_str(NUMERIC_WORK_TYPE)
 
 
