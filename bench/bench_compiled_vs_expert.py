@@ -109,6 +109,9 @@ def main() -> None:
                     timings[name].append(elapsed)
                 print(f"run {i + 1 or 'warm-up'} {name}: {elapsed:.1f}s", flush=True)
                 shutil.rmtree(out, ignore_errors=True)
+        for name, runs in timings.items():  # the spread, so a noisy machine shows
+            print(f"{name}: median {statistics.median(runs):.1f}s, "
+                  f"min {min(runs):.1f}s, max {max(runs):.1f}s")  # fmt: skip
         compiled, hand = (statistics.median(timings[k]) for k in ("compiled", "expert"))
         print(f"compiled_s={compiled:.1f} expert_s={hand:.1f} size_gb={size_gb:.2f} "
               f"ratio={compiled / hand:.3f} (target <= 1.05)")  # fmt: skip
