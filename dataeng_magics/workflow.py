@@ -34,7 +34,7 @@ from dataeng_magics.compile.cell import (
     split_cell,
 )
 from dataeng_magics.compile.codegen import compile_plan
-from dataeng_magics.compile.lint import used_columns
+from dataeng_magics.compile.lint import refused_nulls, used_columns
 from dataeng_magics.config import Mode, Settings, current_user, load_settings, resolve
 from dataeng_magics.errors import (
     ApprovalRequired,
@@ -1058,7 +1058,9 @@ class TransformSession:
             code="", inputs={n: public_path(s.path) for n, s in self.mapping.sources.items()},
             output_dir=out, output_format=fmt, tables=tables,
         )  # fmt: skip
-        publisher = publisher_for(out, fmt, storage_options=options, executor=executor, job=job)
+        refused = {t.name: refused_nulls(t) for t in plan.tables}  # NOT NULL on Delta
+        publisher = publisher_for(out, fmt, storage_options=options, executor=executor, job=job,
+                                  not_null=refused)  # fmt: skip
         # The run's own parameters follow (and so override) the cell's defaults; its
         # sources are what its Spark reads (a local copy of an http(s) file).
         staged = publisher.staged(run_id)

@@ -3,9 +3,11 @@ it was, and a reader never sees a half-written table."""
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import csv
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,9 +16,12 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
+from openpyxl import load_workbook
 
+from dataeng_magics.compile.lint import refused_nulls
+from dataeng_magics.compile.safety import check_generated
 from dataeng_magics.config import load_settings
-from dataeng_magics.errors import ExecutionError, ValidationFailed
+from dataeng_magics.errors import ExecutionError, UnsafePlanError, ValidationFailed
 from dataeng_magics.run.executors.base import Job
 from dataeng_magics.run.executors.local import LocalExecutor
 from dataeng_magics.run.publish import (
@@ -26,6 +31,8 @@ from dataeng_magics.run.publish import (
     DeltaPublisher,
     FsspecPublisher,
     LocalPublisher,
+    delta_publish_code,
+    publisher_for,
     staging_dir,
 )
 from dataeng_magics.state.audit import AuditLog
@@ -137,6 +144,112 @@ def test_delta_publish_runs_one_overwrite_per_table_on_the_platform(
     publisher = DeltaPublisher(str(out), LocalExecutor(), job, fmt="parquet")
     publisher.publish("r1", ["A"])
     assert [tuple(r) for r in spark.read.parquet(str(out / "A")).collect()] == [(1, "x")]
+
+
+# -- Delta: NOT NULL on exactly the columns the run refuses nulls in ----------------------
+
+ADLS = "abfss://out@acct.dfs.core.windows.net/northwind"
+
+
+def statements(code: str) -> list[str]:
+    """The SQL statements a publishing cell runs, in order (read from its syntax tree)."""
+    return [
+        node.args[0].value
+        for node in ast.walk(ast.parse(code))
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "sql"
+    ]
+
+
+def alter(table: str, column: str) -> str:
+    return f"ALTER TABLE delta.`{ADLS}/{table}` ALTER COLUMN `{column}` SET NOT NULL"
+
+
+def test_delta_publish_declares_not_null_on_the_example_clients_required_columns(
+    example: Path,
+) -> None:
+    s = session(example)
+    plan = s.plan_of(s.draft())
+    refused = {t.name: refused_nulls(t) for t in plan.tables}
+    assert refused == {
+        "TRADES": ["TRADE_ID", "TRADE_DATE", "BOOK_DATE", "ACCOUNT", "DESK", "SIDE",
+                   "QUANTITY", "AMOUNT", "CURRENCY", "SOURCE_SYSTEM"],
+        "COUNTERPARTIES": ["CPTY_ID", "CPTY_NAME", "IS_ACTIVE"],
+    }  # fmt: skip
+    tables = [t.name for t in plan.tables]
+    code = delta_publish_code(staging_dir(ADLS, "r1"), ADLS + "/", tables, not_null=refused)
+    check_generated(code, publish=True)  # the project's allow-list, publishing shape
+    assert code == delta_publish_code(staging_dir(ADLS, "r1"), ADLS, tables, not_null=refused)
+    assert statements(code) == [alter(t, c) for t in tables for c in refused[t]]
+    for optional in ("SETTLE_DATE", "COUNTERPARTY", "TRADER", "COUNTRY", "LEI"):
+        assert f"`{optional}`" not in code  # nullable: the run lets nulls through
+    # Each table's overwrite (which resets the schema to nullable) comes before its NOT
+    # NULLs, so a re-run, or a column no longer refused, needs no DROP NOT NULL.
+    assert code.index(f'.save("{ADLS}/TRADES"))') < code.index(alter("TRADES", "TRADE_ID"))
+    assert code.index(alter("TRADES", "SOURCE_SYSTEM")) < code.index("_runs/r1/COUNTERPARTIES")
+    assert code.count('.option("overwriteSchema", "true")') == 2
+    assert "DROP" not in code and code.endswith("run_metrics = {}\n")
+
+
+def test_a_checks_sheet_not_null_quarantine_is_refused_and_a_warn_is_not(tmp_path: Path) -> None:
+    client = tmp_path / "checks_client"
+    shutil.copytree(Path(__file__).parent / "data" / "checks_client", client)
+    mapping = client / "checks_client.xlsx"
+    book = load_workbook(mapping)
+    book["Checks"]["D8"] = "quarantine"  # CURRENCY not null: fail -> quarantine
+    book["Checks"].append(["TRADES", "COUNTERPARTY", "not null", "warn"])
+    book.save(mapping)
+    request = TransformRequest(client="ACME", mapping=mapping)
+    s = TransformSession(request, load_settings(), mode="interactive")
+    table = s.plan_of(s.draft()).table("TRADES")
+    assert not next(c for c in table.columns if c.name == "CURRENCY").required
+    # CURRENCY: quarantined rows go to TRADES__rejected, so the table holds no null there;
+    # COUNTERPARTY's warn writes its nulls, so it stays nullable.
+    assert refused_nulls(table) == ["TRADE_ID", "AMOUNT", "CURRENCY", "QUANTITY"]
+    code = delta_publish_code(staging_dir(ADLS, "r2"), ADLS, ["TRADES"],
+                              not_null={"TRADES": refused_nulls(table)})  # fmt: skip
+    assert alter("TRADES", "CURRENCY") in statements(code)
+    assert alter("TRADES", "COUNTERPARTY") not in statements(code)
+
+
+def test_delta_publish_quotes_every_name_and_refuses_variable_substitution() -> None:
+    hostile = "x`) ; DROP TABLE t; --\n\"'y"
+    code = delta_publish_code(f"{ADLS}/_runs/r3", ADLS, [hostile], not_null={hostile: [hostile]})
+    quoted = hostile.replace("`", "``")
+    assert statements(code) == [
+        f"ALTER TABLE delta.`{ADLS}/{quoted}` ALTER COLUMN `{quoted}` SET NOT NULL"
+    ]
+    with pytest.raises(UnsafePlanError, match="substitutes variables"):
+        delta_publish_code(ADLS, ADLS, ["T"], not_null={"T": ["${spark.hadoop.key}"]})
+    # Parquet and CSV have no NOT NULL to declare: the overwrite alone.
+    assert statements(delta_publish_code(ADLS, ADLS, ["T"], "parquet", {"T": ["A"]})) == []
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        'spark.sql("DROP TABLE t")',
+        'spark.sql("ALTER TABLE delta.`p` ALTER COLUMN `a` SET NOT NULL; DROP TABLE t")',
+        'spark.sql("ALTER TABLE delta.`p`` ALTER COLUMN `a` SET NOT NULL")',
+        'spark.sql("ALTER TABLE delta.`${x}` ALTER COLUMN `a` SET NOT NULL")',
+        'q = "DROP TABLE t"\nspark.sql(q)',
+        'spark.sql("ALTER TABLE delta.`p` ALTER COLUMN `a` SET NOT NULL", args={})',
+    ],
+)
+def test_only_the_not_null_statement_passes_the_publishing_allow_list(code: str) -> None:
+    with pytest.raises(UnsafePlanError):
+        check_generated(code, publish=True)
+
+
+def test_the_approved_cell_may_not_run_sql_even_the_publishing_statement() -> None:
+    with pytest.raises(UnsafePlanError, match=r"\.sql"):
+        check_generated('spark.sql("ALTER TABLE delta.`p` ALTER COLUMN `a` SET NOT NULL")')
+
+
+def test_the_delta_publisher_gets_the_refused_columns() -> None:
+    job = Job(name="publish-test", client="C", key="k" * 64, code="")
+    publisher = publisher_for("memory://out", "delta", executor=LocalExecutor(), job=job,
+                              not_null={"T": ["A"]})  # fmt: skip
+    assert isinstance(publisher, DeltaPublisher) and publisher.not_null == {"T": ["A"]}
 
 
 # -- through the workflow ---------------------------------------------------------------

@@ -33,6 +33,7 @@ from dataeng_magics.plan.model import (
     LookupDuplicates,
     Matches,
     Multiply,
+    NotNull,
     ParseDate,
     Plan,
     Sql,
@@ -309,6 +310,19 @@ def _safe_refs(sql: str, columns: dict[str, str], text_source: bool) -> list[str
 def target_schema(table: TablePlan) -> dict[str, str]:
     """The table's output columns and types: what checks (and ``sql:`` checks) read."""
     return {c.name: c.type for c in table.columns}
+
+
+def refused_nulls(table: TablePlan) -> list[str]:
+    """The table's columns a published run holds no null in, in column order: a required
+    column (a null fails the run) and a ``not null`` check that fails the run or
+    quarantines the row. The only columns a written schema may declare NOT NULL; a
+    ``warn`` check lets nulls through, so it does not count."""
+    schema = target_schema(table)
+    refused = {c.name for c in table.columns if c.required}
+    for check in table.checks:
+        if isinstance(check, NotNull) and check.action in ("fail", "quarantine"):
+            refused.update(match_column(c, schema) or c for c in check.columns)
+    return [c.name for c in table.columns if c.name in refused]
 
 
 def java_regex_problem(pattern: str) -> str | None:

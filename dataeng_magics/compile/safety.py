@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import re
 from typing import Any
 
 from dataeng_magics.errors import UnsafePlanError
@@ -111,6 +112,21 @@ def sql_ident(name: str) -> str:
 
 def col_ref(name: str) -> str:
     return f"F.col({py_str(sql_ident(name))})"
+
+
+#: The one SQL statement generated code may run (publishing to Delta): a NOT NULL
+#: constraint on one column of a path-addressed Delta table, both names backtick-quoted.
+_NOT_NULL_SQL = re.compile(
+    r"ALTER TABLE delta\.`(?:[^`]|``)+` ALTER COLUMN `(?:[^`]|``)+` SET NOT NULL"
+)
+
+
+def not_null_sql(path: str, column: str) -> str:
+    """``ALTER TABLE delta.`path` ALTER COLUMN `column` SET NOT NULL``, names quoted.
+    Refuses ``${``: Spark substitutes variables in a statement's text before parsing."""
+    sql = f"ALTER TABLE delta.{sql_ident(path)} ALTER COLUMN {sql_ident(column)} SET NOT NULL"
+    _no_substitution(sql)
+    return sql
 
 
 # --- SQL fragments ----------------------------------------------------------------
@@ -310,15 +326,22 @@ FORBIDDEN_NAMES = {
 }
 
 
-def check_generated(code: str, *, parameters: bool = False) -> None:
-    """Refuse any source that is not the narrow shape the compiler emits."""
+def check_generated(code: str, *, parameters: bool = False, publish: bool = False) -> None:
+    """Refuse any source that is not the narrow shape the compiler emits. ``publish``:
+    the Delta publishing cell, which may also run ``spark.sql`` with one literal
+    statement of the ``not_null_sql`` shape (never in the approved cell)."""
     try:
         tree = ast.parse(code)
     except SyntaxError as exc:
         raise UnsafePlanError(f"generated code does not parse: {exc.msg}") from None
     allowed = _PARAMETER_NODES if parameters else _ALLOWED_NODES
     defined = {"spark", *PARAMETERS, *RUN_PARAMETERS}
-    for node in ast.walk(tree):
+    statements: set[int] = set()  # the ``spark.sql`` attributes of checked statements
+    for node in ast.walk(tree):  # breadth first: a call comes before its ``.sql``
+        if publish and isinstance(node, ast.Call) and _is_not_null_statement(node):
+            statements.add(id(node.func))
+        if isinstance(node, ast.Attribute) and id(node) in statements:
+            continue
         if not isinstance(node, allowed):
             raise UnsafePlanError(f"generated code contains a forbidden {type(node).__name__}")
         if isinstance(node, ast.ImportFrom) and not _is_pyspark(node.module or ""):
@@ -351,6 +374,23 @@ def check_generated(code: str, *, parameters: bool = False) -> None:
     for node in ast.walk(tree):
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in defined:
             raise UnsafePlanError(f"generated code reads undefined name {node.id!r}")
+
+
+def _is_not_null_statement(node: ast.Call) -> bool:
+    """``spark.sql("ALTER TABLE delta.`...` ALTER COLUMN `...` SET NOT NULL")``, exactly."""
+    func, args = node.func, node.args
+    return (
+        isinstance(func, ast.Attribute)
+        and func.attr == "sql"
+        and isinstance(func.value, ast.Name)
+        and func.value.id == "spark"
+        and not node.keywords
+        and len(args) == 1
+        and isinstance(args[0], ast.Constant)
+        and isinstance(args[0].value, str)
+        and "${" not in args[0].value
+        and _NOT_NULL_SQL.fullmatch(args[0].value) is not None
+    )
 
 
 def _check_control_loop(node: ast.ListComp) -> None:
