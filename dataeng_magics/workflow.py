@@ -34,7 +34,7 @@ from dataeng_magics.compile.cell import (
     split_cell,
 )
 from dataeng_magics.compile.codegen import compile_plan
-from dataeng_magics.compile.lint import refused_nulls, used_columns
+from dataeng_magics.compile.lint import published_tables, refused_nulls, used_columns
 from dataeng_magics.config import Mode, Settings, current_user, load_settings, resolve
 from dataeng_magics.errors import (
     ApprovalRequired,
@@ -1090,7 +1090,7 @@ class TransformSession:
                     unclosed_quotes(report, self.mapping)  # a file cut inside a quoted field
                     ran = time.perf_counter() - started
                     if report.passed:
-                        publisher.publish(run_id, tables)
+                        publisher.publish(run_id, published_tables(plan))
                     else:
                         publisher.discard(run_id)
             except (ExecutionError, OSError) as exc:

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 from openpyxl import load_workbook
 
-from dataeng_magics.compile.lint import refused_nulls
+from dataeng_magics.compile.lint import published_tables, refused_nulls
 from dataeng_magics.compile.safety import check_generated
 from dataeng_magics.config import load_settings
 from dataeng_magics.errors import ExecutionError, UnsafePlanError, ValidationFailed
@@ -209,6 +209,12 @@ def test_a_checks_sheet_not_null_quarantine_is_refused_and_a_warn_is_not(tmp_pat
                               not_null={"TRADES": refused_nulls(table)})  # fmt: skip
     assert alter("TRADES", "CURRENCY") in statements(code)
     assert alter("TRADES", "COUNTERPARTY") not in statements(code)
+    # the run publishes the quarantined rows too: Delta moves tables by name, and
+    # TRADES__rejected left out would be deleted with the staging folder
+    plan = s.plan_of(s.draft())
+    assert published_tables(plan) == ("TRADES", "TRADES__rejected")
+    code = delta_publish_code(staging_dir(ADLS, "r2"), ADLS, published_tables(plan))
+    assert f"{ADLS}/TRADES__rejected" in code
 
 
 def test_delta_publish_quotes_every_name_and_refuses_variable_substitution() -> None:

@@ -312,6 +312,20 @@ def target_schema(table: TablePlan) -> dict[str, str]:
     return {c.name: c.type for c in table.columns}
 
 
+def published_tables(plan: Plan) -> tuple[str, ...]:
+    """Every table a run writes, in plan order: each target table, then its
+    ``__rejected`` rows when a check quarantines. Publishers that move tables by name
+    (Delta) publish exactly these, so quarantined rows are never left in staging."""
+    return tuple(
+        name
+        for t in plan.tables
+        for name in (
+            t.name,
+            *([t.name + REJECTED_SUFFIX] if any(c.action == "quarantine" for c in t.checks) else []),
+        )
+    )
+
+
 def refused_nulls(table: TablePlan) -> list[str]:
     """The table's columns a published run holds no null in, in column order: a required
     column (a null fails the run) and a ``not null`` check that fails the run or
