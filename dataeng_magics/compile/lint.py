@@ -316,14 +316,12 @@ def published_tables(plan: Plan) -> tuple[str, ...]:
     """Every table a run writes, in plan order: each target table, then its
     ``__rejected`` rows when a check quarantines. Publishers that move tables by name
     (Delta) publish exactly these, so quarantined rows are never left in staging."""
-    return tuple(
-        name
-        for t in plan.tables
-        for name in (
-            t.name,
-            *([t.name + REJECTED_SUFFIX] if any(c.action == "quarantine" for c in t.checks) else []),
-        )
-    )
+    names: list[str] = []
+    for table in plan.tables:
+        names.append(table.name)
+        if any(check.action == "quarantine" for check in table.checks):
+            names.append(table.name + REJECTED_SUFFIX)
+    return tuple(names)
 
 
 def refused_nulls(table: TablePlan) -> list[str]:
