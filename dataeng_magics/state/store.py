@@ -373,24 +373,36 @@ class Store:
 
     # -- writes ------------------------------------------------------------------------
 
-    def load(self, rows: dict[str, builtins.list[dict[str, Any]]]) -> None:
-        """Copy ``dump()``'s rows into this empty store in one transaction (``store
-        migrate``); runs keep their order and get this store's ids."""
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One write transaction for steps that must commit together (``store migrate``:
+        the rows and, in the same database, the audit chain)."""
         with self._tx() as conn:
-            for table in _COPIED:
-                if conn.execute(select(func.count()).select_from(table)).scalar():
-                    raise StoreError(
-                        f"the target store is not empty (its {table.name} table has rows)",
-                        hint="Migrate into a new, empty database.",
-                        file=self.where,
-                    )
-            for table in _COPIED:
-                copied = [
-                    {k: v for k, v in r.items() if not (table is runs and k == "id")}
-                    for r in rows.get(table.name, [])
-                ]
-                if copied:
-                    conn.execute(insert(table), copied)
+            yield conn
+
+    def load(
+        self, rows: dict[str, builtins.list[dict[str, Any]]], conn: Connection | None = None
+    ) -> None:
+        """Copy ``dump()``'s rows into this empty store in one transaction (``conn``'s
+        when given: ``store migrate``); runs keep their order and get this store's ids."""
+        if conn is None:
+            with self._tx() as own:
+                self.load(rows, own)
+            return
+        for table in _COPIED:
+            if conn.execute(select(func.count()).select_from(table)).scalar():
+                raise StoreError(
+                    f"the target store is not empty (its {table.name} table has rows)",
+                    hint="Migrate into a new, empty database.",
+                    file=self.where,
+                )
+        for table in _COPIED:
+            copied = [
+                {k: v for k, v in r.items() if not (table is runs and k == "id")}
+                for r in rows.get(table.name, [])
+            ]
+            if copied:
+                conn.execute(insert(table), copied)
 
     def put(self, entry: Entry) -> Entry:
         """Store ``entry`` as the draft for its key, replacing any earlier plan.
