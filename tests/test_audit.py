@@ -287,3 +287,25 @@ def test_the_runtime_user_cannot_update_or_delete_audit_rows(
         with psycopg.connect(url) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute(statement)  # type: ignore[arg-type]
     assert audit_of(Store(url)).verify().count == 2
+
+
+def test_a_copied_chain_appears_whole_or_not_at_all(trail: AuditTrail, tmp_path: Path) -> None:
+    """``extend`` (store migrate) stops midway when the source does: the target holds no
+    record of it and takes the whole chain on the next try, then refuses a second copy."""
+    source = filled_log(tmp_path, 5)
+
+    def broken() -> Any:
+        yield from list(source.records())[:3]
+        raise OSError("the source disk went away")
+
+    with pytest.raises((AuditError, OSError)):
+        trail.extend(broken())
+    assert trail.last() is None
+    if isinstance(trail, AuditLog):
+        assert not trail.path.exists()
+        assert not list(trail.path.parent.glob("*.tmp"))
+    assert trail.extend(source.records()) == 5
+    assert trail.verify().count == 5
+    with pytest.raises(AuditError, match="not empty"):
+        trail.extend(source.records())
+    assert trail.verify().count == 5

@@ -3,6 +3,7 @@ from __future__ import annotations
 import multiprocessing
 import shutil
 import sqlite3
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -353,6 +354,38 @@ def test_concurrent_record_run_counts_are_exact(state_target: Path | str) -> Non
     if store.path is not None:
         check = sqlite3.connect(store.path).execute("PRAGMA integrity_check").fetchone()[0]
         assert check == "ok"
+
+
+def test_threads_sharing_one_store_lose_no_update(store: Store) -> None:
+    """A batch's threads share one Store (and its pooled connections, more threads than
+    the pool keeps): read-modify-writes from every thread add up, and reads in between
+    see each thread's own writes."""
+    key = store.put(make_entry()).key
+    workers, per_worker = 8, 15
+    barrier = threading.Barrier(workers)
+    errors: list[BaseException] = []
+
+    def work(worker: int) -> None:
+        try:
+            barrier.wait(timeout=60)
+            for i in range(per_worker):
+                store.add_conversation(key, [{"worker": worker, "turn": i}])
+                entry = store.get(key)
+                assert entry is not None
+                mine = [t["turn"] for t in entry.conversation if t["worker"] == worker]
+                assert mine == list(range(i + 1))
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    entry = store.get(key)
+    assert entry is not None
+    assert len(entry.conversation) == workers * per_worker
 
 
 def _open_and_put(path: Path, index: int, barrier: Any) -> None:

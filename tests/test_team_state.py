@@ -9,6 +9,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,10 @@ from pg_server import ADMIN_PASSWORD, RUNTIME_PASSWORD, RUNTIME_USER, Postgres, 
 
 from dataeng_magics.cli import main
 from dataeng_magics.config import Settings, load_settings
-from dataeng_magics.errors import StoreError
+from dataeng_magics.errors import AuditError, StoreError
 from dataeng_magics.redact import redact
-from dataeng_magics.state import db
+from dataeng_magics.state import audit_db, db
+from dataeng_magics.state.audit import AuditLog
 from dataeng_magics.state.backend import audit_of, migrate, open_audit, open_store
 from dataeng_magics.state.schema import HEAD
 from dataeng_magics.state.store import Store
@@ -181,6 +183,66 @@ def test_migrate_copies_entries_runs_and_the_chain_then_refuses_a_full_target(
         e.hash for e in drafted.audit.events()
     ]
     assert open_store(returned).get(drafted.key) == open_store(team).get(drafted.key)
+
+
+@pytest.mark.parametrize("failure", ["midway", "unverified"])
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_failed_migrate_leaves_the_target_empty_so_a_retry_works(
+    backend: str, failure: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """The audit copy fails midway (PostgreSQL refuses a repeated seq; canonical JSON a
+    NaN), or the copied chain does not verify: no entry, run or audit record stays in
+    the target, and migrating again copies everything."""
+    from test_store import make_entry
+
+    local = load_settings()  # SQLite and the JSONL log in the state directory
+    store = open_store(local)
+    key = store.put(make_entry()).key
+    now = datetime.now(UTC)
+    store.record_run(key, outcome="succeeded", started_at=now, finished_at=now, platform="local")
+    for turn in range(4):
+        open_audit(local).append("revision", actor="alice", key=key, details={"turn": turn})
+    if backend == "sqlite":
+        to = str(tmp_path / "target" / "store.sqlite")
+    else:
+        to = runtime_url(
+            request.getfixturevalue("postgres"), request.getfixturevalue("pg_database")
+        )
+
+    copy_of = AuditLog.records
+
+    def records(log: AuditLog) -> Iterator[dict[str, Any]]:
+        chain = list(copy_of(log))
+        if failure == "unverified":
+            chain[1] = {**chain[1], "actor": "mallory"}  # its hash no longer matches
+            yield from chain
+            return
+        yield from chain[:3]
+        if backend == "postgresql":
+            yield chain[0]  # seq 1 again: the primary key refuses it
+        else:
+            yield {**chain[0], "details": {"turn": float("nan")}}
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(AuditLog, "records", records)
+        patch.setattr(audit_db, "_BATCH", 1)  # one INSERT per record: the failure is midway
+        with pytest.raises((AuditError, StoreError)) as failed:
+            migrate(local, to)
+    expected = "does not verify" if failure == "unverified" else "cannot write the audit log"
+    assert expected in str(failed.value)
+    target = Store(to)
+    assert target.count() == {"entries": 0, "runs": 0, "batches": 0, "leases": 0}
+    assert audit_of(target).last() is None
+    if backend == "sqlite":
+        assert sorted(p.name for p in (tmp_path / "target").iterdir() if "store" not in p.name) == [
+            "audit.jsonl.lock"
+        ]  # no log, and no temporary copy left behind
+
+    assert "copied 1 entries, 1 runs, 0 batches and 4 audit records" in migrate(local, to)
+    assert Store(to).get(key) == store.get(key)
+    assert [e.hash for e in audit_of(Store(to)).events()] == [
+        e.hash for e in open_audit(local).events()
+    ]
 
 
 class FakeCredential:

@@ -16,6 +16,7 @@ import getpass
 import hashlib
 import json
 import os
+import uuid
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -194,6 +195,17 @@ class Chain:
         )
 
 
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (POSIX; Windows has no folder handles)."""
+    if os.name != "posix":
+        return
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
 class AuditLog:
     """The audit trail of drafts, approvals, rejections, revocations and runs (JSONL)."""
 
@@ -312,20 +324,43 @@ class AuditLog:
                 yield json.loads(line)
 
     def extend(self, records: Iterable[dict[str, Any]]) -> int:
-        """Copy a whole chain, verbatim, into an empty log (``store migrate``)."""
+        """Copy a whole chain, verbatim, into an empty log (``store migrate``). Written
+        to a temporary file beside the log and renamed into place, so a copy that fails
+        midway leaves no log at all and can simply be retried."""
         count = 0
+        temp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
         try:
-            with self._lock, self.path.open("ab") as file:
-                if file.tell():
+            with self._lock:  # every appender takes it: nobody writes the log meanwhile
+                if self.path.exists() and self.path.stat().st_size:
                     raise AuditError("the target audit log is not empty", file=self.where)
-                for record in records:
-                    file.write((canonical_json(record) + "\n").encode("utf-8"))
-                    count += 1
-                file.flush()
-                os.fsync(file.fileno())
-        except OSError as exc:
+                with temp.open("xb") as file:
+                    for record in records:
+                        file.write((canonical_json(record) + "\n").encode("utf-8"))
+                        count += 1
+                    file.flush()
+                    os.fsync(file.fileno())
+                temp.replace(self.path)
+                _fsync_folder(self.path.parent)
+        except Timeout:
+            raise AuditError(
+                "timed out waiting for the audit log lock",
+                file=self.where,
+                hint=f"Another process holds {self._lock.lock_file}.",
+            ) from None
+        except (OSError, ValueError) as exc:  # ValueError: a record canonical JSON refuses
             raise AuditError(f"cannot write the audit log: {exc}", file=self.where) from exc
+        finally:
+            temp.unlink(missing_ok=True)
         return count
+
+    def discard(self) -> None:
+        """Delete the log: only to undo ``extend`` when what it was copied with did not
+        commit (``store migrate``), so the target is empty again for a retry."""
+        try:
+            with self._lock:
+                self.path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise AuditError(f"cannot remove the audit log: {exc}", file=self.where) from exc
 
     def verify(self) -> VerifyResult:
         """Check the whole chain line by line and report the first record that is wrong."""

@@ -94,39 +94,53 @@ class DbAuditLog:
     def _row(record: dict[str, Any]) -> dict[str, Any]:
         return {**record, "details": canonical_json(record["details"])}
 
-    def extend(self, records: Iterable[dict[str, Any]]) -> int:
-        """Copy a whole chain, verbatim, into an empty table (``store migrate``)."""
-        count = 0
+    def extend(self, records: Iterable[dict[str, Any]], conn: Connection | None = None) -> int:
+        """Copy a whole chain, verbatim, into an empty table (``store migrate``), in one
+        transaction: ``conn``'s when given (the migration's, which also holds the store's
+        rows, so both commit or neither does), else its own."""
         try:
-            with self.engine.begin() as conn:
-                conn.execute(text("SELECT pg_advisory_xact_lock(:lock)"), {"lock": APPEND_LOCK})
-                if conn.execute(select(func.count()).select_from(audit_events)).scalar():
-                    raise AuditError("the target audit log is not empty", file=self.where)
-                batch: list[dict[str, Any]] = []
-                for record in records:
-                    batch.append(self._row(record))
-                    if len(batch) == _BATCH:
-                        conn.execute(insert(audit_events), batch)
-                        count, batch = count + len(batch), []
-                if batch:
-                    conn.execute(insert(audit_events), batch)
-                    count += len(batch)
+            if conn is not None:
+                return self._extend(conn, records)
+            with self.engine.begin() as own:
+                return self._extend(own, records)
         except SQLAlchemyError as exc:
             raise self._fail("write", exc) from None
+
+    def _extend(self, conn: Connection, records: Iterable[dict[str, Any]]) -> int:
+        conn.execute(text("SELECT pg_advisory_xact_lock(:lock)"), {"lock": APPEND_LOCK})
+        if conn.execute(select(func.count()).select_from(audit_events)).scalar():
+            raise AuditError("the target audit log is not empty", file=self.where)
+        count = 0
+        batch: list[dict[str, Any]] = []
+        for record in records:
+            batch.append(self._row(record))
+            if len(batch) == _BATCH:
+                conn.execute(insert(audit_events), batch)
+                count, batch = count + len(batch), []
+        if batch:
+            conn.execute(insert(audit_events), batch)
+            count += len(batch)
         return count
 
-    def _rows(self, *conditions: Any) -> Iterator[dict[str, Any]]:
-        """Records in chain order, streamed (a server-side cursor)."""
+    def _rows(self, *conditions: Any, conn: Connection | None = None) -> Iterator[dict[str, Any]]:
+        """Records in chain order, streamed (a server-side cursor); through ``conn`` when
+        given, so a transaction sees what it has written and not yet committed."""
         query = select(audit_events).where(*conditions).order_by(audit_events.c.seq)
         try:
-            with self.engine.connect() as conn:
-                result = conn.execution_options(stream_results=True, yield_per=_BATCH).execute(
-                    query
-                )
-                for row in result:
-                    yield _record(row)
+            if conn is not None:
+                yield from self._stream(conn, query)
+                return
+            with self.engine.connect() as own:
+                yield from self._stream(own, query)
         except SQLAlchemyError as exc:
             raise self._fail("read", exc) from None
+
+    @staticmethod
+    def _stream(conn: Connection, query: Any) -> Iterator[dict[str, Any]]:
+        options = {"stream_results": True, "yield_per": _BATCH}  # for this statement only
+        result = conn.execute(query, execution_options=options)
+        for row in result:
+            yield _record(row)
 
     def records(self) -> Iterator[dict[str, Any]]:
         """Every record as stored (what ``store migrate`` copies)."""
@@ -140,11 +154,11 @@ class DbAuditLog:
             if wanted is None or (record["client"] or "").casefold() == wanted:
                 yield AuditEvent.model_validate(record)
 
-    def verify(self) -> VerifyResult:
+    def verify(self, conn: Connection | None = None) -> VerifyResult:
         """Walk the chain from seq 1, as ``AuditLog.verify`` walks its file (a "line" is
-        the record's position in the chain)."""
+        the record's position in the chain); inside ``conn``'s transaction when given."""
         chain = Chain()
-        for number, record in enumerate(self._rows(), 1):
+        for number, record in enumerate(self._rows(conn=conn), 1):
             broken = chain.link(number, record)
             if broken is not None:
                 return broken

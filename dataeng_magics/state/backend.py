@@ -8,13 +8,14 @@ disk does not survive them.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from dataeng_magics.config import Settings
 from dataeng_magics.errors import StoreError
 from dataeng_magics.state import db
-from dataeng_magics.state.audit import AuditLog, AuditTrail
+from dataeng_magics.state.audit import AuditLog, AuditTrail, VerifyResult
 from dataeng_magics.state.schema import HEAD
 from dataeng_magics.state.store import Store
 
@@ -117,7 +118,8 @@ def upgrade(settings: Settings, url: str | None = None) -> str:
 
 def migrate(settings: Settings, to: str) -> str:
     """``store migrate --to URL``: copy every entry, run and the whole audit chain into
-    an empty store, then verify the chain there. The source chain must verify first."""
+    an empty store, and verify the chain there, all or nothing (``_copy``). The source
+    chain must verify first."""
     source = open_store(settings)
     source_audit = audit_of(source)
     checked = source_audit.verify()
@@ -135,20 +137,56 @@ def migrate(settings: Settings, to: str) -> str:
             hint="Migrate into a new, empty database.",
         )
     rows = source.dump()
-    target.load(rows)
-    copied = target_audit.extend(source_audit.records())
-    result = target_audit.verify()
-    if not result.ok or result.count != checked.count:
-        raise StoreError(
-            f"the copied audit chain does not verify: {result.describe(target_audit.where)}",
-            file=target.where,
-        )
+    copied = _copy(target, target_audit, rows, source_audit.records(), checked.count)
     return (
         f"copied {len(rows['entries'])} entries, {len(rows['runs'])} runs, "
         f"{len(rows['batches'])} batches and {copied} audit records "
         f"from {source.where} to {target.where}; the chain verifies there "
-        f"({result.count} records)"
+        f"({copied} records)"
     )
+
+
+def _copy(
+    target: Store,
+    audit: AuditTrail,
+    rows: dict[str, list[dict[str, Any]]],
+    records: Iterable[dict[str, Any]],
+    expected: int,
+) -> int:
+    """Copy the rows and the chain so that a failure anywhere leaves the target empty,
+    and ``migrate`` can be run again. With the chain in the same database, one
+    transaction holds both. Beside a SQLite file, the JSONL log is written whole
+    (atomically) inside the rows' transaction, before it commits, and deleted again if
+    the rows do not commit."""
+
+    def verified(result: VerifyResult) -> None:
+        if not result.ok or result.count != expected:
+            raise StoreError(
+                f"the copied audit chain does not verify: {result.describe(audit.where)}",
+                file=target.where,
+            )
+
+    if not isinstance(audit, AuditLog):
+        from dataeng_magics.state.audit_db import DbAuditLog
+
+        assert isinstance(audit, DbAuditLog)
+        with target.transaction() as conn:
+            target.load(rows, conn)
+            copied = audit.extend(records, conn)
+            verified(audit.verify(conn))
+        return copied
+    written = False
+    try:
+        with target.transaction() as conn:
+            target.load(rows, conn)
+            copied = audit.extend(records)
+            written = True
+            verified(audit.verify())
+    except BaseException:
+        if written:
+            audit.discard()
+        raise
+    return copied
 
 
 def store_command(settings: Settings, action: str, url: str | None, to: str | None,

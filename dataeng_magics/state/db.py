@@ -67,22 +67,21 @@ def shown(url: URL) -> str:
 
 
 def _sqlite_engine(url: URL) -> Engine:
-    """SQLite with SQLAlchemy: WAL, and writes that take the write lock up front (BEGIN
-    IMMEDIATE), so a read-modify-write cannot interleave with another process. Pooled
-    connections never cross fork(): engines are per process (``engine_for``), and a
-    parent's stay referenced in the child, so the child never uses nor closes them."""
+    """SQLite with SQLAlchemy: WAL, pooled connections (QueuePool: one per thread at a
+    time, reused, since opening a file costs far more than a lookup), and writes that
+    begin themselves (``transaction``). Pooled connections never cross fork(): engines are
+    per process (``engine_for``), and a parent's stay referenced in the child, so the
+    child never uses nor closes them.
+
+    Only a pool event here: any engine-level (connection) event listener sends every
+    statement, each read included, through SQLAlchemy's event dispatch, which cost more
+    than the lookup itself."""
     engine = create_engine(url, connect_args={"timeout": 30.0})
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi: Any, _record: Any) -> None:
-        dbapi.isolation_level = None  # we issue BEGIN ourselves
+        dbapi.isolation_level = None  # we issue BEGIN ourselves; a read is its own statement
         dbapi.execute("PRAGMA busy_timeout = 30000")
-
-    @event.listens_for(engine, "begin")
-    def _begin(conn: Connection) -> None:
-        if conn.get_execution_options().get("dem_write", False):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-        # a read is one statement: its own implicit transaction
 
     return engine
 
@@ -188,6 +187,17 @@ def check_schema(connection: Connection, where: str) -> None:
 
 
 @contextmanager
+def transaction(engine: Engine) -> Iterator[Connection]:
+    """One write transaction, committed when the block ends. On SQLite it takes the
+    write lock up front (BEGIN IMMEDIATE), so a read-modify-write cannot interleave with
+    another process's; PostgreSQL writers lock the rows they read (FOR UPDATE)."""
+    with engine.connect() as conn, conn.begin():
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        yield conn
+
+
+@contextmanager
 def wrapped(action: str, where: str) -> Iterator[None]:
     """Database errors as one-line StoreErrors naming the store (never its password)."""
     try:
@@ -203,10 +213,8 @@ def upgrade_target(target: Path | str, credential: TokenCredential | None = None
     where = shown(url)
     if url.get_backend_name() == "sqlite":
         Path(str(url.database)).parent.mkdir(parents=True, exist_ok=True)
-    with wrapped("upgrade", where), engine_for(url, credential).connect() as conn:
-        conn = conn.execution_options(dem_write=True)
-        with conn.begin():
-            before, after = upgrade(conn)
+    with wrapped("upgrade", where), transaction(engine_for(url, credential)) as conn:
+        before, after = upgrade(conn)
     if before == after:
         return f"the store at {where} is up to date (schema version {after})"
     return f"upgraded the store at {where} from schema version {before or 'none'} to {after}"

@@ -23,8 +23,8 @@ from typing import Annotated, Any, Literal
 
 from filelock import FileLock, Timeout
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
-from pydantic_core import to_jsonable_python
-from sqlalchemy import Connection, Row, delete, func, insert, select, update
+from pydantic_core import from_json, to_jsonable_python
+from sqlalchemy import Connection, Row, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from dataeng_magics.canonical import sha256_text
@@ -173,10 +173,19 @@ class BatchRecord(BaseModel):
 _ENTRY_COLUMNS = tuple(Entry.model_fields)
 _DATETIME_COLUMNS = ("approved_at", "created_at", "updated_at", "last_run_at")
 
+#: The per-key statements, built once: building a select of every column and its cache
+#: key costs more than SQLite's lookup, and a statement reused keeps its cache key.
+_ENTRY_BY_KEY = select(entries).where(entries.c.key == bindparam("key"))
+_ENTRY_FOR_UPDATE = _ENTRY_BY_KEY.with_for_update()
+_KEY_EXISTS = select(entries.c.key).where(entries.c.key == bindparam("key"))
+
 
 def _row_to_entry(row: Row[Any]) -> Entry:
+    """Validated, not constructed: a row is only as trusted as the file holding it, and
+    validation is a small part of a lookup. The conversation (a long chat can be 100 kB)
+    is decoded by pydantic's JSON parser, about twice as fast as ``json.loads``."""
     data = dict(row._mapping)
-    data["conversation"] = json.loads(data["conversation"])
+    data["conversation"] = from_json(data["conversation"])
     return Entry.model_validate(data)
 
 
@@ -249,25 +258,25 @@ class Store:
     @contextmanager
     def _tx(self) -> Iterator[Connection]:
         """A write transaction; on SQLite it takes the write lock up front."""
-        with db.wrapped("write", self.where), self.engine.connect() as conn:
-            conn = conn.execution_options(dem_write=True)
-            with conn.begin():
-                yield conn
+        with db.wrapped("write", self.where), db.transaction(self.engine) as conn:
+            yield conn
 
-    def _read(self, statement: Any) -> builtins.list[Row[Any]]:
+    def _read(
+        self, statement: Any, params: dict[str, Any] | None = None
+    ) -> builtins.list[Row[Any]]:
         with db.wrapped("read", self.where), self.engine.connect() as conn:
-            return builtins.list(conn.execute(statement).fetchall())
+            return builtins.list(conn.execute(statement, params).fetchall())
 
     @staticmethod
     def _row(conn: Connection, key: str) -> Row[Any]:
         """The entry's row, locked until the transaction ends (PostgreSQL)."""
-        row = conn.execute(select(entries).where(entries.c.key == key).with_for_update()).first()
+        row = conn.execute(_ENTRY_FOR_UPDATE, {"key": key}).first()
         if row is None:
             raise _unknown(key)
         return row
 
     def _get(self, conn: Connection, key: str) -> Entry:
-        row = conn.execute(select(entries).where(entries.c.key == key)).first()
+        row = conn.execute(_ENTRY_BY_KEY, {"key": key}).first()
         assert row is not None  # read inside the transaction that just wrote it
         return _row_to_entry(row)
 
@@ -286,12 +295,12 @@ class Store:
     # -- reads -------------------------------------------------------------------------
 
     def get(self, key: str) -> Entry | None:
-        rows = self._read(select(entries).where(entries.c.key == key))
+        rows = self._read(_ENTRY_BY_KEY, {"key": key})
         return _row_to_entry(rows[0]) if rows else None
 
     def resolve(self, prefix: str) -> str:
         """The one key starting with ``prefix`` (at least 8 characters), for the CLI."""
-        if self._read(select(entries.c.key).where(entries.c.key == prefix)):
+        if self._read(_KEY_EXISTS, {"key": prefix}):
             return prefix
         if len(prefix) < MIN_PREFIX:
             raise StoreError(
@@ -328,7 +337,7 @@ class Store:
         """Recorded runs, oldest first; an unknown key is an error, not an empty list."""
         query = select(runs).order_by(runs.c.id)
         if key is not None:
-            if not self._read(select(entries.c.key).where(entries.c.key == key)):
+            if not self._read(_KEY_EXISTS, {"key": key}):
                 raise _unknown(key)
             query = query.where(runs.c.key == key)
         return self._runs(query)
@@ -340,7 +349,7 @@ class Store:
 
     def _runs(self, query: Any) -> builtins.list[RunRecord]:
         return [
-            RunRecord.model_validate({**row._mapping, "details": json.loads(row.details)})
+            RunRecord.model_validate({**row._mapping, "details": from_json(row.details)})
             for row in self._read(query)
         ]
 
@@ -364,24 +373,36 @@ class Store:
 
     # -- writes ------------------------------------------------------------------------
 
-    def load(self, rows: dict[str, builtins.list[dict[str, Any]]]) -> None:
-        """Copy ``dump()``'s rows into this empty store in one transaction (``store
-        migrate``); runs keep their order and get this store's ids."""
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One write transaction for steps that must commit together (``store migrate``:
+        the rows and, in the same database, the audit chain)."""
         with self._tx() as conn:
-            for table in _COPIED:
-                if conn.execute(select(func.count()).select_from(table)).scalar():
-                    raise StoreError(
-                        f"the target store is not empty (its {table.name} table has rows)",
-                        hint="Migrate into a new, empty database.",
-                        file=self.where,
-                    )
-            for table in _COPIED:
-                copied = [
-                    {k: v for k, v in r.items() if not (table is runs and k == "id")}
-                    for r in rows.get(table.name, [])
-                ]
-                if copied:
-                    conn.execute(insert(table), copied)
+            yield conn
+
+    def load(
+        self, rows: dict[str, builtins.list[dict[str, Any]]], conn: Connection | None = None
+    ) -> None:
+        """Copy ``dump()``'s rows into this empty store in one transaction (``conn``'s
+        when given: ``store migrate``); runs keep their order and get this store's ids."""
+        if conn is None:
+            with self._tx() as own:
+                self.load(rows, own)
+            return
+        for table in _COPIED:
+            if conn.execute(select(func.count()).select_from(table)).scalar():
+                raise StoreError(
+                    f"the target store is not empty (its {table.name} table has rows)",
+                    hint="Migrate into a new, empty database.",
+                    file=self.where,
+                )
+        for table in _COPIED:
+            copied = [
+                {k: v for k, v in r.items() if not (table is runs and k == "id")}
+                for r in rows.get(table.name, [])
+            ]
+            if copied:
+                conn.execute(insert(table), copied)
 
     def put(self, entry: Entry) -> Entry:
         """Store ``entry`` as the draft for its key, replacing any earlier plan.
@@ -522,7 +543,7 @@ class Store:
     def add_conversation(self, key: str, turns: builtins.list[dict[str, Any]]) -> Entry:
         """Append chat turns; read and write in one transaction so no turn is lost."""
         with self._tx() as conn:
-            stored = json.loads(self._row(conn, key).conversation)
+            stored = from_json(self._row(conn, key).conversation)
             conn.execute(
                 update(entries)
                 .where(entries.c.key == key)
