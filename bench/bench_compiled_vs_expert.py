@@ -56,12 +56,13 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
-    from dataeng_magics.compile.cell import render_parameters
+    from dataeng_magics.compile.cell import render_parameters, run_parameters
     from dataeng_magics.compile.codegen import compile_plan
     from dataeng_magics.config import load_settings
     from dataeng_magics.plan.checks import parse_check
     from dataeng_magics.run.executors.base import Job
     from dataeng_magics.run.executors.local import execute, spark_session
+    from dataeng_magics.run.inputs import line_reads
     from dataeng_magics.workflow import TransformRequest, TransformSession
 
     generate = _load(EXAMPLE / "generate.py", "generate")
@@ -97,7 +98,10 @@ def main() -> None:
                 out = work / f"out-{name}-{i}"
                 started = time.perf_counter()
                 if name != "expert":
-                    code = render_parameters(paths, str(out), "parquet") + compile_plan(plans[name])
+                    # as a run does: scan the CSV, read it by lines when no record spans lines
+                    lines = run_parameters(multiline=line_reads(session.mapping, True))
+                    params = render_parameters(paths, str(out), "parquet") + lines
+                    code = params + compile_plan(plans[name])
                     execute(
                         code, spark, Job(name="bench", client="NORTHWIND", key="bench", code=code)
                     )

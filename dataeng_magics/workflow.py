@@ -1042,7 +1042,7 @@ class TransformSession:
         from dataeng_magics.connections import storage_options
         from dataeng_magics.run import evidence as ev
         from dataeng_magics.run.executors import Job, get_executor
-        from dataeng_magics.run.inputs import readable, spark_inputs
+        from dataeng_magics.run.inputs import line_reads, readable, spark_inputs
         from dataeng_magics.run.publish import publisher_for
         from dataeng_magics.sources.diagnose import locate_malformed, unclosed_quotes
 
@@ -1064,7 +1064,7 @@ class TransformSession:
         # The run's own parameters follow (and so override) the cell's defaults; its
         # sources are what its Spark reads (a local copy of an http(s) file).
         staged = publisher.staged(run_id)
-        own = run_parameters(run_id, control_columns(checked))
+        own = run_parameters(run_id, control_columns(checked))  # checked before recording
         started_at, started = _now(), time.perf_counter()
         where = {"platform": executor.name, **executor.location(), "run_id": run_id,
                  "output_dir": public_path(out), "format": fmt}  # fmt: skip
@@ -1083,6 +1083,10 @@ class TransformSession:
             try:
                 seconds = self.settings.network_timeout_seconds
                 with publisher.running(run_id), spark_inputs(self.mapping, seconds) as reads:
+                    # CSV sources with no record spanning lines are read by lines (split
+                    # across cores); the scan is part of the run's time.
+                    lines = line_reads(self.mapping, executor.local_files)
+                    own = run_parameters(run_id, control_columns(checked), lines)
                     params = render_parameters(reads, staged, fmt) + own
                     job = replace(job, code=f"{params}\n{entry.code}")
                     result = executor.run(job)

@@ -90,7 +90,7 @@ def test_outdated_lists_the_old_approval_with_what_this_compiler_writes_differen
     key = approval(state_home)["key"]
     assert "1 approved entry is outdated" in report
     assert f"NORTHWIND  key {key[:16]}  approved by alice:" in report
-    assert 'multiLine="true",' in report
+    assert 'multiLine=multiline.get("trades", "true")' in report
     # Nothing was re-approved or re-compiled: the approved 0.1 code still replays.
     entry = Store(state_home / "store.sqlite").get(key)
     assert entry is not None and entry.status == "approved" and "multiLine" not in entry.code
@@ -110,7 +110,8 @@ def test_outdated_is_silent_until_the_compiler_writes_other_code(
 
     def safer_csv(plan: Any) -> str:  # an upgraded compiler: safer CSV parsing
         return compile_plan(plan).replace(
-            'multiLine="true",\n', 'multiLine="true",\n        mode="FAILFAST",\n'
+            'multiLine=multiline.get("trades", "true"),\n',
+            'multiLine=multiline.get("trades", "true"),\n        mode="FAILFAST",\n',
         )
 
     compile_plan = codegen.compile_plan

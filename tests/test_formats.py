@@ -22,6 +22,8 @@ from dataeng_magics.config import load_settings
 from dataeng_magics.errors import SourceError
 from dataeng_magics.mapping.model import SourceSpec
 from dataeng_magics.plan.model import SourceRead
+from dataeng_magics.run.executors.base import Job, JobResult
+from dataeng_magics.run.executors.local import LocalExecutor
 from dataeng_magics.sources.readers import reader_for
 from dataeng_magics.sources.sampling import sample
 from dataeng_magics.workflow import TransformRequest, TransformSession
@@ -158,20 +160,73 @@ def _csv_client(tmp_path: Path, lines: list[str]) -> Path:
     return folder / "mapping.xlsx"
 
 
+class Recording(LocalExecutor):
+    """The local executor, keeping the jobs it ran (their code: parameters and body)."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.jobs: list[Job] = []
+
+    def run(self, job: Job) -> JobResult:
+        self.jobs.append(job)
+        return super().run(job)
+
+
 def test_a_quoted_line_break_deep_in_a_csv_is_one_record(tmp_path: Path, spark: Any) -> None:
     """Row 3,000 holds a quoted line break the 100-row sample never sees: the run reads
-    3,000 records, not 3,001 rows with half a record as data (issue 12)."""
+    3,000 records, not 3,001 rows with half a record as data (issue 12), because the
+    run's scan finds it and keeps the whole-record (multiLine) read."""
     lines = ["id,status,note\n"] + [f"{i},OK,plain\n" for i in range(1, 3001)]
     lines[3000] = '3000,OK,"two\nlines, one record"\n'
     mapping = _csv_client(tmp_path, lines)
     s = session(mapping)
     s.draft()
     s.approve("alice")
-    summary = s.run(output_dir=str(tmp_path / "out"))
+    executor = Recording()
+    summary = s.run(output_dir=str(tmp_path / "out"), executor=executor)
+    assert "\nmultiline = {}\n" in executor.jobs[0].code
     assert summary.outcome == "succeeded"
     assert summary.rows_in == summary.rows_out == 3000
     frame = pd.read_parquet(tmp_path / "out" / "NOTES")
     assert frame.loc[frame["ID"] == 3000, "NOTE"].tolist() == ["two\nlines, one record"]
+
+
+def test_a_csv_without_records_spanning_lines_is_read_by_lines_to_the_same_output(
+    tmp_path: Path, spark: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Quoted fields with separators and doubled quotes but no quoted line break, \\r\\n
+    line ends: the run reads the file by lines (split across tasks: 16 KB splits here)
+    and writes exactly what the whole-record read writes, with the same counts."""
+    notes = ['"a, b"', '"said ""hi"""', "plain", '""', "é ü"]
+    lines = ["id,status,note\r\n"] + [
+        f"{i},{'JUNK' if i % 97 == 0 else 'OK'},{notes[i % 5]}\r\n" for i in range(1, 5001)
+    ]
+    mapping = _csv_client(tmp_path, lines)
+    assert (mapping.parent / "notes.csv").stat().st_size > 4 * (16 << 10)
+    s = session(mapping)
+    s.draft()
+    s.approve("alice")
+    split = {"spark.sql.files.maxPartitionBytes": str(16 << 10)}
+    try:
+        by_lines = Recording(spark_conf=split)
+        fast = s.run(output_dir=str(tmp_path / "lines"), executor=by_lines)
+        monkeypatch.setattr("dataeng_magics.run.inputs.line_reads", lambda *_: {})
+        whole = Recording(spark_conf=split)
+        safe = s.run(output_dir=str(tmp_path / "whole"), executor=whole)
+    finally:
+        spark.conf.unset("spark.sql.files.maxPartitionBytes")
+    assert '\nmultiline = {"notes": "false"}\n' in by_lines.jobs[0].code
+    assert "\nmultiline = {}\n" in whole.jobs[0].code
+    # One task per split by lines (a part file each), one for the file read whole.
+    parts = {d: len(list((tmp_path / d / "NOTES").glob("*.parquet"))) for d in ("lines", "whole")}
+    assert parts["lines"] > 1 and parts["whole"] == 1
+    assert fast.outcome == safe.outcome == "succeeded"
+    assert (fast.rows_in, fast.rows_out) == (safe.rows_in, safe.rows_out) == (5000, 4949)
+    assert fast.report.to_dict() == safe.report.to_dict()
+    read = pd.read_parquet(tmp_path / "lines" / "NOTES").sort_values("ID", ignore_index=True)
+    expected = pd.read_parquet(tmp_path / "whole" / "NOTES").sort_values("ID", ignore_index=True)
+    pd.testing.assert_frame_equal(read, expected)
+    assert read.loc[read["ID"].isin([1, 4, 5]), "NOTE"].tolist() == ['said "hi"', "é ü", "a, b"]
 
 
 def test_malformed_records_fail_the_run_naming_file_and_line(tmp_path: Path, spark: Any) -> None:

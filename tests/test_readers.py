@@ -25,7 +25,7 @@ from dataeng_magics.errors import MappingError, SourceError
 from dataeng_magics.mapping.model import LayoutField, SourceFormat, SourceSpec
 from dataeng_magics.mapping.read import read_mapping
 from dataeng_magics.plan.model import ColumnPlan, Lookup, Plan, SourceRead, TablePlan
-from dataeng_magics.sources.diagnose import first_malformed
+from dataeng_magics.sources.diagnose import first_malformed, quoted_break, spans_lines
 from dataeng_magics.sources.platforms import reads_xml
 from dataeng_magics.sources.readers.csv import records
 from dataeng_magics.sources.readers.json_document import DOCUMENT_LIMIT_BYTES
@@ -230,6 +230,52 @@ def test_first_malformed_names_file_and_line(tmp_path: Path) -> None:
     fixed.write_text("0000000066Ada      12.50\n00066\n")
     hit = first_malformed(spec(fixed, "fixed-width", header=False, layout=LAYOUT))
     assert hit is not None and "line 2" in hit and "the layout needs 24" in hit
+
+
+@pytest.mark.parametrize(
+    ("text", "spans"),
+    [
+        (b"id,note\n1,plain\n", False),
+        (b'id,note\r\n1,"said ""hi"", twice"\r\n2,""\r\n', False),  # doubled quotes, \r\n
+        (b'id,note\n1,"two\nlines"\n', True),
+        (b'id,note\r1,"two\rlines"\r', True),  # a lone \r inside quotes breaks a line too
+        (b'id,note\n1,"cut off', True),  # odd in total: today's multiLine path names it
+        (b'\xef\xbb\xbf"id",note\n"1",x\n', False),  # a quote right after the BOM
+        # A literal quote in an unquoted field: parity no longer follows the parser,
+        # which here reads a record over two lines; never read by lines.
+        (b'id,note\na"b,"x\ny",c"d\n', True),
+        (b'id,note\n5" pipe,x\n', True),
+    ],
+)
+def test_quoted_line_breaks_are_found_by_quote_parity(text: bytes, spans: bool) -> None:
+    assert quoted_break(io.BytesIO(text)) is spans
+
+
+def test_quote_parity_carries_over_chunk_boundaries() -> None:
+    """Every cut of the file into 8-byte chunks (a quoted pair, a doubled quote, or the
+    line break inside quotes straddling a boundary) gives the whole file's answer."""
+    clean = b'id,note\n1,"a, ""b"""\n2,"c"\n3,x\n'
+    broken = b'id,note\n1,"a, ""b"""\n2,"c\nd"\n3,x\n'
+    for shift in range(8):
+        pad = b"0" * shift + b",p\n"
+        assert quoted_break(io.BytesIO(pad + clean), chunk=8) is False
+        assert quoted_break(io.BytesIO(pad + broken), chunk=8) is True
+
+
+def test_spans_lines_reads_every_file_of_a_source_compressed_too(tmp_path: Path) -> None:
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    (folder / "a.csv").write_text('id,note\n1,"x"\n')
+    with gzip.open(folder / "b.csv.gz", "wt") as part:
+        part.write('id,note\n2,"two\nlines"\n')
+    assert spans_lines(spec(folder / "a.csv")) is False
+    assert spans_lines(spec(folder)) is True  # the second file, decompressed
+    assert spans_lines(spec(tmp_path / "missing.csv")) is True  # unreadable: the safe read
+    (folder / "b.csv.gz").unlink()
+    assert spans_lines(spec(folder, delimiter="||")) is True  # '"x"' does not follow '||'
+    (folder / "a.csv").write_text('id||note\n1||"x||y"\n')
+    assert spans_lines(spec(folder, delimiter="||")) is False
+    assert spans_lines(spec(folder, encoding="utf-16")) is True  # bytes are not characters
 
 
 # -- the workbook ----------------------------------------------------------------------------------

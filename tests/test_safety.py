@@ -677,10 +677,12 @@ def test_parameters_block_round_trips_hostile_paths() -> None:
         "output_format": "parquet",
         "run_id": "",  # the run's own parameters, set by each run
         "control_columns": {},
+        "multiline": {},  # every CSV read whole-record unless a run found it safe by lines
     }
     controls = {NEWLINE: [PY, TRIPLE]}
-    overridden = parse_parameters(block + run_parameters(BACKSLASH, controls))
+    overridden = parse_parameters(block + run_parameters(BACKSLASH, controls, {TRIPLE: "false"}))
     assert overridden["run_id"] == BACKSLASH and overridden["control_columns"] == controls
+    assert overridden["multiline"] == {TRIPLE: "false"}
 
 
 # --- the SQL check on its own --------------------------------------------------------------

@@ -31,15 +31,22 @@ def render_parameters(source_paths: dict[str, str], output_dir: str, output_form
     return code + run_parameters()
 
 
-def run_parameters(run_id: str = "", control_columns: dict[str, list[str]] | None = None) -> str:
+def run_parameters(
+    run_id: str = "",
+    control_columns: dict[str, list[str]] | None = None,
+    multiline: dict[str, str] | None = None,
+) -> str:
     """The parameters a run sets (they follow, and so override, a cell's own): ``run_id``
     marks quarantined rows; ``control_columns`` (source -> columns) are what the run's
-    control totals sum. Literals only, checked like the body."""
+    control totals sum; ``multiline`` (CSV source -> "false") names the sources the run
+    found no record spanning lines in, read by lines (any other: ``multiLine``).
+    Literals only, checked like the body."""
     controls = ", ".join(
         f"{py_str(k)}: [{', '.join(py_str(c) for c in v)}]"
         for k, v in sorted((control_columns or {}).items())
     )
-    code = f"run_id = {py_str(run_id)}\ncontrol_columns = {{{controls}}}\n"
+    lines = ", ".join(f"{py_str(k)}: {py_str(v)}" for k, v in sorted((multiline or {}).items()))
+    code = f"run_id = {py_str(run_id)}\ncontrol_columns = {{{controls}}}\nmultiline = {{{lines}}}\n"
     check_generated(code, parameters=True)
     return code
 

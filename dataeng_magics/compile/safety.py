@@ -86,7 +86,7 @@ SQL_TYPE_OF_SAMPLE = {
 }
 PARAMETERS = ("source_paths", "output_dir", "output_format")
 #: Parameters a run sets that cells materialised before them lack (they default).
-RUN_PARAMETERS = {"run_id": "", "control_columns": {}}
+RUN_PARAMETERS = {"run_id": "", "control_columns": {}, "multiline": {}}
 
 
 # --- quoting ----------------------------------------------------------------------

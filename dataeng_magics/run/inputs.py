@@ -42,6 +42,22 @@ def readable(mapping: Mapping, local_files: bool) -> None:
         )
 
 
+def line_reads(mapping: Mapping, local_files: bool) -> dict[str, str]:
+    """The run parameter ``multiline``: "false" for each CSV source no record of which
+    spans lines, so Spark splits its files across cores. Only files this machine reads
+    as its Spark does are scanned (``local_files``; a remote ``://`` source would be
+    downloaded to be scanned): every other source keeps the safe ``multiLine`` read."""
+    from dataeng_magics.sources.diagnose import spans_lines
+
+    if not local_files:
+        return {}
+    return {
+        name: "false"
+        for name, spec in sorted(mapping.sources.items())
+        if spec.format == "csv" and "://" not in spec.path and not spans_lines(spec)
+    }
+
+
 @contextmanager
 def spark_inputs(mapping: Mapping, seconds: float) -> Iterator[dict[str, str]]:
     """Source name -> the path the run's Spark reads, while the context lasts: an

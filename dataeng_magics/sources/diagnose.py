@@ -164,6 +164,88 @@ def unclosed_quotes(report: ValidationReport, mapping: Mapping) -> None:
                 table.checks[index] = replace(check, failed=1)
 
 
+#: Encodings whose bytes for ``"``, ``\n`` and ``\r`` are those characters and nothing
+#: else (UTF-16 spreads a character over bytes that may equal them: never scanned).
+_BYTE_SAFE = ("utf-8", "utf-8-sig", "ascii", "latin-1", "iso8859-", "cp125")
+_CHUNK = 1 << 23
+
+
+def spans_lines(spec: SourceSpec, chunk: int = _CHUNK) -> bool:
+    """Whether any record of the local CSV ``spec`` may run over a line break, so the
+    run must read it with ``multiLine`` (one task per file) rather than by lines (split
+    across cores). Exact for a well-formed file; anything it cannot prove, a file it
+    cannot read, an encoding or a stray quote it cannot reason about, answers True."""
+    import codecs
+
+    try:
+        encoding = codecs.lookup(spec.encoding).name
+        sep = spec.delimiter.encode(encoding)
+    except (LookupError, UnicodeError):
+        return True
+    if not encoding.startswith(_BYTE_SAFE) or b'"' in sep or b"\n" in sep or b"\r" in sep:
+        return True
+    try:
+        source = list_files(spec.path, {})
+        reader = reader_for(spec)
+        for file in source.files:
+            with open_binary(source.fs, file, reader.compressible) as handle:
+                if quoted_break(handle, sep, chunk):
+                    return True
+    except (DataEngMagicsError, OSError, ValueError):
+        return True
+    return False
+
+
+def quoted_break(handle: IO[bytes], sep: bytes = b",", chunk: int = _CHUNK) -> bool:
+    """Whether a ``\n`` or ``\r`` byte sits inside quotes, for quote = escape = ``"``
+    (a doubled quote keeps the count's parity): the running count of quotes is odd at
+    some line break, or at the end (a file cut inside a quote). numpy, ``chunk`` bytes
+    at a time, the parity carried over. Parity is what Spark's parser sees only if
+    every quote that makes the count odd opens a field (after the separator, a line
+    break, the file's start or its BOM) or follows a quote (``""``); a quote anywhere
+    else is a literal character of an unquoted field, which parity cannot follow, so
+    the file counts as spanning lines (``multiLine`` reads it right either way)."""
+    import numpy as np
+
+    odd = 0  # quotes so far, modulo 2
+    tail = b""  # the bytes before this chunk that a quote's field start looks back on
+    back = max(len(sep), 3)
+    start = True
+    while data := handle.read(chunk):
+        if start and data.startswith(b"\xef\xbb\xbf"):
+            data = data[3:]  # a quote right after the BOM opens the first field
+        start = False
+        if b'"' not in data:
+            if odd and (b"\n" in data or b"\r" in data):
+                return True
+            tail = (tail + data[-back:])[-back:]
+            continue
+        body = np.frombuffer(data, dtype=np.uint8)
+        quoted = np.flatnonzero(body == 0x22)  # positions: the count before a byte is a search
+        breaks = np.flatnonzero((body == 0x0A) | (body == 0x0D))
+        if ((np.searchsorted(quoted, breaks) + odd) & 1).any():
+            return True
+        opening = quoted[odd::2] + len(tail)  # the quotes that make the count odd
+        if not _open_fields(np.frombuffer(tail + data, dtype=np.uint8), opening, sep):
+            return True
+        odd = (odd + len(quoted)) & 1
+        tail = (tail + data[-back:])[-back:]
+    return bool(odd)
+
+
+def _open_fields(buf: Any, at: Any, sep: bytes) -> bool:
+    """Whether every quote at ``at`` in ``buf`` opens a field or follows a quote."""
+    import numpy as np
+
+    first = at == 0  # the file's first byte (or the first after its BOM)
+    prev = buf[np.maximum(at - 1, 0)]
+    fine = first | (prev == 0x0A) | (prev == 0x0D) | (prev == 0x22)
+    after_sep = at >= len(sep)
+    for k, byte in enumerate(sep):
+        after_sep &= buf[np.maximum(at - len(sep) + k, 0)] == byte
+    return bool((fine | after_sep).all())
+
+
 def _odd_quotes(spec: SourceSpec) -> bool:
     source = list_files(spec.path, {})
     reader = reader_for(spec)

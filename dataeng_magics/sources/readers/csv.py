@@ -4,9 +4,11 @@ Sample and run read records the same way wherever a quoted field holds a line br
 the sample with pandas (or, for multi-character separators, ``records`` below), the run
 with Spark's ``multiLine`` parser. ``multiLine`` costs parallelism (one task per file,
 see bench/bench_csv_multiline.py); reading the file by lines would split such records
-into wrong rows, which no check could tell from real ones. Records with the wrong number
-of fields, broken quoting or a cut-off last line are counted with Spark's corrupt-record
-column in the same pass and fail the run.
+into wrong rows, which no check could tell from real ones. So ``multiLine`` is a run
+parameter (``multiline``, default: on): a run that scanned a local source's files and
+found no line break inside quotes (``sources.diagnose.spans_lines``) reads it by lines.
+Records with the wrong number of fields, broken quoting or a cut-off last line are
+counted with Spark's corrupt-record column in the same pass and fail the run.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import IO, TYPE_CHECKING
 
 import pandas as pd
 
-from dataeng_magics.compile.emit import chain
+from dataeng_magics.compile.emit import call, chain
 from dataeng_magics.compile.safety import comment_text, py_str
 from dataeng_magics.sources.readers.base import (
     CORRUPT_COLUMN,
@@ -26,7 +28,6 @@ from dataeng_magics.sources.readers.base import (
     Reader,
     Typed,
     observed_read,
-    options_call,
     path_of,
     spark_type_of,
 )
@@ -162,17 +163,29 @@ class CsvReader(Reader):
             "multiLine": "true",  # a quoted line break is part of its record, on any row
         }
 
+    def run_options(self, name: str, read: SourceRead, **more: str) -> str:
+        """The compiled ``.options(...)``: ``multiLine`` comes from the run parameter
+        ``multiline`` (source -> "false" when the run found no record spanning lines),
+        so one approved body reads by lines, split across cores, when it safely can."""
+        items = [
+            f'multiLine=multiline.get({py_str(name)}, "true")'
+            if k == "multiLine"
+            else f"{k}={py_str(v)}"
+            for k, v in {**self.options(read), **more}.items()
+        ]
+        return call("options", items)
+
     def read_code(
         self, var: str, name: str, read: SourceRead, columns: list[str], fresh: Callable[[str], str]
     ) -> ReadCode:
         path = path_of(name)
-        options = self.options(read)
         header = fresh(f"{var}_columns")
+        options = self.run_options(name, read)
         # The header names the columns at run time (one record read), so columns the plan
         # does not use may come and go; the corrupt-record column is added to them.
         head = [
             f"# {comment_text(name)}: its header, read on its own, names the columns.",
-            *chain(header, ["spark.read", options_call(options), f".csv({path})", ".schema"]),
+            *chain(header, ["spark.read", options, f".csv({path})", ".schema"]),
         ]
         code = observed_read(
             var,
@@ -181,8 +194,8 @@ class CsvReader(Reader):
             [
                 "spark.read",
                 f'.schema({header}.add({py_str(CORRUPT_COLUMN)}, "string"))',
-                options_call(
-                    {**options, "mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT_COLUMN}
+                self.run_options(
+                    name, read, mode="PERMISSIVE", columnNameOfCorruptRecord=CORRUPT_COLUMN
                 ),
                 f".csv({path})",
             ],
