@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from dataeng_magics import __version__
 from dataeng_magics.compile.cell import render_parameters
+from dataeng_magics.compile.safety import RUN_PARAMETERS
 
 if TYPE_CHECKING:
     from dataeng_magics.state.store import Entry
@@ -58,6 +59,8 @@ CODE = "".join([
 SAMPLES: dict[str, tuple[str, dict[str, str]]] = {samples}
 #: table -> (schema, rows) as the approved code wrote them from SAMPLES when exported
 EXPECTED: dict[str, tuple[str, list[str]]] = {expected}
+#: the run's own parameters, at their defaults (no controls; CSV read whole-record)
+RUN_DEFAULTS = {run_defaults!r}
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +94,7 @@ def test_the_approved_code_gives_the_approved_output(spark: Any, tmp_path: Path)
         paths[source] = str(tmp_path / path)
     out = tmp_path / "out"
     scope = {{"spark": spark, "source_paths": paths, "output_dir": str(out),
-              "output_format": "parquet", "run_id": "", "control_columns": {{}}}}
+              "output_format": "parquet", **RUN_DEFAULTS}}
     exec(compile(CODE, "<approved code>", "exec"), scope)
     for table, (schema, rows) in EXPECTED.items():
         frame = spark.read.parquet(str(out / table))
@@ -137,4 +140,5 @@ def export_test(session: TransformSession, entry: Entry, name: str) -> str:
         code_lines=code_lines,
         samples=json.dumps(samples, indent=1),
         expected=json.dumps(expected, indent=1),
+        run_defaults=RUN_PARAMETERS,
     )
