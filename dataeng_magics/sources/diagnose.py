@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import replace
 from typing import IO, TYPE_CHECKING, Any
 
@@ -144,17 +144,21 @@ def locate_malformed(report: ValidationReport, mapping: Mapping, storage: Any) -
             table.checks[index] = replace(check, detail=found[spec.name])
 
 
-def unclosed_quotes(report: ValidationReport, mapping: Mapping) -> None:
+def unclosed_quotes(
+    report: ValidationReport, mapping: Mapping, scanned: Collection[str] = ()
+) -> None:
     """Count a local CSV cut off inside a quoted field as one malformed record: Spark's
     parser reads such a last record to the end of the file without complaint. An odd
     number of quote characters (counted at C speed) makes a file a suspect; the record
-    parser then confirms it, so a stray quote in an unquoted field is not reported."""
+    parser then confirms it, so a stray quote in an unquoted field is not reported.
+    ``scanned`` sources are not read again: ``spans_lines`` already found their quote
+    count even (they were read by lines)."""
     for table in report.tables:
         for index, check in enumerate(table.checks):
             spec = mapping.sources.get(check.column)
             if check.kind != "malformed" or not check.passed or spec is None:
                 continue
-            if spec.format != "csv" or "://" in spec.path:
+            if spec.format != "csv" or "://" in spec.path or check.column in scanned:
                 continue
             try:  # the run read the files; a platform may have read them elsewhere
                 hit = first_malformed(spec) if _odd_quotes(spec) else None
