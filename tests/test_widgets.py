@@ -720,6 +720,28 @@ def test_preview_runs_by_itself_and_only_the_newest_plans_is_shown(
     assert "OMS-3" in auto.preview_html.value
 
 
+def test_background_preview_parses_no_python(
+    example: Path, spark: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kernel parses each cell the user runs while a preview works: CPython 3.11
+    before 3.11.8 fails (``SystemError: AST constructor recursion depth mismatch``) when
+    two threads parse at once (gh-106905), so the preview's thread must not parse."""
+    import ast
+
+    parsed_in: list[str] = []
+    parse = ast.parse
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        parsed_in.append(threading.current_thread().name)
+        return parse(*args, **kwargs)
+
+    panel = ReviewPanel(make_session(example), reviewer="frank")
+    monkeypatch.setattr(ast, "parse", recording)
+    panel.schedule_preview().join(120)
+    assert "checks passed" in panel.preview_html.value  # the preview did run
+    assert parsed_in == []
+
+
 # --- the chat's front end -----------------------------------------------------------
 
 #: Just enough DOM for chat.js's render(): elements, text, attributes and listeners.

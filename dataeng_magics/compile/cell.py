@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import ast
 
-from dataeng_magics.compile.safety import PARAMETERS, RUN_PARAMETERS, check_generated, py_str
+from dataeng_magics.compile.safety import (
+    PARAMETERS,
+    RUN_PARAMETERS,
+    check_generated,
+    parse_python,
+    py_str,
+)
 from dataeng_magics.errors import UnsafePlanError
 from dataeng_magics.redact import split_credential
 
@@ -40,15 +46,15 @@ def run_parameters(
     marks quarantined rows; ``control_columns`` (source -> columns) are what the run's
     control totals sum; ``multiline`` (CSV source -> "false") names the sources the run
     found no record spanning lines in, read by lines (any other: ``multiLine``).
-    Literals only, checked like the body."""
+    Literals only, by construction (``py_str``), like ``render_parameters``: not parsed
+    to check, since a panel's background preview renders them beside the kernel, which
+    parses each cell it runs (``safety.parse_python``)."""
     controls = ", ".join(
         f"{py_str(k)}: [{', '.join(py_str(c) for c in v)}]"
         for k, v in sorted((control_columns or {}).items())
     )
     lines = ", ".join(f"{py_str(k)}: {py_str(v)}" for k, v in sorted((multiline or {}).items()))
-    code = f"run_id = {py_str(run_id)}\ncontrol_columns = {{{controls}}}\nmultiline = {{{lines}}}\n"
-    check_generated(code, parameters=True)
-    return code
+    return f"run_id = {py_str(run_id)}\ncontrol_columns = {{{controls}}}\nmultiline = {{{lines}}}\n"
 
 
 def split_cell(body: str) -> tuple[str, str]:
@@ -68,7 +74,7 @@ def parse_parameters(text: str) -> dict[str, object]:
     """The parameters block's values; it may hold literal assignments and nothing else."""
     check_generated(text, parameters=True)
     values: dict[str, object] = {}
-    for node in ast.parse(text).body:
+    for node in parse_python(text).body:
         assert isinstance(node, ast.Assign)
         for target in node.targets:
             if isinstance(target, ast.Name):

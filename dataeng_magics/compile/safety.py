@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import difflib
 import re
+import threading
 from typing import Any
 
 from dataeng_magics.errors import UnsafePlanError
@@ -326,12 +327,24 @@ FORBIDDEN_NAMES = {
 }
 
 
+_PARSING = threading.Lock()
+
+
+def parse_python(code: str) -> ast.Module:
+    """``ast.parse``, one call at a time: CPython 3.11 before 3.11.8 shares the AST
+    converter's recursion counter between threads (gh-106905), so two parses at once
+    (a batch's workers, a panel's background preview) fail with ``SystemError``. Code
+    that runs beside the kernel, which parses every cell unlocked, must not parse."""
+    with _PARSING:
+        return ast.parse(code)
+
+
 def check_generated(code: str, *, parameters: bool = False, publish: bool = False) -> None:
     """Refuse any source that is not the narrow shape the compiler emits. ``publish``:
     the Delta publishing cell, which may also run ``spark.sql`` with one literal
     statement of the ``not_null_sql`` shape (never in the approved cell)."""
     try:
-        tree = ast.parse(code)
+        tree = parse_python(code)
     except SyntaxError as exc:
         raise UnsafePlanError(f"generated code does not parse: {exc.msg}") from None
     allowed = _PARAMETER_NODES if parameters else _ALLOWED_NODES
