@@ -249,6 +249,8 @@ def test_first_malformed_names_file_and_line(tmp_path: Path) -> None:
 )
 def test_quoted_line_breaks_are_found_by_quote_parity(text: bytes, spans: bool) -> None:
     assert quoted_break(io.BytesIO(text)) is spans
+    for chunk in range(3, 9):  # cut anywhere (past the BOM): chunks judged apart agree
+        assert quoted_break(io.BytesIO(text), chunk=chunk) is spans
 
 
 def test_quote_parity_carries_over_chunk_boundaries() -> None:

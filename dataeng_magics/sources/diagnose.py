@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from collections.abc import Collection, Iterator
 from dataclasses import replace
 from typing import IO, TYPE_CHECKING, Any
@@ -203,38 +204,64 @@ def spans_lines(spec: SourceSpec, chunk: int = _CHUNK) -> bool:
 def quoted_break(handle: IO[bytes], sep: bytes = b",", chunk: int = _CHUNK) -> bool:
     """Whether a ``\n`` or ``\r`` byte sits inside quotes, for quote = escape = ``"``
     (a doubled quote keeps the count's parity): the running count of quotes is odd at
-    some line break, or at the end (a file cut inside a quote). numpy, ``chunk`` bytes
-    at a time, the parity carried over. Parity is what Spark's parser sees only if
-    every quote that makes the count odd opens a field (after the separator, a line
-    break, the file's start or its BOM) or follows a quote (``""``); a quote anywhere
-    else is a literal character of an unquoted field, which parity cannot follow, so
-    the file counts as spanning lines (``multiLine`` reads it right either way)."""
+    some line break, or at the end (a file cut inside a quote). Parity is what Spark's
+    parser sees only if every quote that makes the count odd opens a field (after the
+    separator, a line break, the file's start or its BOM) or follows a quote (``""``);
+    a quote anywhere else is a literal character of an unquoted field, which parity
+    cannot follow, so the file counts as spanning lines (``multiLine`` reads it right
+    either way). ``chunk`` bytes at a time, on every core (numpy works without the
+    GIL): each chunk is judged for both parities before it, and the verdicts are read
+    in order, the parity carried over."""
+    from collections import deque
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    workers = os.cpu_count() or 1
+    back = max(len(sep), 3)  # the bytes before a chunk that a quote's field start looks back on
+    tail = b""
+    odd = 0  # quotes before the oldest pending chunk, modulo 2
+    pending: deque[Future[tuple[int, bool, bool]]] = deque()
+
+    def settled() -> bool:
+        """The oldest pending chunk's verdict, given the quotes before it."""
+        nonlocal odd
+        parity, *broken = pending.popleft().result()
+        before, odd = odd, odd ^ parity
+        return broken[before]
+
+    first = True
+    with ThreadPoolExecutor(workers, thread_name_prefix="dem-scan") as pool:
+        while data := handle.read(chunk):
+            if first and data.startswith(b"\xef\xbb\xbf"):
+                data = data[3:]  # a quote right after the BOM opens the first field
+            first = False
+            pending.append(pool.submit(_chunk_breaks, tail, data, sep))
+            tail = (tail + data[-back:])[-back:]
+            if len(pending) > workers and settled():
+                pool.shutdown(cancel_futures=True)
+                return True
+        while pending:
+            if settled():
+                return True
+    return bool(odd)
+
+
+def _chunk_breaks(tail: bytes, data: bytes, sep: bytes) -> tuple[int, bool, bool]:
+    """For one chunk (``tail``: the bytes just before it): its count of quotes modulo 2,
+    and whether it breaks a quote, with an even and with an odd count before it."""
+    if b'"' not in data:
+        return 0, False, b"\n" in data or b"\r" in data
     import numpy as np
 
-    odd = 0  # quotes so far, modulo 2
-    tail = b""  # the bytes before this chunk that a quote's field start looks back on
-    back = max(len(sep), 3)
-    start = True
-    while data := handle.read(chunk):
-        if start and data.startswith(b"\xef\xbb\xbf"):
-            data = data[3:]  # a quote right after the BOM opens the first field
-        start = False
-        if b'"' not in data:
-            if odd and (b"\n" in data or b"\r" in data):
-                return True
-            tail = (tail + data[-back:])[-back:]
-            continue
-        body = np.frombuffer(data, dtype=np.uint8)
-        quoted = np.flatnonzero(body == 0x22)  # positions: the count before a byte is a search
-        breaks = np.flatnonzero((body == 0x0A) | (body == 0x0D))
-        if ((np.searchsorted(quoted, breaks) + odd) & 1).any():
-            return True
-        opening = quoted[odd::2] + len(tail)  # the quotes that make the count odd
-        if not _open_fields(np.frombuffer(tail + data, dtype=np.uint8), opening, sep):
-            return True
-        odd = (odd + len(quoted)) & 1
-        tail = (tail + data[-back:])[-back:]
-    return bool(odd)
+    body = np.frombuffer(data, dtype=np.uint8)
+    quoted = np.flatnonzero(body == 0x22)  # positions: the count before a byte is a search
+    breaks = np.flatnonzero((body == 0x0A) | (body == 0x0D))
+    before = np.searchsorted(quoted, breaks) & 1
+    buf = np.frombuffer(tail + data, dtype=np.uint8)
+
+    def broken(odd: int) -> bool:  # ``quoted[odd::2]``: the quotes that make the count odd
+        return bool((before != odd).any()) or not _open_fields(buf, quoted[odd::2] + len(tail), sep)
+
+    return len(quoted) & 1, broken(0), broken(1)
 
 
 def _open_fields(buf: Any, at: Any, sep: bytes) -> bool:
