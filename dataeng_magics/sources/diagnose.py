@@ -237,8 +237,7 @@ def quoted_break(handle: IO[bytes], sep: bytes = b",", chunk: int = _CHUNK) -> b
             pending.append(pool.submit(_chunk_breaks, tail, data, sep))
             tail = (tail + data[-back:])[-back:]
             if len(pending) > workers and settled():
-                pool.shutdown(cancel_futures=True)
-                return True
+                return True  # leaving the pool waits for the few chunks in flight
         while pending:
             if settled():
                 return True
